@@ -1,0 +1,44 @@
+"""The one table of class names: canonical order, label indices and accepted aliases.
+
+Indices follow the paper's tables (BZ, AGN, CV, OTHER, SN, NT). Everything that stores
+or prints a class (records, reports, the exported model) goes through this module.
+"""
+
+CLASS_NAMES = ("BZ", "AGN", "CV", "OTHER", "SN", "NT")
+TRANSIENT_CLASSES = ("BZ", "AGN", "CV", "OTHER", "SN")
+UNLABELLED = -1
+
+# Case-insensitive spellings accepted in a catalog's `label` column.
+_ALIASES = {
+    "blazar": "BZ",
+    "supernova": "SN",
+    "unknown": "OTHER",
+    "non-transient": "NT",
+    "nontransient": "NT",
+    "non_transient": "NT",
+    "non-t": "NT",
+}
+_LOOKUP = {name.lower(): name for name in CLASS_NAMES} | _ALIASES
+
+
+def canonical_label(text):
+    """Canonical class name for a label or alias ('' or None -> None = unlabelled).
+
+    Raises ValueError naming the accepted spellings for anything else.
+    """
+    if text is None or not str(text).strip():
+        return None
+    key = str(text).strip().lower()
+    if key not in _LOOKUP:
+        accepted = ", ".join(list(CLASS_NAMES) + sorted(_ALIASES))
+        raise ValueError(f"unknown label {text!r} (accepted, any case: {accepted})")
+    return _LOOKUP[key]
+
+
+def label_index(name):
+    """Index of a canonical class name in CLASS_NAMES; None -> UNLABELLED."""
+    return UNLABELLED if name is None else CLASS_NAMES.index(name)
+
+
+def is_transient(name):
+    return name in TRANSIENT_CLASSES

@@ -1,0 +1,1 @@
+"""The on-disk record format of tao-keras: one schema, one writer, one parser."""

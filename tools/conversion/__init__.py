@@ -1,0 +1,1 @@
+"""FITS survey data (catalog layout or TAO release layout) -> sharded TFRecords."""

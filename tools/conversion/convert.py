@@ -1,0 +1,220 @@
+"""Run a conversion: discover objects, split, read in parallel, write shards and dataset.json.
+
+Memory stays bounded: objects are read by a pool of worker processes with a fixed window
+of objects in flight, and each record is written as soon as its turn comes. Shards are
+written one at a time under a temporary name (tfrecords.writer.ShardWriter).
+"""
+
+import collections
+import dataclasses
+import glob
+import json
+import logging
+import multiprocessing
+import os
+import time
+
+from tqdm import tqdm
+
+from tao_keras import classes
+from tfrecords import schema
+from tools.conversion import sequences, splits
+from tools.conversion import sources as src
+
+MANIFEST = "dataset.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertOptions:
+    """Conversion settings; num_tasks/task_index fan one conversion out over machines."""
+
+    roi_size: int = 64
+    seed: int = 0
+    fractions: splits.SplitFractions = splits.SplitFractions()
+    records_per_shard: int = 200
+    min_shards: int = 2
+    max_date_tolerance_days: float = 5.0
+    workers: int | None = None
+    strict: bool = False
+    num_tasks: int = 1
+    task_index: int = 0
+
+
+def _read_task(args):
+    return sequences.read_object(*args)
+
+
+def _ordered_results(tasks, workers, window):
+    """Results of _read_task over tasks, in order, with at most `window` tasks in flight."""
+    if workers <= 1:
+        yield from map(_read_task, tasks)
+        return
+    # spawn: workers start clean even when the caller has imported TensorFlow.
+    pool = multiprocessing.get_context("spawn").Pool(workers)
+    try:
+        pending = collections.deque()
+        tasks = iter(tasks)
+        for task in tasks:
+            pending.append(pool.apply_async(_read_task, (task,)))
+            if len(pending) >= window:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+    finally:
+        pool.terminate()
+
+
+def _problem_dict(problem):
+    return {"path": problem.path, "reason": problem.reason, "object_id": problem.object_id}
+
+
+def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
+    """Convert input directories into output_dir; returns this task's manifest dict.
+
+    Raises ConversionError when nothing usable was written, or at the first problem when strict.
+    """
+    from tfrecords import writer   # imported here: spawned readers re-import the entry module
+
+    began = time.perf_counter()
+    found, problems, ignored, layouts = src.discover(inputs)
+    for problem in problems:
+        logging.warning("%s", problem)
+    if options.strict and problems:
+        raise src.ConversionError(f"strict mode: {problems[0]}")
+    assigned = splits.assign_splits(found, options.fractions, options.seed)
+    shards = splits.plan_shards(assigned, options.records_per_shard, options.min_shards)
+    mine = [shard for g, shard in enumerate(shards) if g % options.num_tasks == options.task_index]
+    by_id = {s.object_id: s for s in found}
+    os.makedirs(output_dir, exist_ok=True)
+
+    tasks = [(by_id[oid], options.roi_size, options.max_date_tolerance_days)
+             for shard in mine for oid in shard.object_ids]
+    workers = options.workers or os.cpu_count() or 1
+    results = _ordered_results(tasks, workers, window=4 * workers)
+    records = {split: collections.Counter() for split in (*src.SPLITS, splits.UNLABELLED_SPLIT)}
+    exposures_written = collections.Counter()
+    shard_entries = collections.defaultdict(list)
+    object_problems, file_problems = [], []
+    duplicates = padded = 0
+    bar = tqdm(total=len(tasks), unit="obj", desc="convert", disable=not progress)
+    try:
+        for shard in mine:
+            shard_exposures = 0
+            with writer.ShardWriter(os.path.join(output_dir, shard.filename)) as out:
+                for _ in shard.object_ids:
+                    record, trouble, stats = next(results)
+                    duplicates += stats["duplicates"]
+                    padded += stats["padded"]
+                    for problem in trouble:
+                        logging.warning("%s", problem)
+                        (object_problems if problem.kind == "object" else file_problems).append(problem)
+                    if options.strict and trouble:
+                        raise src.ConversionError(f"strict mode: {trouble[0]}")
+                    if record is not None:
+                        out.write(writer.encode(record))
+                        records[shard.split][shard.class_name] += 1
+                        shard_exposures += record.num_exposures
+                    bar.update(1)
+                    bar.set_postfix(exposures=sum(exposures_written.values()) + shard_exposures)
+            exposures_written[shard.split] += shard_exposures
+            shard_entries[shard.split].append({"file": shard.filename, "class": shard.class_name,
+                                               "records": out.count, "exposures": shard_exposures})
+    finally:
+        bar.close()
+        results.close()
+
+    elapsed = time.perf_counter() - began
+    written = sum(sum(c.values()) for c in records.values())
+    total_exposures = sum(exposures_written.values())
+    manifest = {
+        "schema_version": schema.SCHEMA_VERSION,
+        "roi_size": options.roi_size,
+        "class_names": list(classes.CLASS_NAMES),
+        "inputs": [os.path.abspath(p) for p in inputs],
+        "layouts": layouts,
+        "options": {k: v for k, v in dataclasses.asdict(options).items() if k not in ("workers", "strict")},
+        "splits": {
+            split: {"records": {c: n for c, n in records[split].items() if n},
+                    "exposures": exposures_written[split],
+                    "shards": shard_entries[split]}
+            for split in records if shard_entries[split]
+        },
+        "problems": {
+            "rows_rejected": [_problem_dict(p) for p in problems],
+            "objects_dropped": [_problem_dict(p) for p in object_problems],
+            "files_skipped": [_problem_dict(p) for p in file_problems],
+        },
+        "ignored_folders": ignored,
+        "summary": {
+            "objects_listed": len(found),
+            "objects_read": len(tasks),
+            "objects_written": written,
+            "objects_dropped": len(object_problems),
+            "rows_rejected": len(problems),
+            "files_skipped": len(file_problems),
+            "duplicate_exposures_dropped": duplicates,
+            "padded_exposures": padded,
+            "exposures_written": total_exposures,
+            "seconds": round(elapsed, 2),
+            "exposures_per_second": round(total_exposures / elapsed, 1) if elapsed else 0.0,
+        },
+    }
+    if tasks and not written:
+        raise src.ConversionError(f"nothing usable was written to {output_dir}: "
+                                  f"{len(object_problems)} objects dropped, {len(file_problems)} files skipped")
+    if options.num_tasks == 1:
+        _write_json(os.path.join(output_dir, MANIFEST), manifest)
+    else:
+        _write_json(os.path.join(output_dir, _part_name(options.task_index, options.num_tasks)), manifest)
+        if len(glob.glob(os.path.join(output_dir, _part_name("*", options.num_tasks)))) == options.num_tasks:
+            merge_manifests(output_dir, options.num_tasks)
+    return manifest
+
+
+def _part_name(index, count):
+    index = index if isinstance(index, str) else f"{index:05d}"
+    return f"dataset.task-{index}-of-{count:05d}.json"
+
+
+def _write_json(path, payload):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+
+
+def merge_manifests(output_dir, num_tasks):
+    """Combine the per-task manifests of a fanned-out conversion into dataset.json."""
+    parts = []
+    for index in range(num_tasks):
+        path = os.path.join(output_dir, _part_name(index, num_tasks))
+        if not os.path.exists(path):
+            raise src.ConversionError(f"{path}: missing; task {index} of {num_tasks} has not finished")
+        with open(path) as f:
+            parts.append(json.load(f))
+    merged = dict(parts[0])
+    merged["options"] = {k: v for k, v in merged["options"].items() if k not in ("num_tasks", "task_index")}
+    splits_out = {}
+    for part in parts:
+        for split, entry in part["splits"].items():
+            into = splits_out.setdefault(split, {"records": collections.Counter(), "exposures": 0, "shards": []})
+            into["records"].update(entry["records"])
+            into["exposures"] += entry["exposures"]
+            into["shards"].extend(entry["shards"])
+    for entry in splits_out.values():
+        entry["records"] = dict(entry["records"])
+        entry["shards"].sort(key=lambda s: s["file"])
+    merged["splits"] = splits_out
+    merged["problems"] = {
+        "rows_rejected": parts[0]["problems"]["rows_rejected"],   # every task reads the same catalog
+        "objects_dropped": [p for part in parts for p in part["problems"]["objects_dropped"]],
+        "files_skipped": [p for part in parts for p in part["problems"]["files_skipped"]],
+    }
+    summary = {key: sum(part["summary"][key] for part in parts) for key in parts[0]["summary"]}
+    for key in ("objects_listed", "rows_rejected"):
+        summary[key] = parts[0]["summary"][key]
+    summary["exposures_per_second"] = round(summary["exposures_written"] / max(
+        max(part["summary"]["seconds"] for part in parts), 1e-9), 1)
+    merged["summary"] = summary
+    _write_json(os.path.join(output_dir, MANIFEST), merged)
+    return merged

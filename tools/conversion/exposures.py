@@ -1,0 +1,247 @@
+"""Read exposures into (MJD, region of interest) pairs, following data-format.md exactly.
+
+Pixel values are kept as astropy returns them (BSCALE/BZERO applied), with BLANK pixels
+and cutout areas beyond the image edge set to NaN; nothing is resampled, so the RoI holds
+the original values. Every rejection raises ExposureError with the reason.
+"""
+
+import dataclasses
+import os
+import warnings
+
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import Cutout2D, NoOverlapError
+from astropy.time import Time
+from astropy.utils.exceptions import AstropyWarning
+from astropy.wcs import WCS
+
+from tools.conversion import sources as src
+
+
+class ExposureError(ValueError):
+    """This exposure is unusable; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Exposure:
+    mjd: float
+    roi: np.ndarray        # float32 [roi_size, roi_size]
+    path: str
+    padded: bool = False   # part of the RoI lay beyond the image edge (NaN there)
+
+
+def _number(header, key):
+    value = header[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(str(value).strip())
+        except ValueError:
+            raise ExposureError(f"{key} is not a number: {header[key]!r}")
+    if not np.isfinite(value):
+        raise ExposureError(f"{key} is not finite: {value!r}")
+    return float(value)
+
+
+def _date_obs_mjd(header):
+    date = str(header["DATE-OBS"]).strip()
+    if "T" not in date and " " not in date:          # only a date: the time is in TIME-OBS
+        if "TIME-OBS" not in header:
+            raise ExposureError(f"DATE-OBS {date!r} holds only a date and TIME-OBS is missing")
+        date = f"{date}T{str(header['TIME-OBS']).strip()}"
+    try:
+        return float(Time(date.replace(" ", "T"), format="isot", scale="utc").mjd)
+    except ValueError as e:
+        raise ExposureError(f"DATE-OBS/TIME-OBS {date!r} is not ISO 8601: {e}")
+
+
+def observation_mjd(*headers):
+    """MJD of the exposure: MJD-OBS, else DATE-OBS (+TIME-OBS), else MJD, else JD - 2400000.5.
+
+    Each header is searched in turn (image HDU first, then the primary). A present but
+    unusable keyword is an error rather than silently falling through to a worse one.
+    """
+    for header in headers:
+        if "MJD-OBS" in header:
+            return _number(header, "MJD-OBS")
+        if "DATE-OBS" in header:
+            return _date_obs_mjd(header)
+        if "MJD" in header:
+            return _number(header, "MJD")
+        if "JD" in header:
+            return _number(header, "JD") - 2400000.5
+    raise ExposureError("no observation time (none of MJD-OBS, DATE-OBS, MJD, JD in the header)")
+
+
+def _image_hdu(hdul):
+    """The primary HDU if it holds data, else the first image extension (tile-compressed too)."""
+    if hdul[0].data is not None:
+        return hdul[0]
+    for hdu in hdul[1:]:
+        if isinstance(hdu, (fits.ImageHDU, fits.CompImageHDU)) and hdu.data is not None:
+            return hdu
+    raise ExposureError("no image data in the primary HDU or any image extension")
+
+
+def pixels(hdu):
+    """float32 2-D pixel values with BLANK -> NaN; a one-plane 3-D cube is accepted."""
+    data = hdu.data
+    if data.ndim == 3 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 2:
+        raise ExposureError(f"image has shape {data.shape}, expected 2-D (or a cube with one plane)")
+    header = hdu.header
+    blank = None
+    if data.dtype.kind in "iu" and "BLANK" in header:
+        # astropy leaves unscaled and pseudo-unsigned integers as integers: apply BLANK here.
+        blank = header["BLANK"] * header.get("BSCALE", 1) + header.get("BZERO", 0)
+    out = data.astype(np.float32)
+    if blank is not None:
+        out[data == blank] = np.nan
+    return out
+
+
+def region_of_interest(image, roi_size, position=None):
+    """RoI [roi_size, roi_size] around pixel position (x, y) (default: image centre), no resampling.
+
+    The position ends up within half a pixel of the RoI's geometric centre ((roi_size - 1) / 2
+    in each axis). Returns (roi, padded), padded=True when part of it lay beyond the edge (NaN).
+    """
+    height, width = image.shape
+    if height < roi_size or width < roi_size:
+        raise ExposureError(f"image is {height}x{width}, smaller than the {roi_size}x{roi_size} region of interest")
+    if position is None:
+        position = ((width - 1) / 2.0, (height - 1) / 2.0)
+    try:
+        cutout = Cutout2D(image, position, (roi_size, roi_size), mode="partial", fill_value=np.nan, copy=True)
+    except NoOverlapError:
+        raise ExposureError(f"the object's position (pixel x={position[0]:.1f}, y={position[1]:.1f}) "
+                            f"falls outside the {width}x{height} image")
+    padded = cutout.slices_cutout != (slice(0, roi_size), slice(0, roi_size))
+    return cutout.data.astype(np.float32, copy=False), padded
+
+
+def _sky_position(header, ra, dec):
+    """Pixel (x, y) of (ra, dec) through the header's celestial WCS, or None without one."""
+    if ra is None or dec is None or "CTYPE1" not in header:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)
+        try:
+            wcs = WCS(header, naxis=2)
+        except Exception as e:     # wcslib raises several types for malformed keywords
+            raise ExposureError(f"unreadable WCS: {e}")
+    if not wcs.has_celestial:
+        return None
+    x, y = wcs.celestial.world_to_pixel_values(ra, dec)
+    if not (np.isfinite(x) and np.isfinite(y)):
+        raise ExposureError(f"WCS cannot place RA={ra}, Dec={dec} on the image")
+    return float(x), float(y)
+
+
+def _check_not_blank(roi):
+    if not np.isfinite(roi).any():
+        raise ExposureError("every pixel of the region of interest is NaN or blank")
+
+
+def read_exposure(path, roi_size, ra=None, dec=None):
+    """One exposure file of the catalog layout -> Exposure (raises ExposureError)."""
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            hdu = _image_hdu(hdul)
+            mjd = observation_mjd(hdu.header, hdul[0].header)
+            image = pixels(hdu)
+            roi, padded = region_of_interest(image, roi_size, _sky_position(hdu.header, ra, dec))
+    except ExposureError:
+        raise
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as e:
+        raise ExposureError(f"unreadable FITS file: {type(e).__name__}: {e}")
+    _check_not_blank(roi)
+    return Exposure(mjd, roi, path, padded)
+
+
+def read_folder(source, roi_size):
+    """Exposures of a catalog-layout object folder -> (exposures, problems).
+
+    Files are read in name order; a later file with an exposure time already seen is
+    reported as a duplicate and skipped.
+    """
+    problems = []
+    if not os.path.isdir(source.path):
+        return [], [src.Problem("object", source.path, "no image folder for this catalog row",
+                                source.object_id)]
+    exposures, times = [], set()
+    for name in sorted(os.listdir(source.path)):
+        path = os.path.join(source.path, name)
+        if not src.is_exposure_file(name) or not os.path.isfile(path):
+            continue
+        try:
+            exposure = read_exposure(path, roi_size, source.ra, source.dec)
+        except ExposureError as e:
+            problems.append(src.Problem("file", path, str(e), source.object_id))
+            continue
+        if exposure.mjd in times:
+            problems.append(src.Problem("file", path, f"duplicate exposure time MJD {exposure.mjd}",
+                                        source.object_id))
+            continue
+        times.add(exposure.mjd)
+        exposures.append(exposure)
+    return exposures, problems
+
+
+def _hierarch(header, key):
+    for candidate in (key, f"HIERARCH {key}"):
+        if candidate in header:
+            return header[candidate]
+    return None
+
+
+def read_release_file(source, roi_size):
+    """One TAO-release object file -> (exposures, problems, duplicates_dropped, metadata).
+
+    HDU 1 lists the images (HDU_Ext, MJD); rows repeating an exposure time are dropped
+    (counted, not reported as problems). metadata: ra, dec (degrees) from the primary header.
+    """
+    problems, exposures, times, duplicates = [], [], set(), 0
+    path = source.path
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            primary = hdul[0].header
+            ra, dec = _hierarch(primary, "RA_(J2000)"), _hierarch(primary, "DEC_(J2000)")
+            if len(hdul) < 3 or not isinstance(hdul[1], fits.BinTableHDU):
+                raise ExposureError("expected a primary HDU, an image table in HDU 1 and images after it")
+            table = hdul[1].data
+            for column in ("HDU_Ext", "MJD"):
+                if column not in table.columns.names:
+                    raise ExposureError(f"image table (HDU 1) has no {column} column")
+            for row, (ext, mjd) in enumerate(zip(table["HDU_Ext"], table["MJD"])):
+                where = f"{path}[HDU {ext}, table row {row}]"
+                mjd = float(mjd)
+                if mjd in times:
+                    duplicates += 1
+                    continue
+                try:
+                    if not np.isfinite(mjd):
+                        raise ExposureError(f"MJD in the table is not finite: {mjd}")
+                    if not 2 <= int(ext) < len(hdul) or not isinstance(hdul[int(ext)], fits.ImageHDU):
+                        raise ExposureError(f"HDU_Ext {ext} is not an image extension of this file "
+                                            f"({len(hdul)} HDUs)")
+                    image = pixels(hdul[int(ext)])
+                    roi, padded = region_of_interest(image, roi_size)
+                    _check_not_blank(roi)
+                except ExposureError as e:
+                    problems.append(src.Problem("file", where, str(e), source.object_id))
+                    continue
+                times.add(mjd)
+                exposures.append(Exposure(mjd, roi, where, padded))
+    except ExposureError as e:
+        return [], [src.Problem("object", path, str(e), source.object_id)], 0, {}
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as e:
+        return [], [src.Problem("object", path, f"unreadable FITS file: {type(e).__name__}: {e}",
+                                source.object_id)], 0, {}
+    metadata = {}
+    try:
+        metadata = {"ra": float(ra), "dec": float(dec)}
+    except (TypeError, ValueError):
+        pass
+    return exposures, problems, duplicates, metadata

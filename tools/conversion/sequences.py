@@ -1,0 +1,109 @@
+"""Exposures of one object -> a SequenceRecord: observation dates, date of maximum, drop rules."""
+
+import numpy as np
+
+from tao_keras import classes
+from tfrecords import schema
+from tools.conversion import exposures as exp
+from tools.conversion import sources as src
+
+SAME_DATE_DAYS = 0.5     # data-format.md: exposures less than 0.5 day apart share a date
+MIN_DATES = 3            # paper 2.5: fewer observation dates -> dropped
+
+
+def group_dates(mjd):
+    """Date index per exposure of a sorted MJD array: a new date starts after a gap >= 0.5 d."""
+    mjd = np.asarray(mjd, dtype=np.float64)
+    if len(mjd) == 0:
+        return np.zeros(0, np.int64)
+    return np.concatenate([[0], np.cumsum(np.diff(mjd) >= SAME_DATE_DAYS)]).astype(np.int64)
+
+
+def central_flux(images, aperture_px=3.0, annulus_px=(8.0, 14.0)):
+    """Background-subtracted flux in a central circular aperture per image [n, H, W] -> [n].
+
+    A ranking statistic for finding the brightest night (NaN-safe), not calibrated photometry.
+    """
+    n, height, width = images.shape
+    y, x = np.mgrid[:height, :width]
+    r = np.hypot(x - (width - 1) / 2.0, y - (height - 1) / 2.0)
+    aperture = r <= aperture_px
+    annulus = (r >= annulus_px[0]) & (r <= annulus_px[1])
+    flat = images.reshape(n, -1)
+    background = np.nanmedian(flat[:, annulus.ravel()], axis=1)
+    inside = flat[:, aperture.ravel()] - background[:, None]
+    return np.nanmean(inside, axis=1) * aperture.sum()
+
+
+def brightest_date(images, date_index):
+    """Index of the date whose median central flux is highest (robust to one cosmic ray)."""
+    flux = central_flux(images)
+    num_dates = int(date_index[-1]) + 1
+    medians = np.array([np.nanmedian(flux[date_index == d]) if np.isfinite(flux[date_index == d]).any()
+                        else -np.inf for d in range(num_dates)])
+    return int(np.argmax(medians))
+
+
+def build_record(source, exposures, max_date_tolerance_days, metadata=None):
+    """Sort, group and locate the maximum -> (SequenceRecord, None) or (None, drop Problem).
+
+    With a catalog max_mjd, the date holding the exposure nearest to it is the date of
+    maximum, and the object is dropped when that exposure is further than the tolerance.
+    Without one, the brightest date of the central source is taken (and flagged estimated).
+    """
+    metadata = metadata or {}
+    if not exposures:
+        return None, src.Problem("object", source.path, "no readable exposure", source.object_id)
+    order = np.argsort([e.mjd for e in exposures], kind="stable")
+    mjd = np.array([exposures[i].mjd for i in order], dtype=np.float64)
+    images = np.stack([exposures[i].roi for i in order]).astype(np.float32, copy=False)
+    date_index = group_dates(mjd)
+    num_dates = int(date_index[-1]) + 1
+    if num_dates < MIN_DATES:
+        return None, src.Problem("object", source.path,
+                                 f"only {num_dates} observation date(s), at least {MIN_DATES} needed",
+                                 source.object_id)
+    if source.max_mjd is not None:
+        nearest = int(np.argmin(np.abs(mjd - source.max_mjd)))
+        distance = abs(mjd[nearest] - source.max_mjd)
+        if distance > max_date_tolerance_days:
+            return None, src.Problem(
+                "object", source.path,
+                f"no observation at the date of maximum: nearest exposure is {distance:.1f} d from "
+                f"max_mjd {source.max_mjd} (tolerance {max_date_tolerance_days} d)", source.object_id)
+        max_date, max_mjd, estimated = int(date_index[nearest]), source.max_mjd, False
+    else:
+        max_date = brightest_date(images, date_index)
+        max_mjd, estimated = float(np.mean(mjd[date_index == max_date])), True
+    ra = source.ra if source.ra is not None else metadata.get("ra")
+    dec = source.dec if source.dec is not None else metadata.get("dec")
+    record = schema.SequenceRecord(
+        object_id=source.object_id,
+        label=classes.label_index(source.label),
+        ra=float("nan") if ra is None else float(ra),
+        dec=float("nan") if dec is None else float(dec),
+        max_mjd=float(max_mjd),
+        max_mjd_estimated=estimated,
+        max_date_index=max_date,
+        images=images,
+        mjd=mjd,
+        date_index=date_index,
+    )
+    return record, None
+
+
+def read_object(source, roi_size, max_date_tolerance_days):
+    """Read one object of either layout -> (record or None, problems, stats dict).
+
+    Runs in converter worker processes: numpy and astropy only, no TensorFlow.
+    """
+    duplicates, metadata = 0, {}
+    if source.layout == src.RELEASE_LAYOUT:
+        found, problems, duplicates, metadata = exp.read_release_file(source, roi_size)
+    else:
+        found, problems = exp.read_folder(source, roi_size)
+    record, dropped = build_record(source, found, max_date_tolerance_days, metadata)
+    if dropped is not None and not any(p.kind == "object" for p in problems):
+        problems.append(dropped)
+    stats = {"duplicates": duplicates, "padded": sum(e.padded for e in found)}
+    return record, problems, stats

@@ -1,0 +1,1 @@
+"""A Catalina-Sky-Survey-like simulator of transient image sequences (the embedded default data)."""

@@ -45,7 +45,8 @@ def encode(record):
         else:  # float32 / float64 arrays as little-endian bytes
             array = np.ascontiguousarray(value, dtype="<f4" if kind == "float32" else "<f8")
             feature[name] = _bytes(array.tobytes())
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)   # sorted map keys: identical bytes across runs
 
 
 class ShardWriter:

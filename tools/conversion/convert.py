@@ -86,6 +86,9 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
     mine = [shard for g, shard in enumerate(shards) if g % options.num_tasks == options.task_index]
     by_id = {s.object_id: s for s in found}
     os.makedirs(output_dir, exist_ok=True)
+    for shard in mine:   # leftovers of an interrupted run of this task (other tasks own other shards)
+        for stale in glob.glob(os.path.join(output_dir, f".{glob.escape(shard.filename)}.tmp-*")):
+            os.remove(stale)
 
     tasks = [(by_id[oid], options.roi_size, options.max_date_tolerance_days)
              for shard in mine for oid in shard.object_ids]
@@ -159,7 +162,7 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
             "exposures_per_second": round(total_exposures / elapsed, 1) if elapsed else 0.0,
         },
     }
-    if tasks and not written:
+    if not written and (tasks or options.num_tasks == 1):
         raise src.ConversionError(f"nothing usable was written to {output_dir}: "
                                   f"{len(object_problems)} objects dropped, {len(file_problems)} files skipped")
     if options.num_tasks == 1:

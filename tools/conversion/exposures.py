@@ -7,6 +7,7 @@ the original values. Every rejection raises ExposureError with the reason.
 
 import dataclasses
 import os
+import re
 import warnings
 
 import numpy as np
@@ -14,9 +15,12 @@ from astropy.io import fits
 from astropy.nddata import Cutout2D, NoOverlapError
 from astropy.time import Time
 from astropy.utils.exceptions import AstropyWarning
-from astropy.wcs import WCS
+from astropy.wcs import WCS, Wcsprm
 
 from tools.conversion import sources as src
+
+
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class ExposureError(ValueError):
@@ -45,7 +49,7 @@ def _number(header, key):
 
 def _date_obs_mjd(header):
     date = str(header["DATE-OBS"]).strip()
-    if "T" not in date and " " not in date:          # only a date: the time is in TIME-OBS
+    if _DATE_ONLY.fullmatch(date):                    # only a date: the time is in TIME-OBS
         if "TIME-OBS" not in header:
             raise ExposureError(f"DATE-OBS {date!r} holds only a date and TIME-OBS is missing")
         date = f"{date}T{str(header['TIME-OBS']).strip()}"
@@ -121,19 +125,45 @@ def region_of_interest(image, roi_size, position=None):
     return cutout.data.astype(np.float32, copy=False), padded
 
 
+# Keywords wcslib reads for a celestial WCS (papers I-III, TPV/PV, SIP and lookup-table
+# distortions), with optional alternate-WCS letter. Handing wcslib only these cards, as one
+# string, avoids astropy verifying every card of the header (that cost more than the read).
+_WCS_KEYWORD = re.compile(r"(WCSAXES|CTYPE|CUNIT|CRVAL|CRPIX|CDELT|CROTA|CD\d_|PC\d_|PV\d_|PS\d_|LONPOLE|"
+                          r"LATPOLE|RADESYS|RADECSYS|EQUINOX|EPOCH|A_|B_|AP_|BP_|CPDIS|CQDIS|DP\d|DQ\d|"
+                          r"CPERR|CQERR|D2IM|MJD-OBS|DATE-OBS)")
+_DISTORTION_KEYWORD = re.compile(r"(A_ORDER|B_ORDER|CPDIS|CQDIS|D2IM)")
+
+
 def _sky_position(header, ra, dec):
-    """Pixel (x, y) of (ra, dec) through the header's celestial WCS, or None without one."""
+    """Pixel (x, y), 0-based, of (ra, dec) through the header's celestial WCS; None without one.
+
+    Plain WCS goes straight to wcslib (astropy's Wcsprm); headers with SIP or lookup-table
+    distortions use astropy's full WCS, which applies them.
+    """
     if ra is None or dec is None or "CTYPE1" not in header:
         return None
+    cards = [card for card in header.cards if _WCS_KEYWORD.match(card.keyword)]
+    text = "".join(card.image for card in cards)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
         try:
-            wcs = WCS(header, naxis=2)
+            if any(_DISTORTION_KEYWORD.match(card.keyword) for card in cards):
+                wcs = WCS(text, naxis=2)
+                transform, prm = (lambda world: wcs.all_world2pix(world, 0)), wcs.wcs
+            else:
+                prm = Wcsprm(header=text.encode("ascii"), relax=True)
+                prm.fix()
+                transform = (lambda world: prm.s2p(world, 0)["pixcrd"])
+            celestial = prm.lng >= 0 and prm.lat >= 0 and prm.naxis == 2
+            if not celestial:
+                return None
+            world = [0.0, 0.0]
+            world[prm.lng], world[prm.lat] = ra, dec
+            x, y = transform([world])[0]
+        except ExposureError:
+            raise
         except Exception as e:     # wcslib raises several types for malformed keywords
-            raise ExposureError(f"unreadable WCS: {e}")
-    if not wcs.has_celestial:
-        return None
-    x, y = wcs.celestial.world_to_pixel_values(ra, dec)
+            raise ExposureError(f"unreadable WCS: {type(e).__name__}: {e}")
     if not (np.isfinite(x) and np.isfinite(y)):
         raise ExposureError(f"WCS cannot place RA={ra}, Dec={dec} on the image")
     return float(x), float(y)

@@ -38,13 +38,17 @@ class Shard:
         return f"{self.split}-{self.index:05d}-of-{self.total:05d}.tfrecord"
 
 
+def _round(x):
+    return int(math.floor(x + 0.5))       # half up, not Python's half-to-even
+
+
 def _counts(n, test_fraction, train_fraction):
     """(test, train, val) sizes; small classes still get one object in each split they can fill."""
-    n_test = round(n * test_fraction)
+    n_test = _round(n * test_fraction)
     if n >= 3 and test_fraction > 0:
         n_test = max(n_test, 1)
     rest = n - n_test
-    n_train = round(rest * train_fraction)
+    n_train = _round(rest * train_fraction)
     if rest >= 2:
         n_train = min(max(n_train, 1), rest - 1)
     return n_test, n_train, rest - n_train

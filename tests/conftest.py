@@ -1,13 +1,9 @@
 """Shared fixtures: a tiny simulated survey and its conversion, built once per test session."""
 
-import os
+import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import pytest  # noqa: E402
-
-from tools.conversion import convert  # noqa: E402
-from tools.simulation import survey  # noqa: E402
+from tools.conversion import convert
+from tools.simulation import survey
 
 TINY_SURVEY = survey.SurveyConfig(
     num_objects=16, seed=7, class_mix=tuple((c, 1.0) for c in ("BZ", "AGN", "CV", "OTHER", "SN", "NT")),

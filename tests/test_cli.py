@@ -8,11 +8,10 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
 
 def run_module(*args, check=True):
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=ENV, capture_output=True,
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True,
                           text=True, check=check, timeout=300)
 
 

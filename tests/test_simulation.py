@@ -156,3 +156,12 @@ def test_dead_columns_are_blank_pixels(tmp_path):
     else:
         pytest.fail("no dead column in 400 exposures (expected ~2%)")
     assert (image == 0).sum(axis=0).max() == 120
+
+
+def test_rerun_into_the_same_directory_leaves_no_stale_exposures(tmp_path):
+    config = survey.SurveyConfig(num_objects=2, seed=1, median_nights=6.0)
+    survey.simulate_survey(str(tmp_path), config, workers=1, progress=False)
+    fewer = survey.SurveyConfig(num_objects=2, seed=1, median_nights=3.0)
+    survey.simulate_survey(str(tmp_path), fewer, workers=1, progress=False)
+    for row in read_catalog(tmp_path):
+        assert len(os.listdir(tmp_path / "images" / row["object_id"])) == int(row["num_exposures"])

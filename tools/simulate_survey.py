@@ -7,6 +7,7 @@ import logging as std_logging
 
 from absl import app, flags, logging
 
+from tao_keras import classes
 from tools.simulation import calibration, survey
 
 FLAGS = flags.FLAGS
@@ -25,7 +26,6 @@ flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
 
 def parse_class_mix(items):
     """['SN=1', 'NT=4'] or ['uniform'] -> {name: weight} over the canonical class names."""
-    from tao_keras import classes
     if not items:
         return dict(calibration.PAPER_CLASS_COUNTS)
     if items == ["uniform"]:

@@ -12,6 +12,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import time
 
 import numpy as np
@@ -99,7 +100,8 @@ def simulate_object(plan, config, images_dir):
     field = rendering.field_sources(rng)
 
     folder = os.path.join(images_dir, plan.object_id)
-    os.makedirs(folder, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)       # no stale exposures from an earlier run
+    os.makedirs(folder)
     dates = Time(times, format="mjd", scale="utc").isot
     for i, exposure in enumerate(exposures):
         data, true_mag = rendering.render_exposure(rng, exposure, source, i, field)

@@ -42,3 +42,26 @@ def label_index(name):
 
 def is_transient(name):
     return name in TRANSIENT_CLASSES
+
+
+# The paper's four tasks (section 2.4): task -> (task class names, {class: task class or None}).
+# None drops the object from that task.
+TASKS = {
+    "multiclass": (CLASS_NAMES, {name: name for name in CLASS_NAMES}),
+    "binary": (("transient", "NT"), {**{name: "transient" for name in TRANSIENT_CLASSES}, "NT": "NT"}),
+    "supernova": (("SN", "NT"), {"SN": "SN", "NT": "NT"}),
+    "transients": (TRANSIENT_CLASSES, {name: name for name in TRANSIENT_CLASSES}),
+}
+
+
+def task_class_names(task):
+    """Class names of a task's output, in output order."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    return TASKS[task][0]
+
+
+def task_label_table(task):
+    """[len(CLASS_NAMES)] list: task label of each catalogue class index, -1 = dropped."""
+    names, mapping = TASKS[task][0], TASKS[task][1]
+    return [names.index(mapping[c]) if mapping.get(c) is not None else -1 for c in CLASS_NAMES]

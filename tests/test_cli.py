@@ -42,3 +42,17 @@ def test_bad_flags_and_unusable_input_exit_non_zero(tmp_path):
     result = run_module("tools.fits_to_tfrecords", "--input", str(tmp_path / "nowhere"), "--output",
                         str(tmp_path / "out"), check=False)
     assert result.returncode == 1 and "input directory does not exist" in result.stderr
+
+
+def test_tools_called_from_piped_code_work_in_process(tmp_path):
+    code = ("from tools.simulation import survey\n"
+            "from tools.conversion import convert\n"
+            f"survey.simulate_survey({str(tmp_path / 's')!r}, survey.SurveyConfig(num_objects=3, median_nights=4),"
+            " workers=2, progress=False)\n"
+            f"m = convert.convert([{str(tmp_path / 's')!r}], {str(tmp_path / 'r')!r},"
+            " convert.ConvertOptions(workers=2), progress=False)\n"
+            "print('written', m['summary']['objects_written'])\n")
+    result = subprocess.run([sys.executable, "-"], input=code, cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert "written" in result.stdout, result.stderr[-2000:]
+    assert "running in-process" in result.stderr

@@ -10,7 +10,6 @@ import dataclasses
 import glob
 import json
 import logging
-import multiprocessing
 import os
 import time
 
@@ -18,6 +17,7 @@ from tqdm import tqdm
 
 from tao_keras import classes
 from tfrecords import schema
+from tools import worker_pool
 from tools.conversion import sequences, splits
 from tools.conversion import sources as src
 
@@ -46,11 +46,10 @@ def _read_task(args):
 
 def _ordered_results(tasks, workers, window):
     """Results of _read_task over tasks, in order, with at most `window` tasks in flight."""
-    if workers <= 1:
+    pool = worker_pool.spawn_pool(workers)
+    if pool is None:
         yield from map(_read_task, tasks)
         return
-    # spawn: workers start clean even when the caller has imported TensorFlow.
-    pool = multiprocessing.get_context("spawn").Pool(workers)
     try:
         pending = collections.deque()
         tasks = iter(tasks)

@@ -10,7 +10,6 @@ import csv
 import dataclasses
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import time
@@ -21,6 +20,7 @@ from astropy.time import Time
 from tqdm import tqdm
 
 from tao_keras import classes
+from tools import worker_pool
 from tools.simulation import calibration, lightcurves, observing, rendering
 
 CATALOG_COLUMNS = ("object_id", "label", "ra", "dec", "max_mjd", "subtype", "peak_mag",
@@ -139,13 +139,8 @@ def simulate_survey(output_dir, config, workers=None, progress=True):
     began = time.perf_counter()
     rows = []
     bar = tqdm(total=len(tasks), unit="obj", desc="simulate", disable=not progress)
-    if workers == 1:
-        results = map(_simulate_task, tasks)
-        pool = None
-    else:
-        # spawn: safe even when the caller has already imported TensorFlow.
-        pool = multiprocessing.get_context("spawn").Pool(workers)
-        results = pool.imap(_simulate_task, tasks, chunksize=2)
+    pool = worker_pool.spawn_pool(workers)
+    results = map(_simulate_task, tasks) if pool is None else pool.imap(_simulate_task, tasks, chunksize=2)
     try:
         for row in results:
             rows.append(row)

@@ -1,0 +1,1 @@
+"""tf.data input pipeline: records -> per-date choice -> triplets or sequences -> batches."""

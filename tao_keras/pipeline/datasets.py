@@ -1,0 +1,212 @@
+"""tf.data pipelines over converted records (the shards and dataset.json of tools.fits_to_tfrecords).
+
+Training: one infinite stream per task class (its shards, interleaved and parsed in
+parallel), a fresh random exposure per date on every pass, merged by
+`sample_from_datasets` with equal weights (balanced, the paper's strategy: minority
+classes come back as other per-date permutations) or weights proportional to the class
+counts (natural). Evaluation: each object once, the first exposure of each date.
+
+Elements are (features, label): features["images"] is [B, H, W, 3] (triplet mode) or
+[B, T, H, W, 3] with features["dt"] [B, T, 2] (years) and features["length"] [B]
+(sequence mode); label is the task's class index (int32).
+"""
+
+import dataclasses
+import json
+import math
+import os
+
+import tensorflow as tf
+
+from tao_keras import classes
+from tao_keras.pipeline import augmentation, dates, normalization, windows
+from tfrecords import parser
+
+MODES = ("triplet", "sequence")
+BALANCING = ("balanced", "natural")
+NT_INDEX = classes.CLASS_NAMES.index("NT")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """How records become batches. sequence_length None = variable length (padded batches)."""
+
+    task: str = "multiclass"
+    mode: str = "sequence"
+    sequence_length: int | None = 19
+    stride: int = 1
+    batch_size: int = 32
+    balance: str = "balanced"
+    augment: bool = True
+    shuffle_buffer: int = 32          # per class stream, in sequences (one image per date)
+    cache: bool = False               # keep parsed records in memory (bounded by max_cache_mb)
+    max_cache_mb: float = 2048.0
+    deterministic: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} not in {MODES}")
+        if self.balance not in BALANCING:
+            raise ValueError(f"balance {self.balance!r} not in {BALANCING}")
+        if self.sequence_length is not None and self.sequence_length < 3:
+            raise ValueError(f"sequence_length {self.sequence_length} < 3 (one triplet needs 3 dates)")
+        classes.task_class_names(self.task)
+
+
+def load_manifest(records_dir):
+    path = os.path.join(records_dir, "dataset.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no dataset.json; convert the data with tools.fits_to_tfrecords first")
+
+
+def task_shards(manifest, records_dir, split, task):
+    """{task class index: [(shard path, records)]} for the split's shards that belong to the task."""
+    if split not in manifest["splits"]:
+        raise ValueError(f"{records_dir}: no '{split}' split (has {sorted(manifest['splits'])})")
+    table = classes.task_label_table(task)
+    out = {}
+    for shard in manifest["splits"][split]["shards"]:
+        if shard["class"] in classes.CLASS_NAMES and shard["records"] > 0:
+            label = table[classes.CLASS_NAMES.index(shard["class"])]
+            if label >= 0:
+                out.setdefault(label, []).append((os.path.join(records_dir, shard["file"]), shard["records"]))
+    return out
+
+
+def _options(config):
+    options = tf.data.Options()
+    options.deterministic = config.deterministic
+    return options
+
+
+def _parse_fn(roi_size, task):
+    table = tf.constant(classes.task_label_table(task), tf.int32)
+
+    def parse(serialized):
+        record = parser.parse(serialized, roi_size)
+        label = tf.cast(record["label"], tf.int32)
+        record["task_label"] = tf.where(label >= 0, tf.gather(table, tf.maximum(label, 0)), -1)
+        return record
+
+    return parse
+
+
+def _select(record, seed):
+    """Keep what the windows need, with one exposure per date."""
+    images, mjd = dates.select_dates(record["images"], record["mjd"], record["date_index"],
+                                     tf.cast(record["num_dates"], tf.int32), seed)
+    return {"images": images, "mjd": mjd, "max_date_index": record["max_date_index"],
+            "is_nt": tf.equal(record["label"], NT_INDEX), "label": record["task_label"]}
+
+
+def _finish(config, augment):
+    """Normalize and build the model input from one image per date (+ optional augmentation seed)."""
+
+    def finish(item, seed=None):
+        images = normalization.normalize_images(item["images"])
+        if config.mode == "triplet":
+            num = tf.shape(images)[0]
+            chosen = windows.triplet_dates(num, item["max_date_index"], item["is_nt"])
+            features = {"images": tf.transpose(tf.gather(images, chosen), [1, 2, 0])}
+        else:
+            mjd = item["mjd"]
+            if config.sequence_length is not None:
+                images, mjd = windows.fix_length(images, mjd, config.sequence_length)
+            triplets, gaps = windows.sliding_triplets(images, mjd, config.stride)
+            features = {"images": triplets, "dt": gaps, "length": tf.shape(triplets)[0]}
+        if augment:
+            features["images"] = augmentation.rotate_flip(features["images"], seed)
+        return features, item["label"]
+
+    return finish
+
+
+def _batch(dataset, config, drop_remainder):
+    if config.mode == "sequence" and config.sequence_length is None:
+        return dataset.padded_batch(config.batch_size, drop_remainder=drop_remainder)
+    return dataset.batch(config.batch_size, drop_remainder=drop_remainder)
+
+
+def _records(paths, roi_size, config, deterministic):
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    dataset = files.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(len(paths), 4)),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return dataset.map(_parse_fn(roi_size, config.task), num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=deterministic)
+
+
+def _class_stream(shards, manifest, config, stream_seed, cache):
+    """Infinite stream of (one image per date) items of one task class, random per pass."""
+    paths = [p for p, _ in shards]
+    roi = manifest["roi_size"]
+    if cache:
+        dataset = _records(paths, roi, config, True).cache().repeat()
+    else:
+        files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=stream_seed).repeat()
+        dataset = files.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(len(paths), 4)),
+                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
+        dataset = dataset.map(_parse_fn(roi, config.task), num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=config.deterministic)
+    seeds = tf.data.Dataset.random(seed=stream_seed).batch(2)
+    dataset = tf.data.Dataset.zip((dataset, seeds))
+    dataset = dataset.map(_select, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
+    return dataset.shuffle(config.shuffle_buffer, seed=stream_seed)
+
+
+def _cache_fits(manifest, split, config):
+    entry = manifest["splits"][split]
+    size_mb = entry["exposures"] * manifest["roi_size"] ** 2 * 4 / 2 ** 20
+    return config.cache and size_mb <= config.max_cache_mb
+
+
+def training_dataset(records_dir, config, split="train"):
+    """Infinite, balanced (or natural) training batches -> (dataset, steps_per_epoch).
+
+    An epoch is num_task_classes x largest class count sequences when balanced (the paper
+    balances to the majority class), the total count when natural.
+    """
+    manifest = load_manifest(records_dir)
+    shards = task_shards(manifest, records_dir, split, config.task)
+    names = classes.task_class_names(config.task)
+    missing = [names[i] for i in range(len(names)) if i not in shards]
+    if missing:
+        raise ValueError(f"{records_dir}: split '{split}' has no objects of {missing} for task {config.task}")
+    counts = [sum(n for _, n in shards[i]) for i in range(len(names))]
+    cache = _cache_fits(manifest, split, config)
+    streams = [_class_stream(shards[i], manifest, config, config.seed * 1000 + i, cache) for i in range(len(names))]
+    if config.balance == "balanced":
+        weights = [1.0 / len(names)] * len(names)
+        epoch = len(names) * max(counts)
+    else:
+        weights = [n / sum(counts) for n in counts]
+        epoch = sum(counts)
+    dataset = tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=config.seed)
+    finish = _finish(config, augment=config.augment)
+    if config.augment:
+        seeds = tf.data.Dataset.random(seed=config.seed + 7919).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+            lambda item, seed: finish(item, seed), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=config.deterministic)
+    else:
+        dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
+    dataset = _batch(dataset, config, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return dataset.with_options(_options(config)), math.ceil(epoch / config.batch_size)
+
+
+def evaluation_dataset(records_dir, config, split="val"):
+    """Every object of the split that belongs to the task, once, in file order, no augmentation."""
+    manifest = load_manifest(records_dir)
+    shards = task_shards(manifest, records_dir, split, config.task)
+    paths = [p for label in sorted(shards) for p, _ in shards[label]]
+    if not paths:
+        raise ValueError(f"{records_dir}: split '{split}' has no objects for task {config.task}")
+    dataset = tf.data.TFRecordDataset(paths).map(_parse_fn(manifest["roi_size"], config.task),
+                                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(lambda record: _select(record, None), num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
+    dataset = dataset.map(_finish(config, augment=False), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _batch(dataset, config, drop_remainder=False).prefetch(tf.data.AUTOTUNE)

@@ -104,23 +104,28 @@ def _select(record, seed):
 
 
 def _finish(config, augment):
-    """Normalize and build the model input from one image per date (+ optional augmentation seed)."""
+    """Normalize, augment and build the model input from one image per date.
+
+    Augmentation acts on the per-date images, before they are stacked into (overlapping)
+    triplets: the same transform for the whole sequence, on a third of the data.
+    """
 
     def finish(item, seed=None):
         images = normalization.normalize_images(item["images"])
         if config.mode == "triplet":
             num = tf.shape(images)[0]
-            chosen = windows.triplet_dates(num, item["max_date_index"], item["is_nt"])
-            features = {"images": tf.transpose(tf.gather(images, chosen), [1, 2, 0])}
+            images = tf.gather(images, windows.triplet_dates(num, item["max_date_index"], item["is_nt"]))
+            mjd = None
         else:
             mjd = item["mjd"]
             if config.sequence_length is not None:
                 images, mjd = windows.fix_length(images, mjd, config.sequence_length)
-            triplets, gaps = windows.sliding_triplets(images, mjd, config.stride)
-            features = {"images": triplets, "dt": gaps, "length": tf.shape(triplets)[0]}
         if augment:
-            features["images"] = augmentation.rotate_flip(features["images"], seed)
-        return features, item["label"]
+            images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
+        if config.mode == "triplet":
+            return {"images": tf.transpose(images, [1, 2, 0])}, item["label"]
+        triplets, gaps = windows.sliding_triplets(images, mjd, config.stride)
+        return {"images": triplets, "dt": gaps, "length": tf.shape(triplets)[0]}, item["label"]
 
     return finish
 

@@ -1,0 +1,117 @@
+"""Small Keras layers TAO-Net needs, in keras.ops only (backend-agnostic, serializable)."""
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="tao_keras")
+class LengthMask(layers.Layer):
+    """lengths [B] (int) + a [B, T, ...] tensor -> boolean mask [B, T], True on valid steps."""
+
+    def call(self, lengths, reference):
+        steps = ops.arange(ops.shape(reference)[1], dtype="int32")
+        return ops.less(steps[None, :], ops.cast(lengths, "int32")[:, None])
+
+    def compute_output_spec(self, lengths, reference):
+        return keras.KerasTensor(reference.shape[:2], dtype="bool")
+
+
+@keras.saving.register_keras_serializable(package="tao_keras")
+class StepwiseBackbone(layers.Layer):
+    """Applies a backbone to each valid step of [B, T, H, W, C] -> [B, T, F].
+
+    Batch and time are merged and only the valid (unpadded) steps are gathered, run and
+    scattered back (zeros on padded steps): padded images never reach BatchNorm, and the
+    time axis may be unknown (keras.layers.TimeDistributed is wrong there in Keras 3.15).
+    """
+
+    def __init__(self, backbone, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+
+    def build(self, images_shape, mask_shape=None):
+        self.backbone.build(tuple(images_shape[2:]) if images_shape[0] is None else
+                            (None,) + tuple(images_shape[2:]))
+        self.built = True
+
+    def call(self, images, mask, training=None):
+        shape = ops.shape(images)
+        flat = ops.reshape(images, (-1,) + tuple(images.shape[2:]))
+        index = ops.nonzero(ops.reshape(mask, (-1,)))[0]
+        features = self.backbone(ops.take(flat, index, axis=0), training=training)
+        width = features.shape[-1]
+        scattered = ops.scatter(ops.expand_dims(index, 1), features, (shape[0] * shape[1], width))
+        return ops.reshape(scattered, (shape[0], shape[1], width))
+
+    def compute_output_spec(self, images, mask, training=None):
+        width = self.backbone.output_shape[-1]
+        return keras.KerasTensor((images.shape[0], images.shape[1], width), dtype=self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="tao_keras")
+class ZeroPadded(layers.Layer):
+    """[B, T, ...] with padded steps set to zero (per-step outputs that padding must not touch)."""
+
+    def call(self, sequence, mask):
+        mask = ops.cast(mask, sequence.dtype)
+        return sequence * ops.reshape(mask, tuple(ops.shape(mask)) + (1,) * (len(sequence.shape) - 2))
+
+    def compute_output_spec(self, sequence, mask):
+        return keras.KerasTensor(sequence.shape, dtype=self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="tao_keras")
+class MaskedSum(layers.Layer):
+    """Sum over time of [B, T, H] counting valid steps only ('add' aggregation) -> [B, H]."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True      # consumes the GRU's mask; the output has none
+
+    def compute_mask(self, sequence, mask=None):
+        return None
+
+    def call(self, sequence, mask):
+        return ops.sum(sequence * ops.cast(mask, sequence.dtype)[..., None], axis=1)
+
+    def compute_output_spec(self, sequence, mask):
+        return keras.KerasTensor((sequence.shape[0], sequence.shape[2]), dtype=sequence.dtype)
+
+
+@keras.saving.register_keras_serializable(package="tao_keras")
+class SplitChannels(layers.Layer):
+    """[B, H, W, C] -> [B*C, H, W, 1]: each channel (date) becomes an image of its own."""
+
+    def call(self, images):
+        h, w = images.shape[1], images.shape[2]
+        return ops.reshape(ops.transpose(images, (0, 3, 1, 2)), (-1, h, w, 1))
+
+    def compute_output_spec(self, images):
+        return keras.KerasTensor((None, images.shape[1], images.shape[2], 1), dtype=images.dtype)
+
+
+@keras.saving.register_keras_serializable(package="tao_keras")
+class MergeStreams(layers.Layer):
+    """[B*streams, F] -> [B, streams*F]: concatenate the per-date features of each object."""
+
+    def __init__(self, streams, **kwargs):
+        super().__init__(**kwargs)
+        self.streams = streams
+
+    def call(self, features):
+        return ops.reshape(features, (-1, self.streams * features.shape[-1]))
+
+    def compute_output_spec(self, features):
+        return keras.KerasTensor((None, self.streams * features.shape[-1]), dtype=features.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "streams": self.streams}

@@ -1,0 +1,19 @@
+"""Model presets: `paper` (the paper's best TAO-Net) and `cpu` (trains in minutes on 2 cores)."""
+
+from tao_keras.models.densenet import DenseNetConfig
+from tao_keras.models.taonet import TAONetConfig
+
+PRESETS = {
+    # k=32, L=70 DenseNet-BC (3.0M parameters), GRU 2 x 128, masked sum over time.
+    "paper": TAONetConfig(backbone=DenseNetConfig(growth_rate=32, depth=70), gru_layers=2, gru_units=128,
+                          aggregation="add"),
+    # k=12, L=28, stem stride 2 (32x32 maps from the start), one GRU of 64 units.
+    "cpu": TAONetConfig(backbone=DenseNetConfig(growth_rate=12, depth=28, stem_stride=2), gru_layers=1,
+                        gru_units=64, aggregation="add"),
+}
+
+
+def preset(name):
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return PRESETS[name]

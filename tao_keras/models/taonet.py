@@ -1,0 +1,83 @@
+"""TAO-Net (paper 3.2): a DenseNet over sliding triplets, then a GRU stack over time.
+
+Inputs: images [B, T, roi, roi, 3] (T may be unknown), dt [B, T, 2] (years between the
+dates of each triplet), length [B] (valid steps; padding beyond it is ignored).
+Outputs: probabilities [B, C] and aux_probabilities [B, T, C], the per-step classifier
+after the backbone used for double supervision in joint training (zero on padded steps).
+"""
+
+import dataclasses
+
+import keras
+from keras import layers
+
+from tao_keras.models import densenet
+from tao_keras.models import layers as tao_layers
+
+AGGREGATIONS = ("last", "add")
+
+
+@dataclasses.dataclass(frozen=True)
+class TAONetConfig:
+    backbone: densenet.DenseNetConfig = densenet.DenseNetConfig()
+    gru_layers: int = 2
+    gru_units: int = 128              # H
+    bidirectional: bool = False
+    aggregation: str = "add"          # 'last' valid step or masked sum over time
+    use_dt: bool = True               # concatenate the relative-date feature
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation {self.aggregation!r} not in {AGGREGATIONS}")
+
+
+def build_taonet(config, num_classes, name="taonet"):
+    roi = config.backbone.roi_size
+    images = keras.Input((None, roi, roi, 3), name="images")
+    dt = keras.Input((None, 2), name="dt")
+    length = keras.Input((), dtype="int32", name="length")
+    mask = tao_layers.LengthMask(name="mask")(length, images)
+
+    backbone = densenet.build_backbone(config.backbone, channels=3)
+    features = tao_layers.StepwiseBackbone(backbone, name="stepwise_backbone")(images, mask)
+    aux = layers.Dense(num_classes, activation="softmax", dtype="float32", name="aux_classifier")(features)
+    aux = tao_layers.ZeroPadded(name="aux_probabilities", dtype="float32")(aux, mask)
+    x = layers.Concatenate(name="features_dt")([features, dt]) if config.use_dt else features
+
+    for i in range(config.gru_layers):
+        last_layer = i == config.gru_layers - 1
+        return_sequences = not last_layer or config.aggregation == "add"
+        gru = layers.GRU(config.gru_units, return_sequences=return_sequences, dropout=config.dropout,
+                         name=f"gru{i + 1}")
+        if config.bidirectional:
+            gru = layers.Bidirectional(gru, name=f"bigru{i + 1}")
+        x = gru(x, mask=mask)
+    if config.aggregation == "add":
+        x = tao_layers.MaskedSum(name="masked_sum")(x, mask)
+    probabilities = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model({"images": images, "dt": dt, "length": length},
+                       {"probabilities": probabilities, "aux_probabilities": aux}, name=name)
+
+
+def backbone_of(model):
+    """The DenseNet feature extractor inside a TAO-Net or a DenseNet classifier."""
+    for layer in model.layers:
+        if isinstance(layer, tao_layers.StepwiseBackbone):
+            return layer.backbone
+        if layer.name == "backbone":
+            return layer
+    raise ValueError(f"model {model.name!r} has no DenseNet backbone")
+
+
+def load_backbone_weights(taonet, densenet_model):
+    """Carry a trained (early-fusion) DenseNet's backbone weights into TAO-Net (stage 2)."""
+    backbone_of(taonet).set_weights(backbone_of(densenet_model).get_weights())
+
+
+def set_trainable(model, backbone=True, recurrent=True):
+    """Freeze or unfreeze the DenseNet and the GRU stack (the paper's stage-wise variants)."""
+    backbone_of(model).trainable = backbone
+    for layer in model.layers:
+        if layer.name.startswith(("gru", "bigru")):
+            layer.trainable = recurrent

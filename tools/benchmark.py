@@ -5,7 +5,8 @@
 Parts so far: simulation (exposures/s); conversion (exposures/s) against a bare astropy
 read of the same files with the same number of processes (the ceiling); pipeline: the full
 training input pipeline (S=19, balanced, augmented, batch 32) in sequences/s and parsed
-images/s, against a bare parse of the same records. Each part runs in
+images/s, against a bare parse of the same records; training_step: sequences/s consumed
+by a joint-training step of the `cpu` and `paper` presets. Each part runs in
 its own process; peak RSS is that process plus its worker processes, summed, sampled.
 """
 
@@ -23,8 +24,9 @@ import time
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("parts", ["simulation", "conversion", "pipeline"],
-                  "Parts to run, in order: simulation, conversion, pipeline (each needs the previous).")
+flags.DEFINE_list("parts", ["simulation", "conversion", "pipeline", "training_step"],
+                  "Parts to run, in order: simulation, conversion, pipeline (each needs the one before), "
+                  "training_step (needs nothing).")
 flags.DEFINE_integer("num_objects", 100, "Objects in the simulated survey the parts work on.", lower_bound=1)
 flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).", lower_bound=1)
 flags.DEFINE_string("workdir", None, "Scratch directory (default: a temporary one, removed after).")
@@ -165,7 +167,51 @@ def _pipeline(workdir, num_objects, workers, warmup=5, batches=40):
             "sequence_length": config.sequence_length}
 
 
-PARTS = {"simulation": _simulation, "conversion": _conversion, "pipeline": _pipeline}
+def _training_step(workdir, num_objects, workers, steps=3):
+    """Sequences/s a joint-training step (final + masked auxiliary loss, AdamW) consumes, per preset.
+
+    Synthetic inputs of the pipeline's shapes (S=19 dates -> 17 triplets); batch 32 for the
+    cpu preset, 2 for the paper preset (a step of 32 would take minutes on 2 cores).
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tao_keras.models import presets, taonet
+
+    results = {}
+    for name, batch in (("cpu", 32), ("paper", 2)):
+        model = taonet.build_taonet(presets.preset(name), 6)
+        optimizer = keras.optimizers.AdamW(1e-3)
+        loss_fn = keras.losses.SparseCategoricalCrossentropy()
+        rng = np.random.default_rng(0)
+        inputs = {"images": tf.constant(rng.normal(size=(batch, 17, 64, 64, 3)), tf.float32),
+                  "dt": tf.constant(rng.uniform(0, 0.3, size=(batch, 17, 2)), tf.float32),
+                  "length": tf.fill([batch], 17)}
+        labels = tf.constant(rng.integers(0, 6, batch), tf.int32)
+
+        @tf.function
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                out = model(x, training=True)
+                aux = loss_fn(tf.repeat(y, 17), tf.reshape(out["aux_probabilities"], [-1, 6]))
+                loss = loss_fn(y, out["probabilities"]) + 0.5 * aux
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        step(inputs, labels)                                   # trace and warm up
+        began = time.perf_counter()
+        for _ in range(steps):
+            step(inputs, labels).numpy()
+        seconds = time.perf_counter() - began
+        results[name] = {"sequences_per_second": round(steps * batch / seconds, 2), "batch_size": batch,
+                         "seconds_per_step": round(seconds / steps, 2), "parameters": model.count_params()}
+    return {"presets": results}
+
+
+PARTS = {"simulation": _simulation, "conversion": _conversion, "pipeline": _pipeline,
+         "training_step": _training_step}
 
 
 def _run_part(name, workdir, num_objects, workers, queue):
@@ -198,6 +244,11 @@ def format_table(results):
     """One line per part: its rate, the ceiling it is compared with, the ratio, peak memory."""
     rows = [("part", "rate", "ceiling", "ratio", "peak RSS MiB")]
     for name, r in results.items():
+        if name == "training_step":
+            for preset, p in r["presets"].items():
+                rows.append((f"step:{preset}", f"{p['sequences_per_second']:.2f} seq/s (batch {p['batch_size']})",
+                             "", "", f"{r['peak_rss_mb']:.0f}"))
+            continue
         if name == "pipeline":
             rows.append((name, f"{r['sequences_per_second']:.0f} seq/s = {r['images_per_second']:.0f} img/s",
                          f"{r['bare_parse_images_per_second']:.0f} img/s parsed",
@@ -217,7 +268,7 @@ def main(argv):
     unknown = set(FLAGS.parts) - set(PARTS)
     if unknown:
         raise app.UsageError(f"--parts: unknown {sorted(unknown)}; choose from {sorted(PARTS)}")
-    if FLAGS.parts[0] != "simulation" and not FLAGS.workdir:
+    if FLAGS.parts[0] in ("conversion", "pipeline") and not FLAGS.workdir:
         raise app.UsageError("parts after simulation need --workdir holding the output of an earlier run")
     workers = FLAGS.workers or os.cpu_count() or 1
     workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="tao-benchmark-")

@@ -1,0 +1,1 @@
+"""Training: the paper's staged protocol (section 3.3), evaluation and reports."""

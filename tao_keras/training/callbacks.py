@@ -1,0 +1,33 @@
+"""Keras callbacks: validation F1 per class each epoch, into the logs and TensorBoard."""
+
+import keras
+import tensorflow as tf
+
+from tao_keras.training import evaluation
+
+
+class ValidationF1(keras.callbacks.Callback):
+    """Scores the validation split with the paper's metric at each epoch end.
+
+    Adds val_mean_f1 (and val_f1_<class>) to the epoch logs, so callbacks after it
+    (ModelCheckpoint on val_mean_f1, TensorBoard) see them.
+    """
+
+    def __init__(self, dataset, class_names, log_dir=None):
+        super().__init__()
+        self.dataset = dataset
+        self.class_names = class_names
+        self.writer = tf.summary.create_file_writer(log_dir) if log_dir else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        result = evaluation.score(self.model, self.dataset, self.class_names)
+        logs = logs if logs is not None else {}
+        logs["val_mean_f1"] = result["mean_f1"]
+        for name, value in result["f1"].items():
+            logs[f"val_f1_{name}"] = value
+        if self.writer is not None:
+            with self.writer.as_default(step=epoch):
+                tf.summary.scalar("mean_f1", result["mean_f1"])
+                for name, value in result["f1"].items():
+                    tf.summary.scalar(f"f1/{name}", value)
+            self.writer.flush()

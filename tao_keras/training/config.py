@@ -1,0 +1,36 @@
+"""Training settings: one small dataclass per stage, presets `cpu` and `paper`."""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig:
+    epochs: int
+    learning_rate: float
+    batch_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Stage 1: DenseNet on triplets; 2: GRU on frozen backbone, variable length;
+    3: joint training at fixed length S with the auxiliary loss (weight aux_weight)."""
+
+    model_preset: str = "cpu"
+    task: str = "multiclass"
+    densenet: StageConfig = StageConfig(epochs=8, learning_rate=2e-3, batch_size=32)
+    gru: StageConfig = StageConfig(epochs=3, learning_rate=2e-3, batch_size=16)
+    joint: StageConfig = StageConfig(epochs=2, learning_rate=5e-4, batch_size=16)
+    sequence_length: int = 19
+    aux_weight: float = 1.0
+    weight_decay: float = 1e-4
+    epoch_fraction: float = 1.0      # fraction of the balanced epoch per Keras epoch (quick runs)
+    seed: int = 0
+
+
+TRAINING_PRESETS = {
+    "cpu": TrainConfig(),
+    "paper": TrainConfig(model_preset="paper",
+                         densenet=StageConfig(epochs=60, learning_rate=1e-3, batch_size=64),
+                         gru=StageConfig(epochs=30, learning_rate=1e-3, batch_size=32),
+                         joint=StageConfig(epochs=20, learning_rate=1e-4, batch_size=8)),
+}

@@ -1,0 +1,19 @@
+"""Losses beyond Keras core: the auxiliary per-step loss of double supervision."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tao_keras")
+def masked_step_crossentropy(y_true, y_pred):
+    """Cross-entropy of every valid step's probabilities [B, T, C] against the sequence label [B].
+
+    Padded steps carry all-zero probabilities (the model zeroes them) and are left out;
+    returns the mean over valid steps per sequence, [B].
+    """
+    labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+    valid = ops.cast(ops.sum(y_pred, axis=-1) > 0.5, y_pred.dtype)
+    one_hot = ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=y_pred.dtype)[:, None, :]
+    picked = ops.sum(y_pred * one_hot, axis=-1)
+    steps = -ops.log(ops.clip(picked, 1e-7, 1.0)) * valid
+    return ops.sum(steps, axis=1) / ops.maximum(ops.sum(valid, axis=1), 1.0)

@@ -1,0 +1,128 @@
+"""The paper's training protocol (section 3.3), stage by stage, under a tf.distribute strategy.
+
+Stage 1 trains a DenseNet on triplets; stage 2 freezes its weights inside TAO-Net and trains
+the GRU stack on the complete, variable-length sequences; stage 3 trains everything jointly
+at fixed length S with the auxiliary loss after the backbone. Each stage keeps its best
+weights by validation mean F1, resumes after a kill (BackupAndRestore), writes TensorBoard
+logs, and is scored on the validation and test splits.
+"""
+
+import dataclasses
+import logging
+import math
+import os
+
+import keras
+import tensorflow as tf
+
+from tao_keras import classes
+from tao_keras.models import densenet, presets, taonet
+from tao_keras.pipeline import datasets
+from tao_keras.training import callbacks, evaluation, losses
+
+STAGES = ("densenet", "gru", "joint")
+MODEL_NAMES = {"densenet": "DenseNet (triplets)", "gru": "TAO-Net, GRU on frozen DenseNet",
+               "joint": "TAO-Net, joint + double supervision"}
+
+
+def make_strategy():
+    """MultiWorkerMirroredStrategy when TF_CONFIG is set, else MirroredStrategy (local GPUs or CPU)."""
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MirroredStrategy()
+
+
+def _pipeline_config(config, stage):
+    stage_config = getattr(config, stage)
+    common = dict(task=config.task, batch_size=stage_config.batch_size, seed=config.seed)
+    if stage == "densenet":
+        return datasets.PipelineConfig(mode="triplet", **common)
+    if stage == "gru":
+        return datasets.PipelineConfig(mode="sequence", sequence_length=None, **common)
+    return datasets.PipelineConfig(mode="sequence", sequence_length=config.sequence_length, **common)
+
+
+def _two_outputs(features, label):
+    return features, {"probabilities": label, "aux_probabilities": label}
+
+
+def _compile(model, stage, config, stage_config):
+    optimizer = keras.optimizers.AdamW(stage_config.learning_rate, weight_decay=config.weight_decay)
+    if stage == "densenet":
+        model.compile(optimizer, loss=keras.losses.SparseCategoricalCrossentropy())
+        return
+    aux_weight = config.aux_weight if stage == "joint" else 0.0
+    model.compile(optimizer,
+                  loss={"probabilities": keras.losses.SparseCategoricalCrossentropy(),
+                        "aux_probabilities": losses.masked_step_crossentropy},
+                  loss_weights={"probabilities": 1.0, "aux_probabilities": aux_weight})
+
+
+def _build(stage, config, num_classes, previous):
+    model_config = presets.preset(config.model_preset)
+    if stage == "densenet":
+        return densenet.build_densenet(model_config.backbone, num_classes, "early")
+    model = taonet.build_taonet(model_config, num_classes)
+    if previous is not None:
+        if stage == "gru" and not any(layer.name == "stepwise_backbone" for layer in previous.layers):
+            taonet.load_backbone_weights(model, previous)
+        else:
+            transfer_matching_weights(model, previous)
+    taonet.set_trainable(model, backbone=(stage == "joint"), recurrent=True)
+    return model
+
+
+def transfer_matching_weights(target, source):
+    """Copy weights layer by layer where names and shapes agree (finetuning across tasks:
+    the classifier heads differ in size and keep their fresh initialization). Returns the names copied."""
+    copied = []
+    for layer in target.layers:
+        try:
+            other = source.get_layer(layer.name)
+        except ValueError:
+            continue
+        weights = other.get_weights()
+        if weights and [w.shape for w in weights] == [w.shape for w in layer.get_weights()]:
+            layer.set_weights(weights)
+            copied.append(layer.name)
+    return copied
+
+
+def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
+    """Train one stage; returns (best model, {split: metrics}) and writes OUT/<stage>/."""
+    stage_config = getattr(config, stage)
+    stage_dir = os.path.join(out_dir, stage)
+    os.makedirs(stage_dir, exist_ok=True)
+    names = classes.task_class_names(config.task)
+    pipeline = _pipeline_config(config, stage)
+    train, steps = datasets.training_dataset(records_dir, pipeline)
+    steps = max(1, math.ceil(steps * config.epoch_fraction))
+    eval_config = dataclasses.replace(pipeline, augment=False)
+    val = datasets.evaluation_dataset(records_dir, eval_config, split="val")
+    if stage != "densenet":
+        train = train.map(_two_outputs)
+    with strategy.scope():
+        model = _build(stage, config, len(names), previous)
+        _compile(model, stage, config, stage_config)
+    best = os.path.join(stage_dir, "best.weights.h5")
+    stage_callbacks = [
+        callbacks.ValidationF1(val, names, log_dir=os.path.join(out_dir, "logs", stage, "validation_f1")),
+        keras.callbacks.ModelCheckpoint(best, monitor="val_mean_f1", mode="max", save_best_only=True,
+                                        save_weights_only=True),
+        keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup")),
+        keras.callbacks.TensorBoard(os.path.join(out_dir, "logs", stage)),
+        keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
+    ]
+    logging.info("stage %s: %d epochs x %d steps of %d", stage, stage_config.epochs, steps, pipeline.batch_size)
+    model.fit(train, epochs=stage_config.epochs, steps_per_epoch=steps, callbacks=stage_callbacks, verbose=2)
+    if os.path.exists(best):
+        model.load_weights(best)
+    scores = {}
+    for split in ("val", "test"):
+        try:
+            scores[split] = evaluation.score(model, datasets.evaluation_dataset(records_dir, eval_config, split),
+                                             names)
+        except ValueError as e:           # e.g. a tiny data set without a test split for this task
+            logging.warning("not scoring %s: %s", split, e)
+    model.save(os.path.join(stage_dir, "model.keras"))
+    return model, scores

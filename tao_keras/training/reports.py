@@ -1,0 +1,44 @@
+"""report.md (tables laid out like the paper's: per-class F1 and mean ± std) and report.json."""
+
+import json
+import math
+import os
+
+
+def _pct(value):
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
+
+
+def markdown(results, task, class_names):
+    """results: {model name: {split: metrics.evaluate output}} -> Markdown text."""
+    lines = [f"# TAO-Net report: task `{task}`", ""]
+    for split in ("val", "test"):
+        rows = [(name, by_split[split]) for name, by_split in results.items() if split in by_split]
+        if not rows:
+            continue
+        lines += [f"## {'Validation' if split == 'val' else 'Test'} set: maximum F1 (%) per class", "",
+                  "| model | " + " | ".join(class_names) + " | mean ± std |",
+                  "|---|" + "---|" * (len(class_names) + 1)]
+        for name, r in rows:
+            cells = [_pct(r["f1"][c]) for c in class_names]
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {_pct(r['mean_f1'])} ± {_pct(r['std_f1'])} |")
+        support = rows[0][1]["support"]
+        lines += ["", "Objects per class: " + ", ".join(f"{c} {support[c]}" for c in class_names), ""]
+        name, r = rows[-1]
+        lines += [f"Confusion matrix of {name} (rows: true, columns: predicted):", "",
+                  "| | " + " | ".join(class_names) + " |", "|---|" + "---|" * len(class_names)]
+        for c, row in zip(class_names, r["confusion_matrix"]):
+            lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write(out_dir, results, task, class_names, extra=None):
+    """Write OUTDIR/report.md and OUTDIR/report.json; returns the Markdown text."""
+    text = markdown(results, task, class_names)
+    with open(os.path.join(out_dir, "report.md"), "w") as f:
+        f.write(text)
+    payload = {"task": task, "class_names": list(class_names), "results": results, **(extra or {})}
+    with open(os.path.join(out_dir, "report.json"), "w") as f:
+        json.dump(payload, f, indent=2, default=float)
+    return text

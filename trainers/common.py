@@ -1,0 +1,115 @@
+"""Flags and the run shared by every trainer: data (or the embedded default), the staged
+protocol, report, saved models. Each trainers.<task> module only names its task."""
+
+import dataclasses
+import json
+import logging as std_logging
+import os
+import subprocess
+import sys
+import time
+
+from absl import flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data", None, "Converted records (a dir with dataset.json) or a FITS dataset to convert. "
+                    "Default: the embedded simulated survey, created once and cached.")
+flags.DEFINE_string("output", None, "Run directory (default: runs/<task>).")
+flags.DEFINE_enum("preset", "cpu", ["cpu", "paper"], "Model and schedule preset.")
+flags.DEFINE_integer("num_objects", 300, "Size of the embedded simulated survey.", lower_bound=20)
+flags.DEFINE_string("cache_dir", os.path.join(os.path.expanduser("~"), ".cache", "tao-keras"),
+                    "Where the embedded survey and converted FITS data are kept between runs.")
+flags.DEFINE_integer("seed", 0, "Seed of simulation, split, pipeline and initialization.")
+flags.DEFINE_list("stages", ["densenet", "gru", "joint"], "Stages to run, in order.")
+flags.DEFINE_integer("epochs_densenet", None, "Epochs of stage 1 (default: preset).")
+flags.DEFINE_integer("epochs_gru", None, "Epochs of stage 2 (default: preset).")
+flags.DEFINE_integer("epochs_joint", None, "Epochs of stage 3 (default: preset).")
+flags.DEFINE_float("learning_rate_scale", 1.0, "Multiplies every stage's learning rate (finetuning: ~0.1).")
+flags.DEFINE_integer("batch_size", None, "Global batch size of every stage (default: preset), split across replicas.")
+flags.DEFINE_integer("sequence_length", 19, "Fixed length S of joint training, in dates.", lower_bound=3)
+flags.DEFINE_float("aux_weight", 1.0, "Weight of the auxiliary (per-step) loss in joint training.")
+flags.DEFINE_float("epoch_fraction", 1.0, "Fraction of the balanced epoch per training epoch.", 0.0)
+flags.DEFINE_string("init_from", None, "A previous run directory: start from its last stage's model "
+                    "(layers with matching names and shapes), e.g. binary tasks from a multiclass run.")
+
+
+def _run_tool(args):
+    logging.info("running %s", " ".join(args))
+    subprocess.run([sys.executable, "-m", *args], check=True)
+
+
+def prepare_records(data, cache_dir, num_objects, seed):
+    """A directory of converted records: given, converted from FITS, or the embedded default."""
+    if data and os.path.exists(os.path.join(data, "dataset.json")):
+        return data
+    if data:
+        out = os.path.join(cache_dir, "converted", os.path.abspath(data).strip("/").replace("/", "_"))
+        if not os.path.exists(os.path.join(out, "dataset.json")):
+            _run_tool(["tools.fits_to_tfrecords", "--input", data, "--output", out, "--seed", str(seed)])
+        return out
+    root = os.path.join(cache_dir, f"embedded-{num_objects}-seed{seed}")
+    survey, records = os.path.join(root, "survey"), os.path.join(root, "records")
+    if not os.path.exists(os.path.join(records, "dataset.json")):
+        if not os.path.exists(os.path.join(survey, "catalog.csv")):
+            _run_tool(["tools.simulate_survey", "--output", survey, "--num_objects", str(num_objects),
+                       "--seed", str(seed)])
+        _run_tool(["tools.fits_to_tfrecords", "--input", survey, "--output", records, "--seed", str(seed)])
+    else:
+        logging.info("reusing the embedded survey in %s", root)
+    return records
+
+
+def train_config(task):
+    from tao_keras.training import config as train_cfg
+    base = train_cfg.TRAINING_PRESETS[FLAGS.preset]
+    stages = {}
+    for stage in ("densenet", "gru", "joint"):
+        s = getattr(base, stage)
+        stages[stage] = dataclasses.replace(
+            s, epochs=getattr(FLAGS, f"epochs_{stage}") or s.epochs,
+            learning_rate=s.learning_rate * FLAGS.learning_rate_scale,
+            batch_size=FLAGS.batch_size or s.batch_size)
+    return dataclasses.replace(base, task=task, sequence_length=FLAGS.sequence_length, aux_weight=FLAGS.aux_weight,
+                               epoch_fraction=FLAGS.epoch_fraction, seed=FLAGS.seed, **stages)
+
+
+def run(task):
+    """Train `task` end to end; prints the report and where the logs and models are."""
+    import keras
+    from tao_keras import classes
+    from tao_keras.training import protocol, reports
+
+    std_logging.getLogger().setLevel(std_logging.INFO)
+    began = time.perf_counter()
+    unknown = [s for s in FLAGS.stages if s not in protocol.STAGES]
+    if unknown:
+        raise ValueError(f"--stages: unknown {unknown}; choose from {protocol.STAGES}")
+    keras.utils.set_random_seed(FLAGS.seed)
+    records = prepare_records(FLAGS.data, FLAGS.cache_dir, FLAGS.num_objects, FLAGS.seed)
+    out_dir = FLAGS.output or os.path.join("runs", task)
+    os.makedirs(out_dir, exist_ok=True)
+    config = train_config(task)
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump({"records": os.path.abspath(records), **dataclasses.asdict(config)}, f, indent=2)
+    strategy = protocol.make_strategy()
+    logging.info("%d replica(s); records %s; output %s", strategy.num_replicas_in_sync, records, out_dir)
+
+    previous = None
+    if FLAGS.init_from:
+        last = [s for s in protocol.STAGES if os.path.exists(os.path.join(FLAGS.init_from, s, "model.keras"))]
+        if not last:
+            raise FileNotFoundError(f"--init_from {FLAGS.init_from}: no <stage>/model.keras in it")
+        previous = keras.saving.load_model(os.path.join(FLAGS.init_from, last[-1], "model.keras"))
+    results = {}
+    for stage in FLAGS.stages:
+        previous, scores = protocol.run_stage(stage, records, out_dir, config, strategy, previous)
+        results[protocol.MODEL_NAMES[stage]] = scores
+    names = classes.task_class_names(task)
+    text = reports.write(out_dir, results, task, names,
+                         extra={"records": os.path.abspath(records), "seconds": time.perf_counter() - began})
+    export_dir = os.path.join(out_dir, "export", "1")
+    previous.export(export_dir, format="tf_saved_model")
+    print(text)
+    print(f"TensorBoard: tensorboard --logdir {os.path.join(out_dir, 'logs')}")
+    print(f"SavedModel: {export_dir}   Keras model: {os.path.join(out_dir, FLAGS.stages[-1], 'model.keras')}")
+    print(f"Finished in {time.perf_counter() - began:.0f} s")

@@ -61,7 +61,7 @@ def test_paper_preset_is_about_three_million_parameters():
 def test_densenet_shapes(roi, fusion):
     config = densenet.DenseNetConfig(growth_rate=4, depth=10, roi_size=roi)
     model = densenet.build_densenet(config, 5, fusion)
-    out = model(np.zeros((2, roi, roi, 3), "float32"))
+    out = model({"images": np.zeros((2, roi, roi, 3), "float32")})
     assert out.shape == (2, 5)
     np.testing.assert_allclose(out.numpy().sum(axis=1), 1.0, rtol=1e-5)
 
@@ -75,7 +75,7 @@ def test_late_fusion_shares_one_backbone_over_the_dates():
     assert model.count_params() == backbone.count_params() + 3 * features * 6 + 6
     images = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype("float32")
     swapped = images[..., [2, 1, 0]]
-    assert not np.allclose(model(images), model(swapped))   # date order matters after merging
+    assert not np.allclose(model({"images": images}), model({"images": swapped}))   # date order matters
 
 
 @pytest.mark.parametrize("aggregation", ["last", "add"])
@@ -160,7 +160,7 @@ def test_keras_file_round_trip(tmp_path, build):
     model.save(path)
     loaded = keras.saving.load_model(path)                   # safe mode: no lambdas inside
     inputs = sequences(lengths=[6, 3, 5]) if "taonet" in model.name else \
-        np.random.default_rng(1).normal(size=(2, 64, 64, 3)).astype("float32")
+        {"images": np.random.default_rng(1).normal(size=(2, 64, 64, 3)).astype("float32")}
     expected, got = model(inputs, training=False), loaded(inputs, training=False)
     for a, b in zip(tf.nest.flatten(expected), tf.nest.flatten(got)):
         np.testing.assert_array_equal(a, b)

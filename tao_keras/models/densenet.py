@@ -73,7 +73,7 @@ def build_backbone(config, channels=3, name="backbone"):
 
 
 def build_densenet(config, num_classes, fusion="early", name="densenet"):
-    """Classifier of triplets [B, roi, roi, 3] -> class probabilities [B, num_classes].
+    """Classifier of triplets {"images": [B, roi, roi, 3]} -> class probabilities [B, num_classes].
 
     The backbone is the nested layer named 'backbone' (single-channel for late fusion),
     so its weights can be carried into TAO-Net.
@@ -88,4 +88,4 @@ def build_densenet(config, num_classes, fusion="early", name="densenet"):
     else:
         raise ValueError(f"fusion {fusion!r} is not 'early' or 'late'")
     probabilities = layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(features)
-    return keras.Model(inputs, probabilities, name=name)
+    return keras.Model({"images": inputs}, probabilities, name=name)

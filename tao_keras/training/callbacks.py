@@ -3,24 +3,27 @@
 import keras
 import tensorflow as tf
 
-from tao_keras.training import evaluation
+from tao_keras import metrics
+from tao_keras.training import evaluation, tensorboard_views
 
 
 class ValidationF1(keras.callbacks.Callback):
     """Scores the validation split with the paper's metric at each epoch end.
 
     Adds val_mean_f1 (and val_f1_<class>) to the epoch logs, so callbacks after it
-    (ModelCheckpoint on val_mean_f1, TensorBoard) see them.
+    (ModelCheckpoint on val_mean_f1, TensorBoard) see them; with a writer, also the
+    per-class PR curves and the confusion matrix image.
     """
 
-    def __init__(self, dataset, class_names, log_dir=None):
+    def __init__(self, dataset, class_names, writer=None):
         super().__init__()
         self.dataset = dataset
         self.class_names = class_names
-        self.writer = tf.summary.create_file_writer(log_dir) if log_dir else None
+        self.writer = writer
 
     def on_epoch_end(self, epoch, logs=None):
-        result = evaluation.score(self.model, self.dataset, self.class_names)
+        labels, probabilities = evaluation.predict(self.model, self.dataset)
+        result = metrics.evaluate(labels, probabilities, self.class_names)
         logs = logs if logs is not None else {}
         logs["val_mean_f1"] = result["mean_f1"]
         for name, value in result["f1"].items():
@@ -30,4 +33,5 @@ class ValidationF1(keras.callbacks.Callback):
                 tf.summary.scalar("mean_f1", result["mean_f1"])
                 for name, value in result["f1"].items():
                     tf.summary.scalar(f"f1/{name}", value)
-            self.writer.flush()
+            tensorboard_views.write_evaluation(self.writer, epoch, labels, probabilities, self.class_names,
+                                               result["confusion_matrix"])

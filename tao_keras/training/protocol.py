@@ -18,7 +18,7 @@ import tensorflow as tf
 from tao_keras import classes
 from tao_keras.models import densenet, presets, taonet
 from tao_keras.pipeline import datasets
-from tao_keras.training import callbacks, evaluation, losses
+from tao_keras.training import callbacks, evaluation, losses, tensorboard_views
 
 STAGES = ("densenet", "gru", "joint")
 MODEL_NAMES = {"densenet": "DenseNet (triplets)", "gru": "TAO-Net, GRU on frozen DenseNet",
@@ -26,9 +26,15 @@ MODEL_NAMES = {"densenet": "DenseNet (triplets)", "gru": "TAO-Net, GRU on frozen
 
 
 def make_strategy():
-    """MultiWorkerMirroredStrategy when TF_CONFIG is set, else MirroredStrategy (local GPUs or CPU)."""
+    """MirroredStrategy over the local GPUs (or the CPU).
+
+    Several machines (TF_CONFIG) need MultiWorkerMirroredStrategy, whose Keras 3.15 `fit`
+    fails out of the box (keras-team/keras#20585); until the fix lands here, say so plainly.
+    """
     if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        raise NotImplementedError("multi-worker training (TF_CONFIG is set) is not supported yet: Keras 3.15 "
+                                  "fit under MultiWorkerMirroredStrategy fails (keras-team/keras#20585). "
+                                  "Unset TF_CONFIG to train on this machine's devices.")
     return tf.distribute.MirroredStrategy()
 
 
@@ -105,8 +111,15 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
         model = _build(stage, config, len(names), previous)
         _compile(model, stage, config, stage_config)
     best = os.path.join(stage_dir, "best.weights.h5")
+    writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs", stage, "evaluation"))
+    features, labels = next(iter(val))
+    tensorboard_views.write_examples(writer, features["images"], labels, names)
+    tensorboard_views.write_hparams(writer, {"stage": stage, "preset": config.model_preset, "task": config.task,
+                                             "sequence_length": config.sequence_length,
+                                             "aux_weight": config.aux_weight, "seed": config.seed,
+                                             **dataclasses.asdict(stage_config)})
     stage_callbacks = [
-        callbacks.ValidationF1(val, names, log_dir=os.path.join(out_dir, "logs", stage, "validation_f1")),
+        callbacks.ValidationF1(val, names, writer),
         keras.callbacks.ModelCheckpoint(best, monitor="val_mean_f1", mode="max", save_best_only=True,
                                         save_weights_only=True),
         keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup")),

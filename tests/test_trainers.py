@@ -1,0 +1,102 @@
+"""trainers.multiclass end to end on the tiny converted survey: report, TensorBoard, SavedModel."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tao_keras import classes
+from tao_keras.training import protocol
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tags(log_dir):
+    found = set()
+    for path in glob.glob(os.path.join(log_dir, "**", "events.out.tfevents.*"), recursive=True):
+        accumulator = EventAccumulator(path, size_guidance={"tensors": 0, "scalars": 0})
+        accumulator.Reload()
+        found |= set(accumulator.Tags()["tensors"]) | set(accumulator.Tags()["scalars"])
+    return found
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_records, tmp_path_factory):
+    records, _ = tiny_records
+    out = tmp_path_factory.mktemp("run")
+    subprocess.run([sys.executable, "-m", "trainers.multiclass", "--data", str(records), "--output", str(out),
+                    "--epochs_densenet", "2", "--epochs_gru", "1", "--epochs_joint", "1", "--batch_size", "4",
+                    "--sequence_length", "5", "--epoch_fraction", "0.2"], cwd=REPO, check=True,
+                   capture_output=True, text=True, timeout=600)
+    return out
+
+
+def test_report_has_every_stage_and_split(run_dir):
+    report = json.load(open(run_dir / "report.json"))
+    assert report["task"] == "multiclass" and report["class_names"] == list(classes.CLASS_NAMES)
+    assert list(report["results"]) == list(protocol.MODEL_NAMES.values())
+    for scores in report["results"].values():
+        val = scores["val"]
+        assert set(val["f1"]) == set(classes.CLASS_NAMES)
+        assert 0.0 <= val["mean_f1"] <= 1.0
+        assert np.array(val["confusion_matrix"]).sum() == sum(val["support"].values())
+    text = (run_dir / "report.md").read_text()
+    assert "| model | BZ | AGN | CV | OTHER | SN | NT | mean ± std |" in text
+
+
+def test_each_stage_keeps_history_best_weights_and_model(run_dir):
+    for stage in protocol.STAGES:
+        assert (run_dir / stage / "model.keras").exists()
+        assert (run_dir / stage / "best.weights.h5").exists()
+        history = (run_dir / stage / "history.csv").read_text().splitlines()
+        assert "val_mean_f1" in history[0]
+
+
+def test_tensorboard_has_losses_and_f1(run_dir):
+    found = tags(str(run_dir / "logs" / "joint"))
+    assert {"epoch_loss", "epoch_probabilities_loss", "epoch_aux_probabilities_loss", "mean_f1",
+            "f1/NT"} <= found, found
+    assert {"epoch_loss", "mean_f1"} <= tags(str(run_dir / "logs" / "densenet"))
+
+
+def test_saved_model_serves_without_keras(run_dir):
+    loaded = tf.saved_model.load(str(run_dir / "export" / "1"))
+    rng = np.random.default_rng(0)
+    out = loaded.serve({"images": tf.constant(rng.normal(size=(2, 4, 64, 64, 3)), tf.float32),
+                        "dt": tf.zeros([2, 4, 2]), "length": tf.constant([4, 2])})
+    probabilities = out["probabilities"].numpy()
+    assert probabilities.shape == (2, 6)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_multi_worker_request_fails_clearly(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}')
+    with pytest.raises(NotImplementedError, match="multi-worker training"):
+        protocol.make_strategy()
+
+
+def test_tensorboard_has_pr_curves_confusion_examples_and_hparams(run_dir):
+    log_dir = str(run_dir / "logs" / "joint" / "evaluation")
+    found = tags(log_dir)
+    assert {"pr_curve/BZ/pr_curves", "pr_curve/NT/pr_curves", "confusion_matrix", "examples",
+            "_hparams_/session_start_info"} <= found
+    path = glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))[0]
+    accumulator = EventAccumulator(path, size_guidance={"tensors": 0})
+    accumulator.Reload()
+    assert accumulator.SummaryMetadata("pr_curve/NT/pr_curves").plugin_data.plugin_name == "pr_curves"
+    assert accumulator.SummaryMetadata("_hparams_/session_start_info").plugin_data.plugin_name == "hparams"
+    assert "epoch_learning_rate" in tags(str(run_dir / "logs" / "joint"))
+
+
+def test_confusion_image_shades_rows_by_fraction():
+    from tao_keras.training import tensorboard_views
+    image = tensorboard_views.confusion_image([[3, 1], [0, 0]])
+    assert image.shape == (48, 48, 3) and image.dtype == np.uint8
+    full, quarter, empty = image[5, 5], image[5, 29], image[29, 29]
+    assert (empty == 255).all() and full[0] < quarter[0] < 255

@@ -100,3 +100,37 @@ def test_confusion_image_shades_rows_by_fraction():
     assert image.shape == (48, 48, 3) and image.dtype == np.uint8
     full, quarter, empty = image[5, 5], image[5, 29], image[29, 29]
     assert (empty == 255).all() and full[0] < quarter[0] < 255
+
+
+def test_killed_training_resumes_where_it_stopped(tiny_records, tmp_path):
+    import csv
+    import signal
+    import time
+
+    records, _ = tiny_records
+    out = tmp_path / "resume"
+    command = [sys.executable, "-m", "trainers.multiclass", "--data", str(records), "--output", str(out),
+               "--stages", "densenet", "--epochs_densenet", "5", "--batch_size", "4", "--epoch_fraction", "6"]
+    history = out / "densenet" / "history.csv"
+
+    def epochs_logged():
+        if not history.exists():
+            return []
+        with open(history) as f:
+            return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and len(epochs_logged()) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = epochs_logged()
+    assert 2 <= len(done_before) < 5, f"kill landed outside the run: epochs {done_before}"
+    assert (out / "densenet" / "backup").exists()
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True, timeout=600)
+    logged = epochs_logged()
+    resumed = logged[len(done_before):]
+    assert resumed and resumed[0] >= done_before[-1]            # not restarted from epoch 0
+    assert set(logged) == set(range(5)) and logged[-1] == 4     # every epoch, ending at the last
+    assert (out / "report.json").exists()

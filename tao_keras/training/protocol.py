@@ -122,9 +122,10 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
         callbacks.ValidationF1(val, names, writer),
         keras.callbacks.ModelCheckpoint(best, monitor="val_mean_f1", mode="max", save_best_only=True,
                                         save_weights_only=True),
-        keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup")),
         keras.callbacks.TensorBoard(os.path.join(out_dir, "logs", stage)),
         keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
+        # Last: an epoch is only marked done once everything above has recorded it.
+        keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup")),
     ]
     logging.info("stage %s: %d epochs x %d steps of %d", stage, stage_config.epochs, steps, pipeline.batch_size)
     model.fit(train, epochs=stage_config.epochs, steps_per_epoch=steps, callbacks=stage_callbacks, verbose=2)

@@ -1,5 +1,8 @@
 """Keras callbacks: validation F1 per class each epoch, into the logs and TensorBoard."""
 
+import logging
+import shutil
+
 import keras
 import tensorflow as tf
 
@@ -35,3 +38,24 @@ class ValidationF1(keras.callbacks.Callback):
                     tf.summary.scalar(f"f1/{name}", value)
             tensorboard_views.write_evaluation(self.writer, epoch, labels, probabilities, self.class_names,
                                                result["confusion_matrix"])
+
+
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that survives a kill during its own write.
+
+    Keras writes the backup in place: a kill in the middle leaves a corrupt file.
+    double_checkpoint keeps the previous backup to fall back on; when even that is
+    missing (killed during the first backup), the stage starts afresh with a warning
+    instead of failing on every later attempt.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, double_checkpoint=True)
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except OSError as e:
+            logging.warning("backup in %s is unreadable (%s) and has no earlier copy: starting this stage afresh",
+                            self.backup_dir, e)
+            shutil.rmtree(self.backup_dir, ignore_errors=True)

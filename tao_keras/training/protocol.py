@@ -125,7 +125,7 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
         keras.callbacks.TensorBoard(os.path.join(out_dir, "logs", stage)),
         keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
         # Last: an epoch is only marked done once everything above has recorded it.
-        keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup")),
+        callbacks.ResumableBackup(os.path.join(stage_dir, "backup")),
     ]
     logging.info("stage %s: %d epochs x %d steps of %d", stage, stage_config.epochs, steps, pipeline.batch_size)
     model.fit(train, epochs=stage_config.epochs, steps_per_epoch=steps, callbacks=stage_callbacks, verbose=2)

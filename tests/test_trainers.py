@@ -134,3 +134,22 @@ def test_killed_training_resumes_where_it_stopped(tiny_records, tmp_path):
     assert resumed and resumed[0] >= done_before[-1]            # not restarted from epoch 0
     assert set(logged) == set(range(5)) and logged[-1] == 4     # every epoch, ending at the last
     assert (out / "report.json").exists()
+
+
+def test_binary_finetunes_from_multiclass_with_frozen_gru(run_dir, tmp_path):
+    import keras
+    out = tmp_path / "binary"
+    subprocess.run([sys.executable, "-m", "trainers.supernova", "--data", str(json.load(open(run_dir / "config.json"))["records"]),
+                    "--output", str(out), "--init_from", str(run_dir), "--stages", "joint", "--epochs_joint", "1",
+                    "--batch_size", "2", "--sequence_length", "5", "--learning_rate_scale", "0.1",
+                    "--freeze", "recurrent"], cwd=REPO, check=True, capture_output=True, timeout=600)
+    report = json.load(open(out / "report.json"))
+    assert report["class_names"] == ["SN", "NT"]
+    source = keras.saving.load_model(str(run_dir / "joint" / "model.keras"))
+    tuned = keras.saving.load_model(str(out / "joint" / "model.keras"))
+    for a, b in zip(source.get_layer("gru1").get_weights(), tuned.get_layer("gru1").get_weights()):
+        np.testing.assert_array_equal(a, b)                   # frozen and carried over
+    moved = [not np.array_equal(a, b) for a, b in zip(source.get_layer("stepwise_backbone").get_weights(),
+                                                      tuned.get_layer("stepwise_backbone").get_weights())]
+    assert any(moved)                                          # the backbone was finetuned
+    assert tuned.get_layer("probabilities").get_weights()[0].shape[-1] == 2

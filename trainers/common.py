@@ -29,6 +29,8 @@ flags.DEFINE_integer("batch_size", None, "Global batch size of every stage (defa
 flags.DEFINE_integer("sequence_length", 19, "Fixed length S of joint training, in dates.", lower_bound=3)
 flags.DEFINE_float("aux_weight", 1.0, "Weight of the auxiliary (per-step) loss in joint training.")
 flags.DEFINE_float("epoch_fraction", 1.0, "Fraction of the balanced epoch per training epoch.", 0.0)
+flags.DEFINE_list("freeze", [], "TAO-Net parts kept fixed in the gru/joint stages: backbone, recurrent "
+                  "(e.g. SN vs NT finetuning with the GRUs fixed, paper Table 5).")
 flags.DEFINE_string("init_from", None, "A previous run directory: start from its last stage's model "
                     "(layers with matching names and shapes), e.g. binary tasks from a multiclass run.")
 
@@ -70,7 +72,8 @@ def train_config(task):
             learning_rate=s.learning_rate * FLAGS.learning_rate_scale,
             batch_size=FLAGS.batch_size or s.batch_size)
     return dataclasses.replace(base, task=task, sequence_length=FLAGS.sequence_length, aux_weight=FLAGS.aux_weight,
-                               epoch_fraction=FLAGS.epoch_fraction, seed=FLAGS.seed, **stages)
+                               epoch_fraction=FLAGS.epoch_fraction, frozen=tuple(FLAGS.freeze), seed=FLAGS.seed,
+                               **stages)
 
 
 def run(task):

@@ -24,7 +24,13 @@ class TrainConfig:
     aux_weight: float = 1.0
     weight_decay: float = 1e-4
     epoch_fraction: float = 1.0      # fraction of the balanced epoch per Keras epoch (quick runs)
+    frozen: tuple = ()               # parts kept fixed in TAO-Net stages: "backbone", "recurrent"
     seed: int = 0
+
+    def __post_init__(self):
+        unknown = set(self.frozen) - {"backbone", "recurrent"}
+        if unknown:
+            raise ValueError(f"frozen parts {sorted(unknown)} unknown; choose from backbone, recurrent")
 
 
 TRAINING_PRESETS = {

@@ -74,7 +74,8 @@ def _build(stage, config, num_classes, previous):
             taonet.load_backbone_weights(model, previous)
         else:
             transfer_matching_weights(model, previous)
-    taonet.set_trainable(model, backbone=(stage == "joint"), recurrent=True)
+    taonet.set_trainable(model, backbone=stage == "joint" and "backbone" not in config.frozen,
+                         recurrent="recurrent" not in config.frozen)
     return model
 
 

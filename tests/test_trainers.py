@@ -75,12 +75,6 @@ def test_saved_model_serves_without_keras(run_dir):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_multi_worker_request_fails_clearly(monkeypatch):
-    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}')
-    with pytest.raises(NotImplementedError, match="multi-worker training"):
-        protocol.make_strategy()
-
-
 def test_tensorboard_has_pr_curves_confusion_examples_and_hparams(run_dir):
     log_dir = str(run_dir / "logs" / "joint" / "evaluation")
     found = tags(log_dir)

@@ -82,19 +82,25 @@ def run(task):
     from tao_keras import classes
     from tao_keras.training import protocol, reports
 
+    from tao_keras.training import multiworker
+
     std_logging.getLogger().setLevel(std_logging.INFO)
     began = time.perf_counter()
+    strategy = protocol.make_strategy()          # first: multi-worker collectives start here
     unknown = [s for s in FLAGS.stages if s not in protocol.STAGES]
     if unknown:
         raise ValueError(f"--stages: unknown {unknown}; choose from {protocol.STAGES}")
     keras.utils.set_random_seed(FLAGS.seed)
     records = prepare_records(FLAGS.data, FLAGS.cache_dir, FLAGS.num_objects, FLAGS.seed)
     out_dir = FLAGS.output or os.path.join("runs", task)
+    if not multiworker.is_chief():
+        # Every worker saves; the others into a fixed directory of their own, so that a
+        # restarted worker finds its backup again.
+        out_dir = os.path.join(out_dir, f".worker-{strategy.cluster_resolver.task_id}")
     os.makedirs(out_dir, exist_ok=True)
     config = train_config(task)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump({"records": os.path.abspath(records), **dataclasses.asdict(config)}, f, indent=2)
-    strategy = protocol.make_strategy()
     logging.info("%d replica(s); records %s; output %s", strategy.num_replicas_in_sync, records, out_dir)
 
     previous = None

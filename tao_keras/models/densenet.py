@@ -34,7 +34,9 @@ class DenseNetConfig:
 
 
 def _bn_relu(x, name):
-    x = layers.BatchNormalization(epsilon=1.001e-5, name=f"{name}_bn")(x)
+    # synchronized: batch statistics over the global batch when distributed (no-op on one device),
+    # so every replica and worker keeps the same moving statistics.
+    x = layers.BatchNormalization(epsilon=1.001e-5, synchronized=True, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 

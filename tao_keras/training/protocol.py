@@ -18,7 +18,7 @@ import tensorflow as tf
 from tao_keras import classes
 from tao_keras.models import densenet, presets, taonet
 from tao_keras.pipeline import datasets
-from tao_keras.training import callbacks, evaluation, losses, tensorboard_views
+from tao_keras.training import callbacks, evaluation, losses, multiworker, tensorboard_views
 
 STAGES = ("densenet", "gru", "joint")
 MODEL_NAMES = {"densenet": "DenseNet (triplets)", "gru": "TAO-Net, GRU on frozen DenseNet",
@@ -26,15 +26,12 @@ MODEL_NAMES = {"densenet": "DenseNet (triplets)", "gru": "TAO-Net, GRU on frozen
 
 
 def make_strategy():
-    """MirroredStrategy over the local GPUs (or the CPU).
-
-    Several machines (TF_CONFIG) need MultiWorkerMirroredStrategy, whose Keras 3.15 `fit`
-    fails out of the box (keras-team/keras#20585); until the fix lands here, say so plainly.
-    """
+    """MultiWorkerMirroredStrategy when TF_CONFIG is set (with the Keras fix of
+    tao_keras.training.multiworker), else MirroredStrategy over the local GPUs (or the CPU).
+    Create it before any other TensorFlow work: collective ops are configured at start-up."""
     if os.environ.get("TF_CONFIG"):
-        raise NotImplementedError("multi-worker training (TF_CONFIG is set) is not supported yet: Keras 3.15 "
-                                  "fit under MultiWorkerMirroredStrategy fails (keras-team/keras#20585). "
-                                  "Unset TF_CONFIG to train on this machine's devices.")
+        multiworker.apply()
+        return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.MirroredStrategy()
 
 

@@ -56,3 +56,9 @@ def test_tools_called_from_piped_code_work_in_process(tmp_path):
                             timeout=120)
     assert "written" in result.stdout, result.stderr[-2000:]
     assert "running in-process" in result.stderr
+
+
+@pytest.mark.parametrize("task", ["multiclass", "binary", "supernova", "transients"])
+def test_trainers_document_their_flags(task):
+    result = run_module(f"trainers.{task}", "--helpfull", check=False)
+    assert "--init_from" in result.stdout and "--freeze" in result.stdout and "--data" in result.stdout

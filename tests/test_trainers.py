@@ -147,3 +147,14 @@ def test_binary_finetunes_from_multiclass_with_frozen_gru(run_dir, tmp_path):
                                                       tuned.get_layer("stepwise_backbone").get_weights())]
     assert any(moved)                                          # the backbone was finetuned
     assert tuned.get_layer("probabilities").get_weights()[0].shape[-1] == 2
+
+
+def test_batchnorm_is_synchronized_only_across_several_replicas():
+    import keras
+    from tao_keras.training import config as train_config
+
+    for replicas, expected in ((1, False), (2, True)):
+        model = protocol._build("joint", train_config.TrainConfig(), 6, None, replicas)
+        norms = [layer for layer in protocol.taonet.backbone_of(model).layers
+                 if isinstance(layer, keras.layers.BatchNormalization)]
+        assert norms and all(layer.synchronized == expected for layer in norms)

@@ -61,8 +61,11 @@ def _compile(model, stage, config, stage_config):
                   loss_weights={"probabilities": 1.0, "aux_probabilities": aux_weight})
 
 
-def _build(stage, config, num_classes, previous):
+def _build(stage, config, num_classes, previous, replicas=1):
     model_config = presets.preset(config.model_preset)
+    if replicas > 1:   # every replica and worker then keeps the same BatchNorm statistics
+        model_config = dataclasses.replace(model_config, backbone=dataclasses.replace(
+            model_config.backbone, synchronized_batchnorm=True))
     if stage == "densenet":
         return densenet.build_densenet(model_config.backbone, num_classes, "early")
     model = taonet.build_taonet(model_config, num_classes)
@@ -106,7 +109,7 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     if stage != "densenet":
         train = train.map(_two_outputs)
     with strategy.scope():
-        model = _build(stage, config, len(names), previous)
+        model = _build(stage, config, len(names), previous, strategy.num_replicas_in_sync)
         _compile(model, stage, config, stage_config)
     best = os.path.join(stage_dir, "best.weights.h5")
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs", stage, "evaluation"))

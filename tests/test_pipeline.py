@@ -246,3 +246,11 @@ def test_config_validation():
         datasets.PipelineConfig(mode="video")
     with pytest.raises(ValueError, match="sequence_length 2 < 3"):
         datasets.PipelineConfig(sequence_length=2)
+
+
+def test_cached_training_stream_gives_the_same_kind_of_batches(tiny_records):
+    out, _ = tiny_records
+    config = datasets.PipelineConfig(batch_size=4, sequence_length=5, cache=True, deterministic=True)
+    dataset, _ = datasets.training_dataset(str(out), config)
+    features, labels = next(iter(dataset))
+    assert features["images"].shape == (4, 3, 64, 64, 3) and labels.shape == (4,)

@@ -102,7 +102,6 @@ def _conversion(workdir, num_objects, workers):
     from tools.conversion import convert
     survey_dir = os.path.join(workdir, "survey")
     files = sorted(glob.glob(os.path.join(survey_dir, "images", "*", "*.fits")))
-    began = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         pool.map(_read_file, files[:workers])           # start-up, not counted
         began = time.perf_counter()

@@ -136,9 +136,9 @@ def _batch(dataset, config, drop_remainder):
     return dataset.batch(config.batch_size, drop_remainder=drop_remainder)
 
 
-def _records(paths, roi_size, config, deterministic):
-    files = tf.data.Dataset.from_tensor_slices(paths)
-    dataset = files.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(len(paths), 4)),
+def _records(files, num_files, roi_size, config, deterministic):
+    """Parsed records of a dataset of file names, read in parallel (up to 4 files at a time)."""
+    dataset = files.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(num_files, 4)),
                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return dataset.map(_parse_fn(roi_size, config.task), num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=deterministic)
@@ -147,15 +147,13 @@ def _records(paths, roi_size, config, deterministic):
 def _class_stream(shards, manifest, config, stream_seed, cache):
     """Infinite stream of (one image per date) items of one task class, random per pass."""
     paths = [p for p, _ in shards]
+    files = tf.data.Dataset.from_tensor_slices(paths)
     roi = manifest["roi_size"]
     if cache:
-        dataset = _records(paths, roi, config, True).cache().repeat()
+        dataset = _records(files, len(paths), roi, config, True).cache().repeat()
     else:
-        files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=stream_seed).repeat()
-        dataset = files.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(len(paths), 4)),
-                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
-        dataset = dataset.map(_parse_fn(roi, config.task), num_parallel_calls=tf.data.AUTOTUNE,
-                              deterministic=config.deterministic)
+        files = files.shuffle(len(paths), seed=stream_seed).repeat()
+        dataset = _records(files, len(paths), roi, config, config.deterministic)
     seeds = tf.data.Dataset.random(seed=stream_seed).batch(2)
     dataset = tf.data.Dataset.zip((dataset, seeds))
     dataset = dataset.map(_select, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)

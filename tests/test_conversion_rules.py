@@ -12,7 +12,7 @@ from astropy.io import fits
 import fitsfiles
 from tao_keras import classes
 from tfrecords import parser
-from tools.conversion import convert, exposures, sources
+from tools.conversion import convert, exposures
 from tools.conversion.sources import ConversionError
 
 NIGHTS = fitsfiles.four_a_night([0, 20, 45])          # 12 exposures on 3 dates

@@ -184,7 +184,7 @@ def test_balanced_epoch_has_equal_class_frequencies(tiny_records):
     np.testing.assert_allclose(frequencies, 1 / 6, atol=0.045)   # ~4 standard deviations
 
 
-def test_natural_frequencies_follow_the_counts(tiny_records, tmp_path):
+def test_natural_frequencies_follow_the_counts(tiny_records):
     out, _ = tiny_records
     config = datasets.PipelineConfig(task="binary", balance="natural", batch_size=30, sequence_length=5,
                                      augment=False, shuffle_buffer=4)

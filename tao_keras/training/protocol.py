@@ -132,12 +132,11 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     model.fit(train, epochs=stage_config.epochs, steps_per_epoch=steps, callbacks=stage_callbacks, verbose=2)
     if os.path.exists(best):
         model.load_weights(best)
-    scores = {}
-    for split in ("val", "test"):
-        try:
-            scores[split] = evaluation.score(model, datasets.evaluation_dataset(records_dir, eval_config, split),
-                                             names)
-        except ValueError as e:           # e.g. a tiny data set without a test split for this task
-            logging.warning("not scoring %s: %s", split, e)
+    splits = {"val": val}
+    try:
+        splits["test"] = datasets.evaluation_dataset(records_dir, eval_config, "test")
+    except ValueError as e:               # e.g. a tiny data set without a test split for this task
+        logging.warning("not scoring test: %s", e)
+    scores = {split: evaluation.score(model, dataset, names) for split, dataset in splits.items()}
     model.save(os.path.join(stage_dir, "model.keras"))
     return model, scores

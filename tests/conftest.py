@@ -1,9 +1,15 @@
 """Shared fixtures: a tiny simulated survey and its conversion, built once per test session."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from tools.conversion import convert
 from tools.simulation import survey
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TINY_SURVEY = survey.SurveyConfig(
     num_objects=16, seed=7, class_mix=tuple((c, 1.0) for c in ("BZ", "AGN", "CV", "OTHER", "SN", "NT")),
@@ -24,3 +30,15 @@ def tiny_records(tiny_survey, tmp_path_factory):
     out = tmp_path_factory.mktemp("records")
     manifest = convert.convert([str(tiny_survey)], str(out), convert.ConvertOptions(workers=2), progress=False)
     return out, manifest
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_records, tmp_path_factory):
+    """trainers.multiclass, all three stages for an epoch or two, on the tiny records (S=5)."""
+    records, _ = tiny_records
+    out = tmp_path_factory.mktemp("run")
+    subprocess.run([sys.executable, "-m", "trainers.multiclass", "--data", str(records), "--output", str(out),
+                    "--epochs_densenet", "2", "--epochs_gru", "1", "--epochs_joint", "1", "--batch_size", "4",
+                    "--sequence_length", "5", "--epoch_fraction", "0.2"], cwd=REPO, check=True,
+                   capture_output=True, text=True, timeout=600)
+    return out

@@ -11,6 +11,10 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 
+# Exposures less than this apart (days) share an observation date (data-format.md); the
+# converter and the exported model group dates by this one rule.
+SAME_DATE_DAYS = 0.5
+
 # Storage kinds: "int64" -> Int64List, "string" -> BytesList (UTF-8),
 # "float64"/"float32" -> one BytesList entry holding the little-endian array
 # (float32 would lose ~6 minutes at MJD 59000, so times and coordinates are float64).

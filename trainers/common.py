@@ -79,7 +79,7 @@ def train_config(task):
 def run(task):
     """Train `task` end to end; prints the report and where the logs and models are."""
     import keras
-    from tao_keras import classes
+    from tao_keras import classes, export
     from tao_keras.training import protocol, reports
 
     from tao_keras.training import multiworker
@@ -116,9 +116,10 @@ def run(task):
     names = classes.task_class_names(task)
     text = reports.write(out_dir, results, task, names,
                          extra={"records": os.path.abspath(records), "seconds": time.perf_counter() - began})
-    export_dir = os.path.join(out_dir, "export", "1")
-    previous.export(export_dir, format="tf_saved_model")
     print(text)
     print(f"TensorBoard: tensorboard --logdir {os.path.join(out_dir, 'logs')}")
-    print(f"SavedModel: {export_dir}   Keras model: {os.path.join(out_dir, FLAGS.stages[-1], 'model.keras')}")
+    print(f"Keras model: {os.path.join(out_dir, FLAGS.stages[-1], 'model.keras')}")
+    if multiworker.is_chief() and export.is_sequence_model(previous):
+        target = export.export_run(out_dir, os.path.join(out_dir, "export"), stage=FLAGS.stages[-1])
+        print(f"SavedModel: {target}   (python -m tools.predict --model {target} --input DIR ...)")
     print(f"Finished in {time.perf_counter() - began:.0f} s")

@@ -19,7 +19,7 @@ import os
 import tensorflow as tf
 
 from tao_keras import classes
-from tao_keras.pipeline import augmentation, dates, normalization, windows
+from tao_keras.pipeline import augmentation, dates, features, normalization, windows
 from tfrecords import parser
 
 MODES = ("triplet", "sequence")
@@ -111,21 +111,17 @@ def _finish(config, augment):
     """
 
     def finish(item, seed=None):
-        images = normalization.normalize_images(item["images"])
         if config.mode == "triplet":
+            images = normalization.normalize_images(item["images"])
             num = tf.shape(images)[0]
             images = tf.gather(images, windows.triplet_dates(num, item["max_date_index"], item["is_nt"]))
-            mjd = None
-        else:
-            mjd = item["mjd"]
-            if config.sequence_length is not None:
-                images, mjd = windows.fix_length(images, mjd, config.sequence_length)
+            if augment:
+                images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
+            return {"images": tf.transpose(images, [1, 2, 0])}, item["label"]
+        images, mjd = features.prepare_dates(item["images"], item["mjd"], config.sequence_length)
         if augment:
             images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
-        if config.mode == "triplet":
-            return {"images": tf.transpose(images, [1, 2, 0])}, item["label"]
-        triplets, gaps = windows.sliding_triplets(images, mjd, config.stride)
-        return {"images": triplets, "dt": gaps, "length": tf.shape(triplets)[0]}, item["label"]
+        return features.sequence_features(images, mjd, config.stride), item["label"]
 
     return finish
 

@@ -7,7 +7,6 @@ from tfrecords import schema
 from tools.conversion import exposures as exp
 from tools.conversion import sources as src
 
-SAME_DATE_DAYS = 0.5     # data-format.md: exposures less than 0.5 day apart share a date
 MIN_DATES = 3            # paper 2.5: fewer observation dates -> dropped
 
 
@@ -16,7 +15,7 @@ def group_dates(mjd):
     mjd = np.asarray(mjd, dtype=np.float64)
     if len(mjd) == 0:
         return np.zeros(0, np.int64)
-    return np.concatenate([[0], np.cumsum(np.diff(mjd) >= SAME_DATE_DAYS)]).astype(np.int64)
+    return np.concatenate([[0], np.cumsum(np.diff(mjd) >= schema.SAME_DATE_DAYS)]).astype(np.int64)
 
 
 def central_flux(images, aperture_px=3.0, annulus_px=(8.0, 14.0)):

@@ -9,14 +9,16 @@ def _pct(value):
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
 
 
+SPLIT_TITLES = {"val": "Validation set", "test": "Test set", "train": "Training set", "all": "All labelled objects"}
+
+
 def markdown(results, task, class_names):
     """results: {model name: {split: metrics.evaluate output}} -> Markdown text."""
     lines = [f"# TAO-Net report: task `{task}`", ""]
-    for split in ("val", "test"):
+    present = {split for by_split in results.values() for split in by_split}
+    for split in [s for s in SPLIT_TITLES if s in present] + sorted(present - set(SPLIT_TITLES)):
         rows = [(name, by_split[split]) for name, by_split in results.items() if split in by_split]
-        if not rows:
-            continue
-        lines += [f"## {'Validation' if split == 'val' else 'Test'} set: maximum F1 (%) per class", "",
+        lines += [f"## {SPLIT_TITLES.get(split, split)}: maximum F1 (%) per class", "",
                   "| model | " + " | ".join(class_names) + " | mean ± std |",
                   "|---|" + "---|" * (len(class_names) + 1)]
         for name, r in rows:

@@ -1,0 +1,80 @@
+"""tools.predict on FITS (labelled and unlabelled) and on records, with the trained run's export."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tao_keras import classes
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def predict(model, input_dir, output):
+    run = subprocess.run([sys.executable, "-m", "tools.predict", "--model", str(model), "--input", str(input_dir),
+                          "--output", str(output), "--workers", "1"], cwd=REPO, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with open(output) as f:
+        return list(csv.DictReader(f)), run.stdout
+
+
+@pytest.fixture(scope="module")
+def model_root(trained_run):
+    return trained_run / "export" / "taonet_multiclass"
+
+
+def test_fits_dataset_is_classified_with_metrics(model_root, tiny_survey, tmp_path):
+    rows, stdout = predict(model_root, tiny_survey, tmp_path / "p.csv")
+    catalog = {r["object_id"]: r["label"] for r in csv.DictReader(open(tiny_survey / "catalog.csv"))}
+    # Every object with at least 3 dates, whatever its date of maximum (a catalog value).
+    assert len(rows) == len(catalog) - stdout.count("at least 3 needed")
+    assert "skipped" in stdout and "All labelled objects" in stdout and "mean ± std" in stdout
+    for row in rows:
+        assert row["label"] == catalog[row["object_id"]]
+        p = np.array([float(row[f"p_{c}"]) for c in classes.CLASS_NAMES])
+        assert abs(p.sum() - 1) < 1e-4 and row["predicted"] == classes.CLASS_NAMES[p.argmax()]
+        assert int(row["num_dates"]) >= 3
+
+
+def test_unlabelled_fits_objects_get_predictions_without_metrics(model_root, tiny_survey, tmp_path):
+    survey = tmp_path / "survey"
+    shutil.copytree(tiny_survey, survey)
+    lines = (survey / "catalog.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    column = header.index("label")
+    blanked = [lines[0]] + [",".join("" if i == column else v for i, v in enumerate(line.split(",")))
+                            for line in lines[1:]]
+    (survey / "catalog.csv").write_text("\n".join(blanked) + "\n")
+    rows, stdout = predict(model_root, survey, tmp_path / "p.csv")
+    assert rows and all(row["label"] == "" for row in rows)
+    assert "maximum F1" not in stdout
+
+
+def test_records_with_a_corrupt_one_are_classified_and_the_bad_one_reported(model_root, trained_run, tmp_path):
+    records_dir = json.load(open(trained_run / "config.json"))["records"]
+    manifest = json.load(open(os.path.join(records_dir, "dataset.json")))
+    shard = os.path.join(records_dir, manifest["splits"]["train"]["shards"][0]["file"])
+    good = [s.numpy() for s in tf.data.TFRecordDataset(shard)]
+    (tmp_path / "in").mkdir()
+    with tf.io.TFRecordWriter(str(tmp_path / "in" / "objects.tfrecord")) as writer:
+        for s in good[:1] + [b"\x00 not an example"] + good[1:]:
+            writer.write(s)
+    rows, stdout = predict(model_root, tmp_path / "in", tmp_path / "p.csv")
+    assert len(rows) == len(good)
+    assert "1 object(s) skipped" in stdout
+    expected = tf.saved_model.load(str(model_root / "1")).signatures["serialized"](records=tf.constant(good))
+    got = np.array([[float(r[f"p_{c}"]) for c in classes.CLASS_NAMES] for r in rows])
+    np.testing.assert_allclose(got, expected["probabilities"].numpy(), atol=1e-6)
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "tools.predict", "--model", str(tmp_path), "--input", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "saved_model.pb" in run.stderr

@@ -46,8 +46,9 @@ def _padded(features_per_object):
 class _Server:
     """The graph functions of the export, closing over the model and its settings."""
 
-    def __init__(self, model, class_names, roi_size, sequence_length, stride):
+    def __init__(self, model, class_names, roi_size, sequence_length, stride, objects_per_call):
         self.model = model
+        self.objects_per_call = objects_per_call
         self.class_names = tf.constant(class_names)
         self.roi_size = roi_size
         self.sequence_length = sequence_length
@@ -87,9 +88,25 @@ class _Server:
         record = parser.parse(serialized, self.roi_size)
         return self._object_features(record["images"], record["mjd"], record["date_index"], row)
 
+    def _probabilities(self, inputs):
+        """The model over chunks of objects_per_call objects, one after the other, so that the
+        backbone's activations stay bounded whatever the request's batch (the last chunk is
+        filled up with copies of the first object, whose results are dropped)."""
+        batch, chunk = tf.shape(inputs["length"])[0], self.objects_per_call
+        chunks = (batch + chunk - 1) // chunk
+        index = tf.concat([tf.range(batch), tf.zeros([chunks * chunk - batch], tf.int32)], axis=0)
+
+        def split(x):
+            return tf.reshape(tf.gather(x, index), tf.concat([[chunks, chunk], tf.shape(x)[1:]], axis=0))
+
+        num_classes = self.class_names.shape[0]
+        out = tf.map_fn(lambda part: self.model(part, training=False)["probabilities"],
+                        {k: split(v) for k, v in inputs.items()}, parallel_iterations=1,
+                        fn_output_signature=tf.TensorSpec([None, num_classes], tf.float32))
+        return tf.reshape(out, [-1, num_classes])[:batch]
+
     def _classify(self, per_object):
-        out = self.model(_padded(per_object), training=False)
-        probabilities = out["probabilities"]
+        probabilities = self._probabilities(_padded(per_object))
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         batch = tf.shape(probabilities)[0]
         return {"probabilities": probabilities, "class_id": class_id,
@@ -126,10 +143,12 @@ def is_sequence_model(model):
     return isinstance(model.input, dict) and {"images", "dt", "length"} <= set(model.input)
 
 
-def export_model(model, export_dir, task, sequence_length, stride=1, training_config=None):
+def export_model(model, export_dir, task, sequence_length, stride=1, training_config=None, objects_per_call=8):
     """Write the SavedModel to export_dir (e.g. EXPORT/<model name>/<version>); returns its metadata.
 
     sequence_length: the fixed S the model was evaluated at (joint stage), or None (all dates).
+    objects_per_call: objects the model sees at once (memory bound: the paper preset needs
+    ~1 GB per object-sequence of activations at a time; 64 at once does not fit in 24 GiB).
     """
     if not is_sequence_model(model):
         raise ValueError("only TAO-Net (sequence) models can be served: the DenseNet on triplets needs the "
@@ -142,9 +161,10 @@ def export_model(model, export_dir, task, sequence_length, stride=1, training_co
     metadata = {"task": task, "class_names": list(class_names), "schema_version": schema.SCHEMA_VERSION,
                 "roi_size": roi, "sequence_length": sequence_length, "stride": stride,
                 "same_date_days": schema.SAME_DATE_DAYS, "min_dates": MIN_DATES,
+                "objects_per_call": objects_per_call,
                 "training_config": training_config or {}}
     text = json.dumps(metadata, indent=2, sort_keys=True)
-    server = _Server(model, class_names, roi, sequence_length, stride)
+    server = _Server(model, class_names, roi, sequence_length, stride, objects_per_call)
 
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -6,7 +6,8 @@ Parts so far: simulation (exposures/s); conversion (exposures/s) against a bare 
 read of the same files with the same number of processes (the ceiling); pipeline: the full
 training input pipeline (S=19, balanced, augmented, batch 32) in sequences/s and parsed
 images/s, against a bare parse of the same records; training_step: sequences/s consumed
-by a joint-training step of the `cpu` and `paper` presets. Each part runs in
+by a joint-training step of the `cpu` and `paper` presets; serving: the exported SavedModel's
+sequences/s and p50/p99 latency at batch 1 and 64 for both presets. Each part runs in
 its own process; peak RSS is that process plus its worker processes, summed, sampled.
 """
 
@@ -24,9 +25,9 @@ import time
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("parts", ["simulation", "conversion", "pipeline", "training_step"],
+flags.DEFINE_list("parts", ["simulation", "conversion", "pipeline", "training_step", "serving"],
                   "Parts to run, in order: simulation, conversion, pipeline (each needs the one before), "
-                  "training_step (needs nothing).")
+                  "training_step and serving (need nothing).")
 flags.DEFINE_integer("num_objects", 100, "Objects in the simulated survey the parts work on.", lower_bound=1)
 flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).", lower_bound=1)
 flags.DEFINE_string("workdir", None, "Scratch directory (default: a temporary one, removed after).")
@@ -209,8 +210,55 @@ def _training_step(workdir, num_objects, workers, steps=3):
     return {"presets": results}
 
 
+def _synthetic_requests(batch, nights=25, per_night=3, roi=64, seed=0):
+    """serving_default inputs: `batch` objects of nights x per_night sky-noise exposures
+    (75 exposures over 25 dates, the paper's average sequence) with a point source."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    exposures = nights * per_night
+    images = rng.normal(1000.0, 30.0, size=(batch, exposures, roi, roi)).astype(np.float32)
+    images[:, :, roi // 2 - 1:roi // 2 + 2, roi // 2 - 1:roi // 2 + 2] += 500.0
+    night = np.sort(rng.uniform(0, 1000, size=(batch, nights)), axis=1).round()
+    mjd = 55000.0 + np.repeat(night, per_night, axis=1) + np.tile(np.arange(per_night) * 0.007, nights)
+    return images, mjd, np.full(batch, exposures, np.int32)
+
+
+def _serving(workdir, num_objects, workers, presets_batches=(("cpu", 1, 50), ("cpu", 64, 5), ("paper", 1, 10),
+                                                               ("paper", 64, 2))):
+    """SavedModel `serving_default` (grouping, normalization, triplets and TAO-Net in the graph) on
+    75-exposure objects, S=19: sequences/s and latency percentiles per preset and batch size."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tao_keras import export
+    from tao_keras.models import presets, taonet
+
+    results = {}
+    for name in dict.fromkeys(p for p, _, _ in presets_batches):
+        path = os.path.join(workdir, "serving", name)
+        export.export_model(taonet.build_taonet(presets.preset(name), 6), path, "multiclass", 19)
+        signature = tf.saved_model.load(path).signatures["serving_default"]
+        for preset, batch, calls in presets_batches:
+            if preset != name:
+                continue
+            images, mjd, count = (tf.constant(a) for a in _synthetic_requests(batch))
+            signature(images=images, mjd=mjd, num_exposures=count)         # warm-up
+            latencies = []
+            for _ in range(calls):
+                began = time.perf_counter()
+                signature(images=images, mjd=mjd, num_exposures=count)["probabilities"].numpy()
+                latencies.append(time.perf_counter() - began)
+            latencies = np.array(latencies)
+            results[f"{name}/batch{batch}"] = {
+                "preset": name, "batch_size": batch, "calls": calls,
+                "sequences_per_second": round(batch * calls / latencies.sum(), 2),
+                "latency_p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1),
+                "latency_p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1)}
+    return {"configurations": results}
+
+
 PARTS = {"simulation": _simulation, "conversion": _conversion, "pipeline": _pipeline,
-         "training_step": _training_step}
+         "training_step": _training_step, "serving": _serving}
 
 
 def _run_part(name, workdir, num_objects, workers, queue):
@@ -247,6 +295,12 @@ def format_table(results):
             for preset, p in r["presets"].items():
                 rows.append((f"step:{preset}", f"{p['sequences_per_second']:.2f} seq/s (batch {p['batch_size']})",
                              "", "", f"{r['peak_rss_mb']:.0f}"))
+            continue
+        if name == "serving":
+            for key, c in r["configurations"].items():
+                rows.append((f"serve:{key}", f"{c['sequences_per_second']:.2f} seq/s",
+                             f"p50 {c['latency_p50_ms']:.0f} ms, p99 {c['latency_p99_ms']:.0f} ms ({c['calls']} calls)",
+                             "", f"{r['peak_rss_mb']:.0f}"))
             continue
         if name == "pipeline":
             rows.append((name, f"{r['sequences_per_second']:.0f} seq/s = {r['images_per_second']:.0f} img/s",

@@ -5,21 +5,14 @@ import dataclasses
 import json
 import logging as std_logging
 import os
-import subprocess
-import sys
 import time
 
 from absl import flags, logging
 
+from trainers.data import prepare_records
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data", None, "Converted records (a dir with dataset.json) or a FITS dataset to convert. "
-                    "Default: the embedded simulated survey, created once and cached.")
-flags.DEFINE_string("output", None, "Run directory (default: runs/<task>).")
 flags.DEFINE_enum("preset", "cpu", ["cpu", "paper"], "Model and schedule preset.")
-flags.DEFINE_integer("num_objects", 300, "Size of the embedded simulated survey.", lower_bound=20)
-flags.DEFINE_string("cache_dir", os.path.join(os.path.expanduser("~"), ".cache", "tao-keras"),
-                    "Where the embedded survey and converted FITS data are kept between runs.")
-flags.DEFINE_integer("seed", 0, "Seed of simulation, split, pipeline and initialization.")
 flags.DEFINE_list("stages", ["densenet", "gru", "joint"], "Stages to run, in order.")
 flags.DEFINE_integer("epochs_densenet", None, "Epochs of stage 1 (default: preset).")
 flags.DEFINE_integer("epochs_gru", None, "Epochs of stage 2 (default: preset).")
@@ -33,32 +26,6 @@ flags.DEFINE_list("freeze", [], "TAO-Net parts kept fixed in the gru/joint stage
                   "(e.g. SN vs NT finetuning with the GRUs fixed, paper Table 5).")
 flags.DEFINE_string("init_from", None, "A previous run directory: start from its last stage's model "
                     "(layers with matching names and shapes), e.g. binary tasks from a multiclass run.")
-
-
-def _run_tool(args):
-    logging.info("running %s", " ".join(args))
-    subprocess.run([sys.executable, "-m", *args], check=True)
-
-
-def prepare_records(data, cache_dir, num_objects, seed):
-    """A directory of converted records: given, converted from FITS, or the embedded default."""
-    if data and os.path.exists(os.path.join(data, "dataset.json")):
-        return data
-    if data:
-        out = os.path.join(cache_dir, "converted", os.path.abspath(data).strip("/").replace("/", "_"))
-        if not os.path.exists(os.path.join(out, "dataset.json")):
-            _run_tool(["tools.fits_to_tfrecords", "--input", data, "--output", out, "--seed", str(seed)])
-        return out
-    root = os.path.join(cache_dir, f"embedded-{num_objects}-seed{seed}")
-    survey, records = os.path.join(root, "survey"), os.path.join(root, "records")
-    if not os.path.exists(os.path.join(records, "dataset.json")):
-        if not os.path.exists(os.path.join(survey, "catalog.csv")):
-            _run_tool(["tools.simulate_survey", "--output", survey, "--num_objects", str(num_objects),
-                       "--seed", str(seed)])
-        _run_tool(["tools.fits_to_tfrecords", "--input", survey, "--output", records, "--seed", str(seed)])
-    else:
-        logging.info("reusing the embedded survey in %s", root)
-    return records
 
 
 def train_config(task):

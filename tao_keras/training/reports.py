@@ -5,7 +5,7 @@ import math
 import os
 
 
-def _pct(value):
+def percent(value):
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
 
 
@@ -22,8 +22,8 @@ def markdown(results, task, class_names):
                   "| model | " + " | ".join(class_names) + " | mean ± std |",
                   "|---|" + "---|" * (len(class_names) + 1)]
         for name, r in rows:
-            cells = [_pct(r["f1"][c]) for c in class_names]
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {_pct(r['mean_f1'])} ± {_pct(r['std_f1'])} |")
+            cells = [percent(r["f1"][c]) for c in class_names]
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {percent(r['mean_f1'])} ± {percent(r['std_f1'])} |")
         support = rows[0][1]["support"]
         lines += ["", "Objects per class: " + ", ".join(f"{c} {support[c]}" for c in class_names), ""]
         name, r = rows[-1]

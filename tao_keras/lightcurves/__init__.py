@@ -1,0 +1,1 @@
+"""The paper's baseline: light curves from the images (photometry), light-curve features, Random Forest."""

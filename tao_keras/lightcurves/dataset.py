@@ -1,0 +1,113 @@
+"""Labelled light curves of every object: measured on converted records, or read from a CSV
+(object_id, mjd, mag, magerr[, label, split]) as surveys publish them."""
+
+import csv
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from tao_keras import classes
+from tao_keras.lightcurves import photometry
+
+CSV_FIELDS = ("object_id", "label", "split", "mjd", "mag", "magerr")
+
+
+@dataclasses.dataclass
+class LightCurve:
+    """One object's nightly light curve; label indexes classes.CLASS_NAMES (-1 = unlabelled)."""
+
+    object_id: str
+    label: int
+    split: str
+    mjd: np.ndarray
+    mag: np.ndarray
+    magerr: np.ndarray
+
+    def arrays(self):
+        return self.mjd, self.mag, self.magerr
+
+
+def from_records(records_dir, config=photometry.PhotometryConfig(), progress=True):
+    """Photometry of every record of every split of a converted dataset (dataset.json)."""
+    from tqdm import tqdm
+
+    from tfrecords import parser
+
+    with open(os.path.join(records_dir, "dataset.json")) as f:
+        manifest = json.load(f)
+    shards = [(split, os.path.join(records_dir, s["file"]), s["records"])
+              for split, entry in manifest["splits"].items() for s in entry["shards"]]
+    curves = []
+    with tqdm(total=sum(n for _, _, n in shards), unit="obj", desc="photometry", disable=not progress) as bar:
+        for split, path, _ in shards:
+            for record in parser.read_records([path], manifest["roi_size"]):
+                flux, error = photometry.measure(record.images, config)
+                t, flux, error = photometry.nightly(record.mjd, flux, error, record.date_index)
+                mag, magerr = photometry.to_magnitudes(flux, error)
+                curves.append(LightCurve(record.object_id, record.label, split, t, mag, magerr))
+                bar.update()
+    return curves
+
+
+def write_csv(curves, path):
+    """One row per date, in the format from_csv reads."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_FIELDS)
+        for c in curves:
+            name = classes.CLASS_NAMES[c.label] if c.label >= 0 else ""
+            for t, m, e in zip(c.mjd, c.mag, c.magerr):
+                writer.writerow([c.object_id, name, c.split, f"{t:.6f}", f"{m:.5f}", f"{e:.5f}"])
+
+
+def _label(value, where):
+    try:
+        return classes.label_index(classes.canonical_label(value))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def from_csv(path, seed=0, test_fraction=0.05, val_fraction=0.3):
+    """Light curves from a CSV with columns object_id, mjd, mag, magerr (any order; label and
+    split optional). Objects without a split are split per class (test, then val of the rest)."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        missing = {"object_id", "mjd", "mag", "magerr"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+        rows = {}
+        for line, row in enumerate(reader, start=2):
+            where = f"{path}:{line}"
+            try:
+                values = tuple(float(row[k]) for k in ("mjd", "mag", "magerr"))
+            except ValueError:
+                raise ValueError(f"{where}: mjd, mag and magerr must be numbers") from None
+            if not all(np.isfinite(values)) or values[2] <= 0:
+                raise ValueError(f"{where}: mjd, mag must be finite and magerr > 0")
+            entry = rows.setdefault(row["object_id"], {"label": _label(row.get("label") or "", where),
+                                                       "split": (row.get("split") or "").strip(), "points": []})
+            entry["points"].append(values)
+    curves = []
+    for object_id, entry in rows.items():
+        t, m, e = np.array(sorted(entry["points"])).T
+        curves.append(LightCurve(object_id, entry["label"], entry["split"], t, m, e))
+    unsplit = [c for c in curves if not c.split and c.label >= 0]
+    if unsplit:
+        _assign_splits(unsplit, seed, test_fraction, val_fraction)
+    for c in curves:
+        c.split = c.split or "unlabelled"
+    return curves
+
+
+def _assign_splits(curves, seed, test_fraction, val_fraction):
+    """Per class, a seeded shuffle: the first test_fraction to test, val_fraction of the rest to val."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([c.label for c in curves])
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        num_test = int(round(test_fraction * len(members)))
+        num_val = int(round(val_fraction * (len(members) - num_test)))
+        for rank, i in enumerate(members):
+            curves[i].split = "test" if rank < num_test else "val" if rank < num_test + num_val else "train"

@@ -16,7 +16,10 @@ def run_module(*args, check=True):
 
 
 @pytest.mark.parametrize("module, flag", [("tools.simulate_survey", "--num_objects"),
-                                          ("tools.fits_to_tfrecords", "--max_date_tolerance_days")])
+                                          ("tools.fits_to_tfrecords", "--max_date_tolerance_days"),
+                                          ("tools.export_savedmodel", "--version"), ("tools.predict", "--batch_size"),
+                                          ("tools.benchmark", "--parts"), ("trainers.light_curve_rf", "--light_curves"),
+                                          ("tools.compare", "--output")])
 def test_helpfull_documents_the_flags(module, flag):
     result = run_module(module, "--helpfull", check=False)   # absl exits 1 after printing help
     assert flag in result.stdout

@@ -167,57 +167,77 @@ def _pipeline(workdir, num_objects, workers, warmup=5, batches=40):
             "sequence_length": config.sequence_length}
 
 
-def _training_step(workdir, num_objects, workers, steps=3):
-    """Sequences/s a joint-training step (final + masked auxiliary loss, AdamW) consumes, per preset.
+STEP_CONFIGURATIONS = (("cpu", 32, "float32", False), ("paper", 2, "float32", False),
+                       ("cpu", 32, "mixed_bfloat16", False), ("paper", 2, "mixed_bfloat16", False),
+                       ("cpu", 32, "float32", True))
 
-    Synthetic inputs of the pipeline's shapes (S=19 dates -> 17 triplets); batch 32 for the
-    cpu preset, 2 for the paper preset (a step of 32 would take minutes on 2 cores).
-    """
+
+def _time_step(preset, batch, precision, jit, steps):
+    """Seconds per joint-training step (final + auxiliary loss, AdamW) of a fresh model, after warm-up."""
     import keras
     import numpy as np
     import tensorflow as tf
 
     from tao_keras.models import presets, taonet
+
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        model = taonet.build_taonet(presets.preset(preset), 6)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    optimizer = keras.optimizers.AdamW(1e-3)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    rng = np.random.default_rng(0)
+    inputs = {"images": tf.constant(rng.normal(size=(batch, 17, 64, 64, 3)), tf.float32),
+              "dt": tf.constant(rng.uniform(0, 0.3, size=(batch, 17, 2)), tf.float32),
+              "length": tf.fill([batch], 17)}
+    labels = tf.constant(rng.integers(0, 6, batch), tf.int32)
+
+    @tf.function(jit_compile=jit)
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            out = model(x, training=True)
+            aux = loss_fn(tf.repeat(y, 17), tf.reshape(out["aux_probabilities"], [-1, 6]))
+            loss = loss_fn(y, out["probabilities"]) + 0.5 * aux
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    step(inputs, labels)                                   # trace and warm up
+    began = time.perf_counter()
+    for _ in range(steps):
+        step(inputs, labels).numpy()
+    return (time.perf_counter() - began) / steps, model
+
+
+def _training_step(workdir, num_objects, workers, steps=3):
+    """Sequences/s a joint-training step consumes, per preset, precision and XLA setting, with the
+    model's counted FLOPs and this machine's matrix-multiply rate measured in the same process.
+
+    Synthetic inputs of the pipeline's shapes (S=19 dates -> 17 triplets); batch 32 for the
+    cpu preset, 2 for the paper preset (a step of 32 would take minutes on 2 cores).
+    """
+    import tensorflow as tf
+
     from tools import flops
 
-    results = {}
     ceiling = flops.matmul_gflops()
-    for name, batch in (("cpu", 32), ("paper", 2)):
-        model = taonet.build_taonet(presets.preset(name), 6)
+    results = {"matmul_gflops": round(ceiling, 1),
+               "matmul_bfloat16_gflops": round(flops.matmul_gflops(dtype=tf.bfloat16), 1), "configurations": {}}
+    for preset, batch, precision, jit in STEP_CONFIGURATIONS:
+        seconds, model = _time_step(preset, batch, precision, jit, steps)
         counted = flops.taonet_flops(model, steps=17)
-        optimizer = keras.optimizers.AdamW(1e-3)
-        loss_fn = keras.losses.SparseCategoricalCrossentropy()
-        rng = np.random.default_rng(0)
-        inputs = {"images": tf.constant(rng.normal(size=(batch, 17, 64, 64, 3)), tf.float32),
-                  "dt": tf.constant(rng.uniform(0, 0.3, size=(batch, 17, 2)), tf.float32),
-                  "length": tf.fill([batch], 17)}
-        labels = tf.constant(rng.integers(0, 6, batch), tf.int32)
-
-        @tf.function
-        def step(x, y):
-            with tf.GradientTape() as tape:
-                out = model(x, training=True)
-                aux = loss_fn(tf.repeat(y, 17), tf.reshape(out["aux_probabilities"], [-1, 6]))
-                loss = loss_fn(y, out["probabilities"]) + 0.5 * aux
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss
-
-        step(inputs, labels)                                   # trace and warm up
-        began = time.perf_counter()
-        for _ in range(steps):
-            step(inputs, labels).numpy()
-        seconds = time.perf_counter() - began
-        rate = steps * batch / seconds
+        rate = batch / seconds
         # A training step = forward + backward (~2x forward: gradients for inputs and weights).
         achieved = 3 * counted["forward_per_sequence"] * rate / 1e9
-        results[name] = {"sequences_per_second": round(rate, 2), "batch_size": batch,
-                         "seconds_per_step": round(seconds / steps, 2), "parameters": model.count_params(),
-                         "forward_gflop_per_sequence": round(counted["forward_per_sequence"] / 1e9, 2),
-                         "backbone_gflop_per_triplet": round(counted["backbone_per_triplet"] / 1e9, 3),
-                         "achieved_gflops": round(achieved, 1),
-                         "fraction_of_matmul": round(achieved / ceiling, 3)}
-    return {"presets": results, "matmul_gflops": round(ceiling, 1)}
+        key = f"{preset}" + ("" if precision == "float32" else f"/{precision}") + ("/xla" if jit else "")
+        results["configurations"][key] = {
+            "preset": preset, "precision": precision, "xla": jit, "sequences_per_second": round(rate, 2),
+            "batch_size": batch, "seconds_per_step": round(seconds, 2), "parameters": model.count_params(),
+            "forward_gflop_per_sequence": round(counted["forward_per_sequence"] / 1e9, 2),
+            "backbone_gflop_per_triplet": round(counted["backbone_per_triplet"] / 1e9, 3),
+            "achieved_gflops": round(achieved, 1), "fraction_of_matmul": round(achieved / ceiling, 3)}
+    return results
 
 
 def _synthetic_requests(batch, nights=25, per_night=3, roi=64, seed=0):
@@ -303,8 +323,8 @@ def format_table(results):
     rows = [("part", "rate", "ceiling", "ratio", "peak RSS MiB")]
     for name, r in results.items():
         if name == "training_step":
-            for preset, p in r["presets"].items():
-                rows.append((f"step:{preset}", f"{p['sequences_per_second']:.2f} seq/s (batch {p['batch_size']}) "
+            for key, p in r["configurations"].items():
+                rows.append((f"step:{key}", f"{p['sequences_per_second']:.2f} seq/s (batch {p['batch_size']}) "
                              f"x {3 * p['forward_gflop_per_sequence']:.1f} GFLOP = {p['achieved_gflops']:.0f} GFLOP/s",
                              f"{r['matmul_gflops']:.0f} GFLOP/s matmul", f"{p['fraction_of_matmul']:.2f}",
                              f"{r['peak_rss_mb']:.0f}"))

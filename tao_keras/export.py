@@ -77,7 +77,8 @@ class _Server:
         check = _check(tf.reduce_all(tf.math.is_finite(mjd)), "batch row {}: mjd has NaN or infinite values",
                        [row])
         with tf.control_dependencies([check]):
-            usable = tf.reduce_any(tf.math.is_finite(images), axis=[1, 2])
+            images, mjd = tf.identity(images), tf.identity(mjd)
+        usable = tf.reduce_any(tf.math.is_finite(images), axis=[1, 2])
         images, mjd = tf.boolean_mask(images, usable), tf.boolean_mask(mjd, usable)
         order = tf.argsort(mjd, stable=True)
         images, mjd = tf.gather(images, order), tf.gather(mjd, order)
@@ -89,18 +90,19 @@ class _Server:
         return self._object_features(record["images"], record["mjd"], record["date_index"], row)
 
     def _probabilities(self, inputs):
-        """The model over chunks of objects_per_call objects, one after the other, so that the
-        backbone's activations stay bounded whatever the request's batch (the last chunk is
-        filled up with copies of the first object, whose results are dropped)."""
-        batch, chunk = tf.shape(inputs["length"])[0], self.objects_per_call
-        chunks = (batch + chunk - 1) // chunk
-        index = tf.concat([tf.range(batch), tf.zeros([chunks * chunk - batch], tf.int32)], axis=0)
+        """The model over chunks of at most objects_per_call objects, one after the other, so that
+        the backbone's activations stay bounded whatever the request's batch. Chunks are made as
+        even as possible; the last is filled up with copies of the first object (results dropped)."""
+        batch = tf.shape(inputs["length"])[0]
+        chunks = tf.maximum((batch + self.objects_per_call - 1) // self.objects_per_call, 1)
+        size = (batch + chunks - 1) // chunks
+        index = tf.concat([tf.range(batch), tf.zeros([chunks * size - batch], tf.int32)], axis=0)
 
         def split(x):
-            return tf.reshape(tf.gather(x, index), tf.concat([[chunks, chunk], tf.shape(x)[1:]], axis=0))
+            return tf.reshape(tf.gather(x, index), tf.concat([[chunks, size], tf.shape(x)[1:]], axis=0))
 
         num_classes = self.class_names.shape[0]
-        out = tf.map_fn(lambda part: self.model(part, training=False)["probabilities"],
+        out = tf.map_fn(lambda part: tf.cast(self.model(part, training=False)["probabilities"], tf.float32),
                         {k: split(v) for k, v in inputs.items()}, parallel_iterations=1,
                         fn_output_signature=tf.TensorSpec([None, num_classes], tf.float32))
         return tf.reshape(out, [-1, num_classes])[:batch]
@@ -126,7 +128,8 @@ class _Server:
             _check(tf.reduce_all((num_exposures >= 0) & (num_exposures <= shape[1])),
                    "num_exposures {} must lie in [0, {}] (the exposures axis of images)", [num_exposures, shape[1]]),
         ]
-        with tf.control_dependencies(checks):
+        with tf.control_dependencies(checks):     # nothing reads the inputs before the checks pass
+            images, mjd, num_exposures = tf.identity(images), tf.identity(mjd), tf.identity(num_exposures)
             rows = tf.range(shape[0])
         per_object = tf.map_fn(self._raw_object, (images, mjd, num_exposures, rows),
                                fn_output_signature=self._output_signature())
@@ -136,6 +139,30 @@ class _Server:
         rows = tf.range(tf.shape(records)[0])
         per_object = tf.map_fn(self._record_object, (records, rows), fn_output_signature=self._output_signature())
         return self._classify(per_object)
+
+
+def _float32_policies(config):
+    """A copy of a serialized Keras object with every dtype policy set to float32."""
+    if isinstance(config, list):
+        return [_float32_policies(v) for v in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") == "DTypePolicy":
+        return {**config, "config": {**config.get("config", {}), "name": "float32"}}
+    return {k: _float32_policies(v) for k, v in config.items()}
+
+
+def float32_copy(model):
+    """The model computing in float32 with the same weights (mixed-precision training keeps its
+    weights in float32): served models then run at full precision on any CPU, bfloat16 hardware
+    or not, and give the same answer whatever the batch."""
+    policies = {layer.dtype_policy.name for layer in model._flatten_layers()}
+    if policies <= {"float32"}:
+        return model
+    config = _float32_policies(keras.saving.serialize_keras_object(model))
+    copy = keras.saving.deserialize_keras_object(config)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def is_sequence_model(model):
@@ -158,7 +185,11 @@ def export_model(model, export_dir, task, sequence_length, stride=1, training_co
     num_classes = int(model.output["probabilities"].shape[-1])
     if num_classes != len(class_names):
         raise ValueError(f"model has {num_classes} outputs but task {task!r} has {len(class_names)} classes")
+    trained_precision = sorted({layer.dtype_policy.name for layer in model._flatten_layers()} - {"float32"})
+    model = float32_copy(model)
     metadata = {"task": task, "class_names": list(class_names), "schema_version": schema.SCHEMA_VERSION,
+                "serving_precision": "float32", "trained_precision": trained_precision[0] if trained_precision
+                else "float32",
                 "roi_size": roi, "sequence_length": sequence_length, "stride": stride,
                 "same_date_days": schema.SAME_DATE_DAYS, "min_dates": MIN_DATES,
                 "objects_per_call": objects_per_call,

@@ -51,11 +51,15 @@ def call_raw(served, images, mjd, num_exposures):
 
 def test_fresh_tensorflow_only_process_reproduces_keras_probabilities(trained_run, objects, tmp_path):
     records_dir, serialized, records = objects
-    model = keras.saving.load_model(str(trained_run / "joint" / "model.keras"), compile=False)
+    trained = keras.saving.load_model(str(trained_run / "joint" / "model.keras"), compile=False)
+    model = export.float32_copy(trained)        # what is exported: same weights, float32 compute
     config = datasets.PipelineConfig(sequence_length=SEQUENCE_LENGTH, augment=False, batch_size=4)
     expected = np.concatenate([model(f, training=False)["probabilities"].numpy()
                                for f, _ in datasets.evaluation_dataset(records_dir, config, split="train")])
     assert expected.shape == (len(records), 6)
+    as_trained = np.concatenate([trained(f, training=False)["probabilities"].numpy()
+                                 for f, _ in datasets.evaluation_dataset(records_dir, config, split="train")])
+    np.testing.assert_allclose(as_trained, expected, atol=0.02)     # bfloat16 training compute, if used
 
     images, mjd, num_exposures = pack(records)
     np.savez(tmp_path / "inputs.npz", images=images, mjd=mjd, num_exposures=num_exposures)
@@ -147,7 +151,7 @@ def test_export_cli_versions_and_refuses_triplet_models(trained_run, objects, tm
     gru = tf.saved_model.load(str(tmp_path / "taonet_multiclass" / "1"))
     assert json.loads(gru.metadata()["json"].numpy())["sequence_length"] is None     # all dates, padded
     records_dir, serialized, _ = objects
-    model = keras.saving.load_model(str(trained_run / "gru" / "model.keras"), compile=False)
+    model = export.float32_copy(keras.saving.load_model(str(trained_run / "gru" / "model.keras"), compile=False))
     config = datasets.PipelineConfig(sequence_length=None, augment=False, batch_size=5)
     expected = np.concatenate([model(f, training=False)["probabilities"].numpy()
                                for f, _ in datasets.evaluation_dataset(records_dir, config, split="train")])

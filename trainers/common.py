@@ -13,6 +13,9 @@ from trainers.data import prepare_records
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("preset", "cpu", ["cpu", "paper"], "Model and schedule preset.")
+flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
+                  "Compute precision; auto = mixed_bfloat16 on GPUs of compute capability >= 8 and on CPUs "
+                  "with AVX512-BF16/AMX (measured 1.6x on the paper preset here), else float32.")
 flags.DEFINE_list("stages", ["densenet", "gru", "joint"], "Stages to run, in order.")
 flags.DEFINE_integer("epochs_densenet", None, "Epochs of stage 1 (default: preset).")
 flags.DEFINE_integer("epochs_gru", None, "Epochs of stage 2 (default: preset).")
@@ -30,6 +33,7 @@ flags.DEFINE_string("init_from", None, "A previous run directory: start from its
 
 def train_config(task):
     from tao_keras.training import config as train_cfg
+    from tao_keras.training import precision
     base = train_cfg.TRAINING_PRESETS[FLAGS.preset]
     stages = {}
     for stage in ("densenet", "gru", "joint"):
@@ -40,6 +44,7 @@ def train_config(task):
             batch_size=FLAGS.batch_size or s.batch_size)
     return dataclasses.replace(base, task=task, sequence_length=FLAGS.sequence_length, aux_weight=FLAGS.aux_weight,
                                epoch_fraction=FLAGS.epoch_fraction, frozen=tuple(FLAGS.freeze), seed=FLAGS.seed,
+                               precision=precision.resolve(FLAGS.precision),
                                **stages)
 
 

@@ -25,12 +25,15 @@ class TrainConfig:
     weight_decay: float = 1e-4
     epoch_fraction: float = 1.0      # fraction of the balanced epoch per Keras epoch (quick runs)
     frozen: tuple = ()               # parts kept fixed in TAO-Net stages: "backbone", "recurrent"
+    precision: str = "float32"       # Keras dtype policy of the models: float32 or mixed_bfloat16
     seed: int = 0
 
     def __post_init__(self):
         unknown = set(self.frozen) - {"backbone", "recurrent"}
         if unknown:
             raise ValueError(f"frozen parts {sorted(unknown)} unknown; choose from backbone, recurrent")
+        if self.precision not in ("float32", "mixed_bfloat16"):
+            raise ValueError(f"precision {self.precision!r}: float32 or mixed_bfloat16")
 
 
 TRAINING_PRESETS = {

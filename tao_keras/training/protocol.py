@@ -18,7 +18,7 @@ import tensorflow as tf
 from tao_keras import classes
 from tao_keras.models import densenet, presets, taonet
 from tao_keras.pipeline import datasets
-from tao_keras.training import callbacks, evaluation, losses, multiworker, tensorboard_views
+from tao_keras.training import callbacks, evaluation, losses, multiworker, precision, tensorboard_views
 
 STAGES = ("densenet", "gru", "joint")
 MODEL_NAMES = {"densenet": "DenseNet (triplets)", "gru": "TAO-Net, GRU on frozen DenseNet",
@@ -108,7 +108,7 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     val = datasets.evaluation_dataset(records_dir, eval_config, split="val")
     if stage != "densenet":
         train = train.map(_two_outputs)
-    with strategy.scope():
+    with strategy.scope(), precision.policy(config.precision):
         model = _build(stage, config, len(names), previous, strategy.num_replicas_in_sync)
         _compile(model, stage, config, stage_config)
     best = os.path.join(stage_dir, "best.weights.h5")

@@ -112,9 +112,9 @@ def _finish(config, augment):
 
     def finish(item, seed=None):
         if config.mode == "triplet":
-            images = normalization.normalize_images(item["images"])
-            num = tf.shape(images)[0]
-            images = tf.gather(images, windows.triplet_dates(num, item["max_date_index"], item["is_nt"]))
+            num = tf.shape(item["images"])[0]      # normalize only the three dates kept
+            chosen = windows.triplet_dates(num, item["max_date_index"], item["is_nt"])
+            images = normalization.normalize_images(tf.gather(item["images"], chosen))
             if augment:
                 images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
             return {"images": tf.transpose(images, [1, 2, 0])}, item["label"]

@@ -8,11 +8,11 @@ from tao_keras.pipeline import normalization, windows
 
 def prepare_dates(images, mjd, sequence_length=None):
     """Raw images [D, H, W], mjd [D] (float64) -> normalized images and times of exactly
-    `sequence_length` dates (all D dates when None)."""
-    images = normalization.normalize_images(images)
+    `sequence_length` dates (all D dates when None). The normalization is per image, so the
+    dates are chosen first and only those kept are normalized (a quarter fewer at S=19)."""
     if sequence_length is not None:
         images, mjd = windows.fix_length(images, mjd, sequence_length)
-    return images, mjd
+    return normalization.normalize_images(images), mjd
 
 
 def sequence_features(images, mjd, stride=1):

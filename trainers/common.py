@@ -94,4 +94,7 @@ def run(task):
     if multiworker.is_chief() and export.is_sequence_model(previous):
         target = export.export_run(out_dir, os.path.join(out_dir, "export"), stage=FLAGS.stages[-1])
         print(f"SavedModel: {target}   (python -m tools.predict --model {target} --input DIR ...)")
+    elif not export.is_sequence_model(previous):
+        print("No SavedModel: the last stage is the DenseNet on triplets, which needs the catalog date of "
+              "maximum; run a TAO-Net stage (gru, joint) to get a servable model.")
     print(f"Finished in {time.perf_counter() - began:.0f} s")

@@ -17,6 +17,7 @@ Malformed requests fail with InvalidArgument and a message naming the batch row.
 """
 
 import json
+import logging
 import os
 
 import keras
@@ -34,6 +35,13 @@ METADATA_FILE = "tao_keras.json"
 def _check(condition, message_format, values):
     """An assertion whose message is formatted only in the graph (values: list of tensors)."""
     return tf.debugging.Assert(condition, [tf.strings.format(message_format, values)])
+
+
+class _DropCapturedInputNames(logging.Filter):
+    """Drops TensorFlow's INFO record listing every captured input of a signature by name."""
+
+    def filter(self, record):
+        return "contains input name(s)" not in str(record.msg)
 
 
 def _padded(features_per_object):
@@ -208,7 +216,14 @@ def export_model(model, export_dir, task, sequence_length, stride=1, training_co
     describe = tf.function(lambda: {"json": tf.constant(text)}, input_signature=[])
     describe()
     archive.add_endpoint("metadata", describe)
-    archive.write_out(export_dir, verbose=False)
+    # TensorFlow logs (through absl, at INFO) a page-long list of the graph's captured inputs here.
+    quiet = _DropCapturedInputNames()
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addFilter(quiet)
+    try:
+        archive.write_out(export_dir, verbose=False)
+    finally:
+        absl_logger.removeFilter(quiet)
     os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
     with open(os.path.join(export_dir, "assets.extra", METADATA_FILE), "w") as f:
         f.write(text + "\n")

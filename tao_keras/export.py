@@ -160,12 +160,17 @@ def _float32_policies(config):
     return {k: _float32_policies(v) for k, v in config.items()}
 
 
+def compute_precision(model):
+    """The model's compute dtype policy: "float32", or the mixed policy its layers were built with."""
+    mixed = sorted({layer.dtype_policy.name for layer in model._flatten_layers()} - {"float32"})
+    return mixed[0] if mixed else "float32"
+
+
 def float32_copy(model):
     """The model computing in float32 with the same weights (mixed-precision training keeps its
     weights in float32): served models then run at full precision on any CPU, bfloat16 hardware
     or not, and give the same answer whatever the batch."""
-    policies = {layer.dtype_policy.name for layer in model._flatten_layers()}
-    if policies <= {"float32"}:
+    if compute_precision(model) == "float32":
         return model
     config = _float32_policies(keras.saving.serialize_keras_object(model))
     copy = keras.saving.deserialize_keras_object(config)
@@ -182,8 +187,8 @@ def export_model(model, export_dir, task, sequence_length, stride=1, training_co
     """Write the SavedModel to export_dir (e.g. EXPORT/<model name>/<version>); returns its metadata.
 
     sequence_length: the fixed S the model was evaluated at (joint stage), or None (all dates).
-    objects_per_call: objects the model sees at once (memory bound: the paper preset needs
-    ~1 GB per object-sequence of activations at a time; 64 at once does not fit in 24 GiB).
+    objects_per_call: objects the model sees at once (memory bound: a 64-object paper-preset
+    request in one call was killed at 24 GiB; in chunks of 8 it peaked at 4 GiB).
     """
     if not is_sequence_model(model):
         raise ValueError("only TAO-Net (sequence) models can be served: the DenseNet on triplets needs the "
@@ -193,11 +198,10 @@ def export_model(model, export_dir, task, sequence_length, stride=1, training_co
     num_classes = int(model.output["probabilities"].shape[-1])
     if num_classes != len(class_names):
         raise ValueError(f"model has {num_classes} outputs but task {task!r} has {len(class_names)} classes")
-    trained_precision = sorted({layer.dtype_policy.name for layer in model._flatten_layers()} - {"float32"})
+    trained_precision = compute_precision(model)
     model = float32_copy(model)
     metadata = {"task": task, "class_names": list(class_names), "schema_version": schema.SCHEMA_VERSION,
-                "serving_precision": "float32", "trained_precision": trained_precision[0] if trained_precision
-                else "float32",
+                "serving_precision": "float32", "trained_precision": trained_precision,
                 "roi_size": roi, "sequence_length": sequence_length, "stride": stride,
                 "same_date_days": schema.SAME_DATE_DAYS, "min_dates": MIN_DATES,
                 "objects_per_call": objects_per_call,

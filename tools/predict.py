@@ -43,13 +43,13 @@ def resolve_model_dir(path):
 
 
 def record_sources(input_dir, roi_size, work_dir, workers):
-    """-> ([(shard path, split)], [skipped {object_id, path, reason}]) for any accepted input."""
+    """-> ([(shard path, split, records or None)], [skipped {object_id, path, reason}]) for any accepted input."""
     manifest_path = os.path.join(input_dir, "dataset.json")
     converted = False
     if not os.path.exists(manifest_path):
         shards = sorted(glob.glob(os.path.join(input_dir, "*.tfrecord")))
         if shards:
-            return [(path, "") for path in shards], []
+            return [(path, "", None) for path in shards], []
         from tools.conversion import convert
         options = convert.ConvertOptions(roi_size=roi_size, max_date_tolerance_days=math.inf, workers=workers)
         convert.convert([input_dir], work_dir, options)
@@ -59,7 +59,7 @@ def record_sources(input_dir, roi_size, work_dir, workers):
     if manifest["roi_size"] != roi_size:
         raise ValueError(f"{manifest_path}: records have RoI {manifest['roi_size']}, the model expects {roi_size}")
     # Splits mean something only for records converted for training; not for an on-the-fly conversion.
-    shards = [(os.path.join(input_dir, shard["file"]), "" if converted else split)
+    shards = [(os.path.join(input_dir, shard["file"]), "" if converted else split, shard["records"])
               for split, entry in manifest["splits"].items() for shard in entry["shards"]]
     skipped = [{"object_id": p.get("object_id") or "", "path": p["path"], "reason": p["reason"]}
                for kind in ("objects_dropped", "files_skipped", "rows_rejected") for p in manifest["problems"][kind]]
@@ -96,7 +96,7 @@ def classify(signature, batch):
     return results, errors
 
 
-def predict(model_dir, shards, output, batch_size):
+def predict(model, shards, output, batch_size):
     """Write the CSV; returns (rows written, [skipped], {split: (labels, probabilities)}, metadata)."""
     import numpy as np
     import tensorflow as tf
@@ -104,17 +104,17 @@ def predict(model_dir, shards, output, batch_size):
 
     from tao_keras import classes
 
-    model = tf.saved_model.load(model_dir)
     metadata = json.loads(model.metadata()["json"].numpy())
     names, task = metadata["class_names"], metadata["task"]
     table = classes.task_label_table(task)
     signature = model.signatures["serialized"]
     skipped, labelled, rows = [], {}, 0
-    total = sum(1 for path, _ in shards for _ in tf.data.TFRecordDataset(path))
+    counts = [n for _, _, n in shards]
+    total = None if None in counts else sum(counts)        # a bare .tfrecord folder has no counts
     with open(output, "w", newline="") as f, tqdm(total=total, unit="obj", desc="predict") as bar:
         writer = csv.writer(f)
         writer.writerow(["object_id", "split", "label", "predicted", *[f"p_{n}" for n in names], "num_dates"])
-        for path, split in shards:
+        for path, split, _ in shards:
             for first, batch in zip(itertools.count(0, batch_size), tf.data.TFRecordDataset(path).batch(batch_size)):
                 batch, object_ids, labels = list(batch.numpy()), [], []
                 for number, record in enumerate(batch):
@@ -160,7 +160,8 @@ def main(argv):
     except FileNotFoundError as e:
         sys.exit(f"error: {e}")
     import tensorflow as tf
-    roi = json.loads(tf.saved_model.load(model_dir).metadata()["json"].numpy())["roi_size"]
+    model = tf.saved_model.load(model_dir)
+    roi = json.loads(model.metadata()["json"].numpy())["roi_size"]
     if not os.path.isdir(FLAGS.input):
         sys.exit(f"error: --input {FLAGS.input}: not a directory")
     with tempfile.TemporaryDirectory(prefix="tao-predict-") as work_dir:
@@ -168,7 +169,7 @@ def main(argv):
             shards, skipped = record_sources(FLAGS.input, roi, work_dir, FLAGS.workers)
         except (ValueError, FileNotFoundError) as e:
             sys.exit(f"error: {e}")
-        rows, failed, scored, metadata = predict(model_dir, shards, FLAGS.output, FLAGS.batch_size)
+        rows, failed, scored, metadata = predict(model, shards, FLAGS.output, FLAGS.batch_size)
     skipped += failed
     print(f"{rows} object(s) classified by {model_dir} (task {metadata['task']}) -> {FLAGS.output}")
     if skipped:

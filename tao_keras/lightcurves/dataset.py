@@ -3,7 +3,6 @@
 
 import csv
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -35,8 +34,9 @@ def from_records(records_dir, config=photometry.PhotometryConfig(), progress=Tru
 
     from tfrecords import parser
 
-    with open(os.path.join(records_dir, "dataset.json")) as f:
-        manifest = json.load(f)
+    from tao_keras.pipeline import datasets
+
+    manifest = datasets.load_manifest(records_dir)
     shards = [(split, os.path.join(records_dir, s["file"]), s["records"])
               for split, entry in manifest["splits"].items() for s in entry["shards"]]
     curves = []

@@ -54,8 +54,9 @@ def _padded(features_per_object):
 class _Server:
     """The graph functions of the export, closing over the model and its settings."""
 
-    def __init__(self, model, class_names, roi_size, sequence_length, stride, objects_per_call):
+    def __init__(self, model, class_names, roi_size, sequence_length, stride, objects_per_call, scale):
         self.model = model
+        self.scale = scale
         self.objects_per_call = objects_per_call
         self.class_names = tf.constant(class_names)
         self.roi_size = roi_size
@@ -76,7 +77,7 @@ class _Server:
                        [row, num_dates])
         with tf.control_dependencies([check]):
             images, mjd = dates.select_dates(images, mjd, date_index, num_dates)
-        out = features.evaluation_features(images, mjd, self.sequence_length, self.stride)
+        out = features.evaluation_features(images, mjd, self.sequence_length, self.stride, self.scale)
         return {"images": out["images"], "dt": out["dt"], "num_dates": num_dates}
 
     def _raw_object(self, item):
@@ -183,12 +184,15 @@ def is_sequence_model(model):
     return isinstance(model.input, dict) and {"images", "dt", "length"} <= set(model.input)
 
 
-def export_model(model, export_dir, task, sequence_length, stride=1, training_config=None, objects_per_call=8):
+def export_model(model, export_dir, task, sequence_length, stride=1, training_config=None, objects_per_call=8,
+                 normalization="object"):
     """Write the SavedModel to export_dir (e.g. EXPORT/<model name>/<version>); returns its metadata.
 
     sequence_length: the fixed S the model was evaluated at (joint stage), or None (all dates).
     objects_per_call: objects the model sees at once (memory bound: a 64-object paper-preset
     request in one call was killed at 24 GiB; in chunks of 8 it peaked at 4 GiB).
+    normalization: the pixel noise scale the model was trained with ("object" or "image",
+    pipeline.normalization.SCALES); the served graph normalizes the same way.
     """
     if not is_sequence_model(model):
         raise ValueError("only TAO-Net (sequence) models can be served: the DenseNet on triplets needs the "
@@ -203,11 +207,12 @@ def export_model(model, export_dir, task, sequence_length, stride=1, training_co
     metadata = {"task": task, "class_names": list(class_names), "schema_version": schema.SCHEMA_VERSION,
                 "serving_precision": "float32", "trained_precision": trained_precision,
                 "roi_size": roi, "sequence_length": sequence_length, "stride": stride,
+                "normalization": normalization,
                 "same_date_days": schema.SAME_DATE_DAYS, "min_dates": MIN_DATES,
                 "objects_per_call": objects_per_call,
                 "training_config": training_config or {}}
     text = json.dumps(metadata, indent=2, sort_keys=True)
-    server = _Server(model, class_names, roi, sequence_length, stride, objects_per_call)
+    server = _Server(model, class_names, roi, sequence_length, stride, objects_per_call, normalization)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -268,5 +273,7 @@ def export_run(run_dir, export_root, name=None, version=None, stage=None):
     target = os.path.join(model_root, str(version or next_version(model_root)))
     if os.path.exists(target):
         raise FileExistsError(f"{target} exists; choose another --version")
-    export_model(model, target, config["task"], sequence_length, training_config={**config, "stage": stage})
+    # Runs written before the per-object scale existed have no "normalization": they used per-image scales.
+    export_model(model, target, config["task"], sequence_length, training_config={**config, "stage": stage},
+                 normalization=config.get("normalization", "image"))
     return target

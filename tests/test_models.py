@@ -78,7 +78,7 @@ def test_late_fusion_shares_one_backbone_over_the_dates():
     assert not np.allclose(model({"images": images}), model({"images": swapped}))   # date order matters
 
 
-@pytest.mark.parametrize("aggregation", ["last", "add"])
+@pytest.mark.parametrize("aggregation", ["last", "add", "mean"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("use_dt", [True, False])
 def test_taonet_shapes_and_padding_invariance(aggregation, bidirectional, use_dt):
@@ -168,7 +168,7 @@ def test_keras_file_round_trip(tmp_path, build):
 
 def test_config_validation():
     with pytest.raises(ValueError, match="aggregation"):
-        taonet.TAONetConfig(aggregation="mean")
+        taonet.TAONetConfig(aggregation="median")
     with pytest.raises(ValueError, match="too small"):
         densenet.build_backbone(densenet.DenseNetConfig(depth=6))
     with pytest.raises(ValueError, match="unknown preset"):

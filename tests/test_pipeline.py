@@ -93,6 +93,49 @@ def test_normalization_is_finite_robust_and_invariant_to_sky_and_scale():
     np.testing.assert_array_equal(batch, out)                   # any leading shape
 
 
+def _star(flux, sky, noise, rng, size=64, sigma=1.2):
+    """A Gaussian star of total `flux` at the centre on a sky `sky` with Gaussian noise `noise`."""
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2
+    psf = np.exp(-(x ** 2 + y ** 2) / (2 * sigma ** 2))
+    return (sky + flux * psf / psf.sum() + rng.normal(0, noise, (size, size))).astype(np.float32)
+
+
+def test_object_normalization_preserves_flux_ratio_between_dates_with_different_sky_noise():
+    rng = np.random.default_rng(3)
+    # dates 0-2: dark sky (noise 5); date 3: bright Moon (noise 20) while the source doubles
+    images = np.stack([_star(4000, 300, 5, rng), _star(4000, 310, 5, rng), _star(4000, 290, 5, rng),
+                       _star(8000, 2000, 20, rng)])
+    scale = normalization.reference_scale(images)
+    assert 4.5 < float(scale) < 5.5                          # the first dates' noise, not the Moon's
+    out = np.sinh(normalization.normalize_images(images, scale).numpy())   # undo the asinh: flux units
+    aperture = (slice(26, 38), slice(26, 38))
+    ratio = out[3][aperture].sum() / out[0][aperture].sum()
+    assert abs(ratio - 2.0) < 0.1                              # the brightening survives
+    per_image = np.sinh(normalization.normalize_images(images).numpy())
+    wrong = per_image[3][aperture].sum() / per_image[0][aperture].sum()
+    assert wrong < 0.7                                          # per-image scales turned it into a fading
+
+
+def test_object_normalization_is_invariant_to_sky_level_and_gain_and_handles_nan():
+    rng = np.random.default_rng(4)
+    images = np.stack([_star(3000, 500, 6, rng) for _ in range(4)])
+    images[1, 3:5, :] = np.nan
+    transformed = 1000.0 + 2.5 * images                        # other bias and gain
+    a = normalization.normalize_images(images, normalization.reference_scale(images)).numpy()
+    b = normalization.normalize_images(transformed, normalization.reference_scale(transformed)).numpy()
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    assert np.isfinite(a).all() and (a[1, 3:5, :] == 0).all()
+    # all-NaN or constant first dates are skipped when choosing the scale; none usable -> finite
+    padded = np.concatenate([np.full((1, 64, 64), np.nan, np.float32), np.full((1, 64, 64), 7.0, np.float32),
+                             images])
+    assert float(normalization.reference_scale(padded)) == float(normalization.reference_scale(images[:1]))
+    flat = np.full((3, 64, 64), 7.0, np.float32)
+    assert float(normalization.reference_scale(flat)) == pytest.approx(normalization.MIN_SCALE)
+    assert np.isfinite(normalization.normalize_images(flat, normalization.reference_scale(flat)).numpy()).all()
+    with pytest.raises(ValueError, match="scale"):
+        normalization.object_scale(images, "night")
+
+
 def test_augmentation_is_one_dihedral_transform_for_the_whole_sequence():
     step = tf.random.stateless_uniform([8, 8, 3], seed=[1, 2])
     sequence = tf.stack([step] * 5)
@@ -148,7 +191,8 @@ def test_evaluation_uses_the_first_exposure_of_each_date(tiny_records):
     config = datasets.PipelineConfig(sequence_length=None, batch_size=1, task="multiclass")
     features, _ = next(iter(datasets.evaluation_dataset(str(out), config, split="train")))
     first = [np.flatnonzero(record.date_index == d)[0] for d in range(record.num_dates)]
-    expected = normalization.normalize_images(record.images[first]).numpy()
+    expected = normalization.normalize_images(record.images[first],
+                                              normalization.reference_scale(record.images[first])).numpy()
     np.testing.assert_allclose(features["images"].numpy()[0, :, :, :, 0], expected[:-2], atol=1e-6)
     np.testing.assert_allclose(features["images"].numpy()[0, -1, :, :, 2], expected[-1], atol=1e-6)
 
@@ -166,7 +210,8 @@ def test_triplet_mode_stacks_max_and_neighbours(tiny_records):
         assert int(label[0]) == record.label
         first = [np.flatnonzero(record.date_index == d)[0] for d in range(record.num_dates)]
         chosen = windows.triplet_dates(record.num_dates, record.max_date_index, record.label == 5).numpy()
-        expected = normalization.normalize_images(record.images[np.array(first)[chosen]]).numpy()
+        scale = normalization.reference_scale(record.images[first])     # the object's first dates
+        expected = normalization.normalize_images(record.images[np.array(first)[chosen]], scale).numpy()
         np.testing.assert_allclose(np.moveaxis(features["images"].numpy()[0], -1, 0), expected, atol=1e-6)
 
 

@@ -78,12 +78,37 @@ def test_tensorboard_has_pr_curves_confusion_examples_and_hparams(run_dir):
     assert "epoch_learning_rate" in tags(str(run_dir / "logs" / "joint"))
 
 
-def test_confusion_image_shades_rows_by_fraction():
-    from tao_keras.training import tensorboard_views
-    image = tensorboard_views.confusion_image([[3, 1], [0, 0]])
-    assert image.shape == (48, 48, 3) and image.dtype == np.uint8
-    full, quarter, empty = image[5, 5], image[5, 29], image[29, 29]
-    assert (empty == 255).all() and full[0] < quarter[0] < 255
+def test_confusion_figure_names_classes_and_writes_counts():
+    from tao_keras.training import figures
+    fig = figures.confusion_figure([[3, 1], [0, 0]], ["SN", "NT"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["SN", "NT"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["SN", "NT"]
+    assert sorted(t.get_text() for t in ax.texts) == ["0\n0%", "0\n0%", "1\n25%", "3\n75%"]
+    shades = ax.images[0].get_array()
+    np.testing.assert_allclose(shades, [[0.75, 0.25], [0.0, 0.0]])      # rows normalized
+    image = figures.confusion_image([[3, 1], [0, 0]], ["SN", "NT"])
+    assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+
+
+def test_example_strips_show_every_date_in_grey_with_days():
+    from tao_keras.training import figures
+    rng = np.random.default_rng(0)
+    sequence = rng.normal(size=(1, 4, 8, 8, 3)).astype(np.float32)    # 4 steps over 6 dates
+    dates = np.stack([rng.normal(size=(8, 8)) for _ in range(6)]).astype(np.float32)
+    for k in range(4):
+        sequence[0, k] = np.moveaxis(dates[k:k + 3], 0, -1)
+    dt = np.full((1, 4, 2), 10 / 365.25, np.float32)
+    per_date, days = figures.example_dates(sequence, dt)
+    np.testing.assert_array_equal(per_date[0], dates)
+    np.testing.assert_allclose(days[0], [0, 10, 20, 30, 40, 50], atol=1e-4)
+    strip = figures.example_strip(per_date[0])
+    assert strip.shape == (8, 6 * 8 + 5 * 2) and 0.0 <= strip.min() and strip.max() <= 1.0
+    # one stretch for the whole strip: a brighter date stays brighter
+    bright = per_date[0].copy()
+    bright[2] += 5.0
+    strip = figures.example_strip(bright)
+    assert strip[:, 2 * 10:2 * 10 + 8].mean() > strip[:, :8].mean()
 
 
 def test_killed_training_resumes_where_it_stopped(tiny_records, tmp_path):

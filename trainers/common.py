@@ -27,6 +27,13 @@ flags.DEFINE_float("aux_weight", 1.0, "Weight of the auxiliary (per-step) loss i
 flags.DEFINE_float("epoch_fraction", 1.0, "Fraction of the balanced epoch per training epoch.", 0.0)
 flags.DEFINE_list("freeze", [], "TAO-Net parts kept fixed in the gru/joint stages: backbone, recurrent "
                   "(e.g. SN vs NT finetuning with the GRUs fixed, paper Table 5).")
+flags.DEFINE_enum("normalization", "object", ["object", "image"],
+                  "Pixel noise scale: one per object from its first dates (keeps flux ratios between dates) "
+                  "or one per image (the former rule, for comparison).")
+flags.DEFINE_enum("aggregation", None, ["last", "add", "mean"],
+                  "TAO-Net output over time (default: the preset's): last valid step, masked sum, masked mean.")
+flags.DEFINE_float("max_minutes", None, "Wall-clock budget of the training stages: each stage gets its share "
+                   "(tao_keras.training.protocol.BUDGET_SHARE) and stops at the first epoch end past it.", 0.0)
 flags.DEFINE_string("init_from", None, "A previous run directory: start from its last stage's model "
                     "(layers with matching names and shapes), e.g. binary tasks from a multiclass run.")
 
@@ -45,6 +52,8 @@ def train_config(task):
     return dataclasses.replace(base, task=task, sequence_length=FLAGS.sequence_length, aux_weight=FLAGS.aux_weight,
                                epoch_fraction=FLAGS.epoch_fraction, frozen=tuple(FLAGS.freeze), seed=FLAGS.seed,
                                precision=precision.resolve(FLAGS.precision),
+                               normalization=FLAGS.normalization, aggregation=FLAGS.aggregation,
+                               max_minutes=FLAGS.max_minutes,
                                **stages)
 
 

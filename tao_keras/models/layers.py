@@ -88,6 +88,17 @@ class MaskedSum(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tao_keras")
+class MaskedMean(MaskedSum):
+    """Mean over the valid steps of [B, T, H] ('mean' aggregation) -> [B, H]: unlike the sum,
+    its scale does not grow with the number of dates an object has (zeros for no valid step)."""
+
+    def call(self, sequence, mask):
+        weights = ops.cast(mask, sequence.dtype)
+        total = ops.sum(sequence * weights[..., None], axis=1)
+        return total / ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="tao_keras")
 class SplitChannels(layers.Layer):
     """[B, H, W, C] -> [B*C, H, W, 1]: each channel (date) becomes an image of its own."""
 

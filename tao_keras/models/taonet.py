@@ -14,7 +14,7 @@ from keras import layers
 from tao_keras.models import densenet
 from tao_keras.models import layers as tao_layers
 
-AGGREGATIONS = ("last", "add")
+AGGREGATIONS = ("last", "add", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +23,7 @@ class TAONetConfig:
     gru_layers: int = 2
     gru_units: int = 128              # H
     bidirectional: bool = False
-    aggregation: str = "add"          # 'last' valid step or masked sum over time
+    aggregation: str = "add"          # 'last' valid step, masked sum ('add') or mean over time
     use_dt: bool = True               # concatenate the relative-date feature
     dropout: float = 0.0
 
@@ -47,7 +47,7 @@ def build_taonet(config, num_classes, name="taonet"):
 
     for i in range(config.gru_layers):
         last_layer = i == config.gru_layers - 1
-        return_sequences = not last_layer or config.aggregation == "add"
+        return_sequences = not last_layer or config.aggregation != "last"
         gru = layers.GRU(config.gru_units, return_sequences=return_sequences, dropout=config.dropout,
                          name=f"gru{i + 1}")
         if config.bidirectional:
@@ -55,6 +55,8 @@ def build_taonet(config, num_classes, name="taonet"):
         x = gru(x, mask=mask)
     if config.aggregation == "add":
         x = tao_layers.MaskedSum(name="masked_sum")(x, mask)
+    elif config.aggregation == "mean":
+        x = tao_layers.MaskedMean(name="masked_mean")(x, mask)
     probabilities = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model({"images": images, "dt": dt, "length": length},
                        {"probabilities": probabilities, "aux_probabilities": aux}, name=name)

@@ -43,6 +43,7 @@ class PipelineConfig:
     max_cache_mb: float = 2048.0
     deterministic: bool = False
     seed: int = 0
+    scale: str = "object"             # normalization: one noise scale per object, or "image"
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -52,6 +53,8 @@ class PipelineConfig:
         if self.sequence_length is not None and self.sequence_length < 3:
             raise ValueError(f"sequence_length {self.sequence_length} < 3 (one triplet needs 3 dates)")
         classes.task_class_names(self.task)
+        if self.scale not in normalization.SCALES:
+            raise ValueError(f"scale {self.scale!r} not in {normalization.SCALES}")
 
 
 def load_manifest(records_dir):
@@ -114,11 +117,13 @@ def _finish(config, augment):
         if config.mode == "triplet":
             num = tf.shape(item["images"])[0]      # normalize only the three dates kept
             chosen = windows.triplet_dates(num, item["max_date_index"], item["is_nt"])
-            images = normalization.normalize_images(tf.gather(item["images"], chosen))
+            scale = normalization.object_scale(item["images"], config.scale)
+            images = normalization.normalize_images(tf.gather(item["images"], chosen), scale)
             if augment:
                 images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
             return {"images": tf.transpose(images, [1, 2, 0])}, item["label"]
-        images, mjd = features.prepare_dates(item["images"], item["mjd"], config.sequence_length)
+        images, mjd = features.prepare_dates(item["images"], item["mjd"], config.sequence_length,
+                                              config.scale)
         if augment:
             images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
         return features.sequence_features(images, mjd, config.stride), item["label"]

@@ -6,13 +6,17 @@ import tensorflow as tf
 from tao_keras.pipeline import normalization, windows
 
 
-def prepare_dates(images, mjd, sequence_length=None):
-    """Raw images [D, H, W], mjd [D] (float64) -> normalized images and times of exactly
-    `sequence_length` dates (all D dates when None). The normalization is per image, so the
-    dates are chosen first and only those kept are normalized (a quarter fewer at S=19)."""
+def prepare_dates(images, mjd, sequence_length=None, scale="object"):
+    """Raw images [D, H, W], mjd [D] (float64), one per date in time order -> normalized images
+    and times of exactly `sequence_length` dates (all D dates when None). The noise scale comes
+    from the object's first dates (before any date is dropped), the rest of the normalization
+    is per image, so the dates are chosen first and only those kept are normalized.
+    scale="image" divides each image by its own noise scale instead (the former rule, kept
+    for comparison: it does not preserve flux ratios between dates)."""
+    reference = normalization.object_scale(images, scale)
     if sequence_length is not None:
         images, mjd = windows.fix_length(images, mjd, sequence_length)
-    return normalization.normalize_images(images), mjd
+    return normalization.normalize_images(images, reference), mjd
 
 
 def sequence_features(images, mjd, stride=1):
@@ -21,6 +25,6 @@ def sequence_features(images, mjd, stride=1):
     return {"images": triplets, "dt": gaps, "length": tf.shape(triplets)[0]}
 
 
-def evaluation_features(images, mjd, sequence_length=None, stride=1):
+def evaluation_features(images, mjd, sequence_length=None, stride=1, scale="object"):
     """One object's model input without augmentation (evaluation and serving)."""
-    return sequence_features(*prepare_dates(images, mjd, sequence_length), stride)
+    return sequence_features(*prepare_dates(images, mjd, sequence_length, scale), stride)

@@ -2,6 +2,7 @@
 
 import logging
 import shutil
+import time
 
 import keras
 import tensorflow as tf
@@ -38,6 +39,23 @@ class ValidationF1(keras.callbacks.Callback):
                     tf.summary.scalar(f"f1/{name}", value)
             tensorboard_views.write_evaluation(self.writer, epoch, labels, probabilities, self.class_names,
                                                result["confusion_matrix"])
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training at the first epoch end after `seconds` of wall-clock time (a budget for
+    benchmarks that compare methods at equal cost; the best checkpoint is kept as usual)."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_begin(self, logs=None):
+        self.began = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.perf_counter() - self.began > self.seconds:
+            logging.info("time budget of %.0f s spent after epoch %d: stopping this stage", self.seconds, epoch + 1)
+            self.model.stop_training = True
 
 
 class ResumableBackup(keras.callbacks.BackupAndRestore):

@@ -21,6 +21,8 @@ from tao_keras.pipeline import datasets
 from tao_keras.training import callbacks, evaluation, losses, multiworker, precision, tensorboard_views
 
 STAGES = ("densenet", "gru", "joint")
+# Shares of TrainConfig.max_minutes per stage (about what each stage takes with the cpu preset).
+BUDGET_SHARE = {"densenet": 0.3, "gru": 0.2, "joint": 0.5}
 MODEL_NAMES = {"densenet": "DenseNet (triplets)", "gru": "TAO-Net, GRU on frozen DenseNet",
                "joint": "TAO-Net, joint + double supervision"}
 
@@ -37,7 +39,8 @@ def make_strategy():
 
 def _pipeline_config(config, stage):
     stage_config = getattr(config, stage)
-    common = dict(task=config.task, batch_size=stage_config.batch_size, seed=config.seed)
+    common = dict(task=config.task, batch_size=stage_config.batch_size, seed=config.seed,
+                  scale=config.normalization)
     if stage == "densenet":
         return datasets.PipelineConfig(mode="triplet", **common)
     if stage == "gru":
@@ -63,6 +66,8 @@ def _compile(model, stage, config, stage_config):
 
 def _build(stage, config, num_classes, previous, replicas=1):
     model_config = presets.preset(config.model_preset)
+    if config.aggregation is not None:
+        model_config = dataclasses.replace(model_config, aggregation=config.aggregation)
     if replicas > 1:   # every replica and worker then keeps the same BatchNorm statistics
         model_config = dataclasses.replace(model_config, backbone=dataclasses.replace(
             model_config.backbone, synchronized_batchnorm=True))
@@ -114,7 +119,7 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     best = os.path.join(stage_dir, "best.weights.h5")
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs", stage, "evaluation"))
     features, labels = next(iter(val))
-    tensorboard_views.write_examples(writer, features["images"], labels, names)
+    tensorboard_views.write_examples(writer, features["images"], labels, names, features.get("dt"))
     tensorboard_views.write_hparams(writer, {"stage": stage, "preset": config.model_preset, "task": config.task,
                                              "sequence_length": config.sequence_length,
                                              "aux_weight": config.aux_weight, "seed": config.seed,
@@ -128,6 +133,8 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
         # Last: an epoch is only marked done once everything above has recorded it.
         callbacks.ResumableBackup(os.path.join(stage_dir, "backup")),
     ]
+    if config.max_minutes:
+        stage_callbacks.insert(-1, callbacks.TimeBudget(60 * config.max_minutes * BUDGET_SHARE[stage]))
     logging.info("stage %s: %d epochs x %d steps of %d", stage, stage_config.epochs, steps, pipeline.batch_size)
     model.fit(train, epochs=stage_config.epochs, steps_per_epoch=steps, callbacks=stage_callbacks, verbose=2)
     if os.path.exists(best):

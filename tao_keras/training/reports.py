@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 
 
 def percent(value):
@@ -35,9 +36,22 @@ def markdown(results, task, class_names):
     return "\n".join(lines)
 
 
+def confusion_png_name(model, split):
+    """File name of a model's confusion-matrix figure for one split, beside report.md."""
+    slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")
+    return f"confusion-{slug}-{split}.png"
+
+
 def write(out_dir, results, task, class_names, extra=None):
-    """Write OUTDIR/report.md and OUTDIR/report.json; returns the Markdown text."""
+    """Write OUTDIR/report.md, OUTDIR/report.json and a confusion-matrix PNG per model and
+    split (class names on both axes, counts and row percentages); returns the Markdown text."""
+    from tao_keras.training import figures
     text = markdown(results, task, class_names)
+    for model, by_split in results.items():
+        for split, r in by_split.items():
+            figures.save_confusion_png(os.path.join(out_dir, confusion_png_name(model, split)),
+                                       r["confusion_matrix"], class_names,
+                                       f"{model}\n{SPLIT_TITLES.get(split, split)}")
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write(text)
     payload = {"task": task, "class_names": list(class_names), "results": results, **(extra or {})}

@@ -1,0 +1,204 @@
+"""Science benchmark: TAO-Net against the light-curve Random Forest as the survey grows.
+
+  python -m tools.learning_curve --output runs/learning_curve --sizes 50,100,200 --seeds 1,2,3
+
+For every size N (objects per class) and seed: simulate a balanced survey of 6N objects,
+convert it with a large held-out split (`--test_fraction`, default 30% of each class, so
+that ~45 test objects per class at N=150 score each class F1 to a few points), train the
+light-curve Random Forest and TAO-Net (`trainers.multiclass` with the cpu preset and its
+default schedule, plus `--trainer_flags`) on the same training split, and score both on the
+same validation and test objects with the paper's metric (6 classes). Every piece is kept
+under OUTPUT/runs/n<N>-seed<S>/ and reused by a rerun, so an interrupted benchmark resumes.
+
+Writes OUTPUT/learning_curve.json (every run and the mean ± sd over seeds), prints the table
+and draws OUTPUT/learning_curve.png (matplotlib; test mean F1 against N, one line per model).
+"""
+
+import json
+import logging as std_logging
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output", "runs/learning_curve", "Directory of the surveys, runs, table and figure.")
+flags.DEFINE_list("sizes", ["50", "100", "200"], "Objects per class of each simulated survey.")
+flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds: each gives its own survey, split and initialization.")
+flags.DEFINE_float("minutes", 30.0, "Wall-clock budget of one TAO-Net training (all stages).", 0.0)
+flags.DEFINE_float("test_fraction", 0.3, "Held-out test fraction of each class (the rest: 80/20 train/val).",
+                   0.0, 1.0)
+flags.DEFINE_string("trainer_flags", "", "Extra flags for trainers.multiclass (ablations), e.g. "
+                    "'--normalization=image --aggregation=add'.")
+flags.DEFINE_string("tag", "", "Name of this configuration in the table (runs are kept apart by it).")
+flags.DEFINE_integer("workers", None, "Processes for simulation and conversion (default: all cores).")
+
+TASK = "multiclass"
+RF = "Random Forest (light curves)"
+
+
+def survey_records(root, size, seed, test_fraction, workers):
+    """Simulate (once) and convert (once) the balanced survey of `size` objects per class."""
+    from tao_keras import classes
+    from tools.conversion import convert, splits
+    from tools.simulation import survey
+
+    survey_dir, records = os.path.join(root, "survey"), os.path.join(root, "records")
+    timings = {}
+    if not os.path.exists(os.path.join(survey_dir, "catalog.csv")):
+        began = time.perf_counter()
+        config = survey.SurveyConfig(num_objects=size * len(classes.CLASS_NAMES), seed=seed,
+                                     class_mix=tuple((name, 1.0) for name in classes.CLASS_NAMES))
+        survey.simulate_survey(survey_dir, config, workers=workers)
+        timings["simulate_s"] = time.perf_counter() - began
+    if not os.path.exists(os.path.join(records, "dataset.json")):
+        began = time.perf_counter()
+        # Every object is kept (the date nearest the catalog maximum is the maximum): the
+        # light-curve and pixel models then see exactly the same objects.
+        options = convert.ConvertOptions(seed=seed, workers=workers, max_date_tolerance_days=math.inf,
+                                         fractions=splits.SplitFractions(test_fraction, 0.8, 0.8))
+        convert.convert([survey_dir], records, options)
+        timings["convert_s"] = time.perf_counter() - began
+    return records, timings
+
+
+def random_forest(records, run_dir, seed):
+    """The light-curve baseline on the records' splits -> {"val": f1, "test": f1, "minutes": ..}."""
+    from tao_keras import classes
+    from tao_keras.lightcurves import baseline, dataset
+    from tao_keras.training import reports
+
+    report_path = os.path.join(run_dir, "report.json")
+    if not os.path.exists(report_path):
+        os.makedirs(run_dir, exist_ok=True)
+        began = time.perf_counter()
+        cached = os.path.join(records, "lightcurves.csv")
+        if os.path.exists(cached):
+            curves = dataset.from_csv(cached)
+        else:
+            curves = dataset.from_records(records)
+            dataset.write_csv(curves, cached)
+        results, info = baseline.run(curves, TASK, seed=seed)
+        reports.write(run_dir, {RF: results}, TASK, classes.task_class_names(TASK),
+                      extra={"seconds": time.perf_counter() - began, **info})
+    return _scores(report_path)[RF]
+
+
+def taonet(records, run_dir, seed, minutes, trainer_flags):
+    """trainers.multiclass on the records (a subprocess: fresh memory per run) -> {model: scores}."""
+    report_path = os.path.join(run_dir, "report.json")
+    if not os.path.exists(report_path):
+        command = [sys.executable, "-m", "trainers.multiclass", "--data", records, "--output", run_dir,
+                   "--seed", str(seed), *(["--max_minutes", str(minutes)] if minutes else []),
+                   *shlex.split(trainer_flags)]
+        logging.info("running %s", " ".join(command))
+        with open(os.path.join(os.path.dirname(run_dir), os.path.basename(run_dir) + ".log"), "w") as log:
+            subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
+    return _scores(report_path)
+
+
+def _scores(report_path):
+    with open(report_path) as f:
+        report = json.load(f)
+    minutes = report.get("seconds", float("nan")) / 60
+    return {model: {split: by_split[split]["mean_f1"] for split in ("val", "test") if split in by_split}
+            | {"minutes": minutes, "per_class": {s: by_split[s]["f1"] for s in by_split}}
+            for model, by_split in report["results"].items()}
+
+
+def summarize(runs):
+    """[{size, seed, models: {model: {val, test, minutes}}}] -> {size: {model: {key: (mean, sd, n)}}}."""
+    table = {}
+    for run in runs:
+        for model, scores in run["models"].items():
+            entry = table.setdefault(run["size"], {}).setdefault(model, {})
+            for key in ("val", "test", "minutes"):
+                if key in scores:
+                    entry.setdefault(key, []).append(scores[key])
+    return {size: {model: {key: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"),
+                                 len(v)) for key, v in by_key.items()}
+                   for model, by_key in by_model.items()}
+            for size, by_model in sorted(table.items())}
+
+
+def markdown(summary):
+    """The learning-curve table: per size and model, mean ± sd over seeds (F1 in %)."""
+    lines = ["| objects per class | model | validation mean F1 | test mean F1 | CPU minutes | seeds |",
+             "|---|---|---|---|---|---|"]
+    for size, by_model in summary.items():
+        for model, stats in by_model.items():
+            def cell(key, scale=100.0, digits=1):
+                if key not in stats:
+                    return "–"
+                mean, sd, _ = stats[key]
+                sd_text = "" if math.isnan(sd) else f" ± {scale * sd:.{digits}f}"
+                return f"{scale * mean:.{digits}f}{sd_text}"
+            seeds = max(n for _, _, n in stats.values())
+            lines.append(f"| {size} | {model} | {cell('val')} | {cell('test')} | {cell('minutes', 1.0)} | {seeds} |")
+    return "\n".join(lines)
+
+
+def plot(summary, path, title):
+    """Test mean F1 (mean ± sd over seeds) against objects per class, one line per model."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    sizes = list(summary)
+    models = [m for m in summary[sizes[0]]]
+    for model in models:
+        points = [(s, summary[s][model]["test"]) for s in sizes if "test" in summary[s].get(model, {})]
+        x = [s for s, _ in points]
+        y = np.array([100 * m for _, (m, _, _) in points])
+        e = np.array([0.0 if math.isnan(sd) else 100 * sd for _, (_, sd, _) in points])
+        ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=model)
+    ax.set_xlabel("training survey size: objects per class (balanced, 6 classes)")
+    ax.set_ylabel("6-class mean max-F1 on held-out objects (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv):
+    del argv
+    std_logging.getLogger().setLevel(std_logging.INFO)
+    sizes = [int(s) for s in FLAGS.sizes]
+    seeds = [int(s) for s in FLAGS.seeds]
+    os.makedirs(FLAGS.output, exist_ok=True)
+    runs = []
+    for size in sizes:
+        for seed in seeds:
+            root = os.path.join(FLAGS.output, "surveys", f"n{size}-seed{seed}")
+            records, timings = survey_records(root, size, seed, FLAGS.test_fraction, FLAGS.workers)
+            run_root = os.path.join(FLAGS.output, "runs" + (f"-{FLAGS.tag}" if FLAGS.tag else ""),
+                                    f"n{size}-seed{seed}")
+            models = {RF: random_forest(records, os.path.join(run_root, "light_curve_rf"), seed)}
+            models.update(taonet(records, os.path.join(run_root, "taonet"), seed, FLAGS.minutes,
+                                 FLAGS.trainer_flags))
+            runs.append({"size": size, "seed": seed, "records": records, "models": models, **timings})
+            logging.info("n=%d seed=%d: %s", size, seed,
+                         {m: round(100 * s.get("test", float("nan")), 1) for m, s in models.items()})
+    summary = summarize(runs)
+    text = markdown(summary)
+    name = f"learning_curve{'-' + FLAGS.tag if FLAGS.tag else ''}"
+    with open(os.path.join(FLAGS.output, name + ".json"), "w") as f:
+        json.dump({"sizes": sizes, "seeds": seeds, "test_fraction": FLAGS.test_fraction,
+                   "minutes": FLAGS.minutes, "trainer_flags": FLAGS.trainer_flags, "runs": runs,
+                   "summary": {str(k): v for k, v in summary.items()}}, f, indent=2)
+    plot(summary, os.path.join(FLAGS.output, name + ".png"),
+         f"balanced simulated surveys, {len(seeds)} seed(s); {FLAGS.trainer_flags or 'default flags'}")
+    print(text)
+    print(f"table: {os.path.join(FLAGS.output, name + '.json')}; figure: {os.path.join(FLAGS.output, name + '.png')}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -54,9 +54,10 @@ def _padded(features_per_object):
 class _Server:
     """The graph functions of the export, closing over the model and its settings."""
 
-    def __init__(self, model, class_names, roi_size, sequence_length, stride, objects_per_call, scale):
+    def __init__(self, model, class_names, roi_size, sequence_length, stride, objects_per_call, scale, crop):
         self.model = model
         self.scale = scale
+        self.crop = crop
         self.objects_per_call = objects_per_call
         self.class_names = tf.constant(class_names)
         self.roi_size = roi_size
@@ -77,7 +78,8 @@ class _Server:
                        [row, num_dates])
         with tf.control_dependencies([check]):
             images, mjd = dates.select_dates(images, mjd, date_index, num_dates)
-        out = features.evaluation_features(images, mjd, self.sequence_length, self.stride, self.scale)
+        out = features.evaluation_features(images, mjd, self.sequence_length, self.stride, self.scale,
+                                           self.crop)
         return {"images": out["images"], "dt": out["dt"], "num_dates": num_dates}
 
     def _raw_object(self, item):
@@ -185,7 +187,7 @@ def is_sequence_model(model):
 
 
 def export_model(model, export_dir, task, sequence_length, stride=1, training_config=None, objects_per_call=8,
-                 normalization="object"):
+                 normalization="object", input_roi_size=None):
     """Write the SavedModel to export_dir (e.g. EXPORT/<model name>/<version>); returns its metadata.
 
     sequence_length: the fixed S the model was evaluated at (joint stage), or None (all dates).
@@ -193,12 +195,17 @@ def export_model(model, export_dir, task, sequence_length, stride=1, training_co
     request in one call was killed at 24 GiB; in chunks of 8 it peaked at 4 GiB).
     normalization: the pixel noise scale the model was trained with ("object" or "image",
     pipeline.normalization.SCALES); the served graph normalizes the same way.
+    input_roi_size: side of the cutouts a request carries (the records' RoI), when the model
+    takes a smaller central crop of them; default: the model's own RoI.
     """
     if not is_sequence_model(model):
         raise ValueError("only TAO-Net (sequence) models can be served: the DenseNet on triplets needs the "
                          "date of maximum brightness, a catalog value that alerts do not carry")
     class_names = classes.task_class_names(task)
-    roi = int(model.input["images"].shape[2])
+    model_roi = int(model.input["images"].shape[2])
+    roi = input_roi_size or model_roi
+    if roi < model_roi:
+        raise ValueError(f"requests of {roi}x{roi} cutouts cannot feed a model of {model_roi}x{model_roi}")
     num_classes = int(model.output["probabilities"].shape[-1])
     if num_classes != len(class_names):
         raise ValueError(f"model has {num_classes} outputs but task {task!r} has {len(class_names)} classes")
@@ -206,13 +213,13 @@ def export_model(model, export_dir, task, sequence_length, stride=1, training_co
     model = float32_copy(model)
     metadata = {"task": task, "class_names": list(class_names), "schema_version": schema.SCHEMA_VERSION,
                 "serving_precision": "float32", "trained_precision": trained_precision,
-                "roi_size": roi, "sequence_length": sequence_length, "stride": stride,
+                "roi_size": roi, "model_roi_size": model_roi, "sequence_length": sequence_length, "stride": stride,
                 "normalization": normalization,
                 "same_date_days": schema.SAME_DATE_DAYS, "min_dates": MIN_DATES,
                 "objects_per_call": objects_per_call,
                 "training_config": training_config or {}}
     text = json.dumps(metadata, indent=2, sort_keys=True)
-    server = _Server(model, class_names, roi, sequence_length, stride, objects_per_call, normalization)
+    server = _Server(model, class_names, roi, sequence_length, stride, objects_per_call, normalization, model_roi)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -275,5 +282,5 @@ def export_run(run_dir, export_root, name=None, version=None, stage=None):
         raise FileExistsError(f"{target} exists; choose another --version")
     # Runs written before the per-object scale existed have no "normalization": they used per-image scales.
     export_model(model, target, config["task"], sequence_length, training_config={**config, "stage": stage},
-                 normalization=config.get("normalization", "image"))
+                 normalization=config.get("normalization", "image"), input_roi_size=config.get("records_roi_size"))
     return target

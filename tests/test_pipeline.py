@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tao_keras import classes
-from tao_keras.pipeline import augmentation, dates, datasets, normalization, windows
+from tao_keras.pipeline import augmentation, dates, datasets, features, normalization, windows
 from tfrecords import parser
 
 
@@ -195,6 +195,19 @@ def test_evaluation_uses_the_first_exposure_of_each_date(tiny_records):
                                               normalization.reference_scale(record.images[first])).numpy()
     np.testing.assert_allclose(features["images"].numpy()[0, :, :, :, 0], expected[:-2], atol=1e-6)
     np.testing.assert_allclose(features["images"].numpy()[0, -1, :, :, 2], expected[-1], atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["sequence", "triplet"])
+def test_crop_is_the_centre_of_the_normalized_cutout(tiny_records, mode):
+    out, _ = tiny_records
+    whole = datasets.PipelineConfig(mode=mode, sequence_length=None, batch_size=1)
+    cropped = dataclasses.replace(whole, crop=32)
+    for (a, _), (b, _) in zip(datasets.evaluation_dataset(str(out), whole, split="train").take(3),
+                              datasets.evaluation_dataset(str(out), cropped, split="train").take(3)):
+        assert b["images"].shape[-3:-1] == (32, 32)
+        np.testing.assert_array_equal(b["images"].numpy(), a["images"].numpy()[..., 16:48, 16:48, :])
+    with pytest.raises(ValueError, match="cannot crop"):
+        features.center_crop(tf.zeros([2, 16, 16]), 32)
 
 
 def test_triplet_mode_stacks_max_and_neighbours(tiny_records):

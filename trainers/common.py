@@ -32,6 +32,8 @@ flags.DEFINE_enum("normalization", "object", ["object", "image"],
                   "or one per image (the former rule, for comparison).")
 flags.DEFINE_enum("aggregation", None, ["last", "add", "mean"],
                   "TAO-Net output over time (default: the preset's): last valid step, masked sum, masked mean.")
+flags.DEFINE_integer("roi_size", None, "Model RoI side in pixels, a central crop of the records' RoI "
+                     "(default: the preset's; paper Table 10: 64, 32, 16).", lower_bound=8)
 flags.DEFINE_float("max_minutes", None, "Wall-clock budget of the training stages: each stage gets its share "
                    "(tao_keras.training.protocol.BUDGET_SHARE) and stops at the first epoch end past it.", 0.0)
 flags.DEFINE_string("init_from", None, "A previous run directory: start from its last stage's model "
@@ -52,7 +54,7 @@ def train_config(task):
     return dataclasses.replace(base, task=task, sequence_length=FLAGS.sequence_length, aux_weight=FLAGS.aux_weight,
                                epoch_fraction=FLAGS.epoch_fraction, frozen=tuple(FLAGS.freeze), seed=FLAGS.seed,
                                precision=precision.resolve(FLAGS.precision),
-                               normalization=FLAGS.normalization, aggregation=FLAGS.aggregation,
+                               normalization=FLAGS.normalization, aggregation=FLAGS.aggregation, roi_size=FLAGS.roi_size,
                                max_minutes=FLAGS.max_minutes,
                                **stages)
 
@@ -61,6 +63,7 @@ def run(task):
     """Train `task` end to end; prints the report and where the logs and models are."""
     import keras
     from tao_keras import classes, export
+    from tao_keras.pipeline.datasets import load_manifest
     from tao_keras.training import protocol, reports
 
     from tao_keras.training import multiworker
@@ -81,7 +84,8 @@ def run(task):
     os.makedirs(out_dir, exist_ok=True)
     config = train_config(task)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump({"records": os.path.abspath(records), **dataclasses.asdict(config)}, f, indent=2)
+        json.dump({"records": os.path.abspath(records), "records_roi_size": load_manifest(records)["roi_size"],
+                   **dataclasses.asdict(config)}, f, indent=2)
     logging.info("%d replica(s); records %s; output %s", strategy.num_replicas_in_sync, records, out_dir)
 
     previous = None

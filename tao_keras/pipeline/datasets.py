@@ -44,6 +44,7 @@ class PipelineConfig:
     deterministic: bool = False
     seed: int = 0
     scale: str = "object"             # normalization: one noise scale per object, or "image"
+    crop: int | None = None           # model RoI side: central crop of the records' RoI (None: whole)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -118,12 +119,13 @@ def _finish(config, augment):
             num = tf.shape(item["images"])[0]      # normalize only the three dates kept
             chosen = windows.triplet_dates(num, item["max_date_index"], item["is_nt"])
             scale = normalization.object_scale(item["images"], config.scale)
-            images = normalization.normalize_images(tf.gather(item["images"], chosen), scale)
+            images = features.center_crop(normalization.normalize_images(tf.gather(item["images"], chosen), scale),
+                                          config.crop)
             if augment:
                 images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
             return {"images": tf.transpose(images, [1, 2, 0])}, item["label"]
         images, mjd = features.prepare_dates(item["images"], item["mjd"], config.sequence_length,
-                                              config.scale)
+                                              config.scale, config.crop)
         if augment:
             images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
         return features.sequence_features(images, mjd, config.stride), item["label"]

@@ -6,17 +6,32 @@ import tensorflow as tf
 from tao_keras.pipeline import normalization, windows
 
 
-def prepare_dates(images, mjd, sequence_length=None, scale="object"):
+def center_crop(images, size):
+    """[..., H, W] -> [..., size, size], the central pixels (the object sits at the RoI centre);
+    unchanged when size is None or the images are that size already."""
+    if size is None:
+        return images
+    height, width = images.shape[-2], images.shape[-1]
+    if height is not None and (height < size or width < size):
+        raise ValueError(f"cannot crop {height}x{width} images to {size}x{size}")
+    top = (tf.shape(images)[-2] - size) // 2
+    left = (tf.shape(images)[-1] - size) // 2
+    return images[..., top:top + size, left:left + size]
+
+
+def prepare_dates(images, mjd, sequence_length=None, scale="object", crop=None):
     """Raw images [D, H, W], mjd [D] (float64), one per date in time order -> normalized images
     and times of exactly `sequence_length` dates (all D dates when None). The noise scale comes
     from the object's first dates (before any date is dropped), the rest of the normalization
     is per image, so the dates are chosen first and only those kept are normalized.
     scale="image" divides each image by its own noise scale instead (the former rule, kept
-    for comparison: it does not preserve flux ratios between dates)."""
+    for comparison: it does not preserve flux ratios between dates). crop: the model's RoI
+    side when smaller than the records' (central crop after normalization, so the sky
+    statistics still come from the whole cutout)."""
     reference = normalization.object_scale(images, scale)
     if sequence_length is not None:
         images, mjd = windows.fix_length(images, mjd, sequence_length)
-    return normalization.normalize_images(images, reference), mjd
+    return center_crop(normalization.normalize_images(images, reference), crop), mjd
 
 
 def sequence_features(images, mjd, stride=1):
@@ -25,6 +40,6 @@ def sequence_features(images, mjd, stride=1):
     return {"images": triplets, "dt": gaps, "length": tf.shape(triplets)[0]}
 
 
-def evaluation_features(images, mjd, sequence_length=None, stride=1, scale="object"):
+def evaluation_features(images, mjd, sequence_length=None, stride=1, scale="object", crop=None):
     """One object's model input without augmentation (evaluation and serving)."""
-    return sequence_features(*prepare_dates(images, mjd, sequence_length, scale), stride)
+    return sequence_features(*prepare_dates(images, mjd, sequence_length, scale, crop), stride)

@@ -28,6 +28,7 @@ class TrainConfig:
     precision: str = "float32"       # Keras dtype policy of the models: float32 or mixed_bfloat16
     normalization: str = "object"    # pixel noise scale per object (first dates) or per "image"
     aggregation: str | None = None   # TAO-Net output over time: None = the model preset's
+    roi_size: int | None = None      # model RoI side (central crop of the records'): None = the preset's
     max_minutes: float | None = None  # wall-clock budget of the whole run (stages share it by planned steps)
     seed: int = 0
 

@@ -40,7 +40,7 @@ def make_strategy():
 def _pipeline_config(config, stage):
     stage_config = getattr(config, stage)
     common = dict(task=config.task, batch_size=stage_config.batch_size, seed=config.seed,
-                  scale=config.normalization)
+                  scale=config.normalization, crop=model_config(config).backbone.roi_size)
     if stage == "densenet":
         return datasets.PipelineConfig(mode="triplet", **common)
     if stage == "gru":
@@ -64,16 +64,24 @@ def _compile(model, stage, config, stage_config):
                   loss_weights={"probabilities": 1.0, "aux_probabilities": aux_weight})
 
 
-def _build(stage, config, num_classes, previous, replicas=1):
-    model_config = presets.preset(config.model_preset)
+def model_config(config):
+    """The TAO-Net configuration of a TrainConfig: its model preset with the run's overrides."""
+    out = presets.preset(config.model_preset)
     if config.aggregation is not None:
-        model_config = dataclasses.replace(model_config, aggregation=config.aggregation)
+        out = dataclasses.replace(out, aggregation=config.aggregation)
+    if config.roi_size is not None:
+        out = dataclasses.replace(out, backbone=dataclasses.replace(out.backbone, roi_size=config.roi_size))
+    return out
+
+
+def _build(stage, config, num_classes, previous, replicas=1):
+    net = model_config(config)
     if replicas > 1:   # every replica and worker then keeps the same BatchNorm statistics
-        model_config = dataclasses.replace(model_config, backbone=dataclasses.replace(
-            model_config.backbone, synchronized_batchnorm=True))
+        net = dataclasses.replace(net, backbone=dataclasses.replace(
+            net.backbone, synchronized_batchnorm=True))
     if stage == "densenet":
-        return densenet.build_densenet(model_config.backbone, num_classes, "early")
-    model = taonet.build_taonet(model_config, num_classes)
+        return densenet.build_densenet(net.backbone, num_classes, "early")
+    model = taonet.build_taonet(net, num_classes)
     if previous is not None:
         if stage == "gru" and not any(layer.name == "stepwise_backbone" for layer in previous.layers):
             taonet.load_backbone_weights(model, previous)

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from tao_keras import classes
-from tao_keras.pipeline import augmentation, dates, datasets, features, normalization, windows
+from tao_keras.pipeline import augmentation, dates, datasets, normalization, windows
+from tao_keras.pipeline import features as model_inputs
 from tfrecords import parser
 
 
@@ -207,7 +208,7 @@ def test_crop_is_the_centre_of_the_normalized_cutout(tiny_records, mode):
         assert b["images"].shape[-3:-1] == (32, 32)
         np.testing.assert_array_equal(b["images"].numpy(), a["images"].numpy()[..., 16:48, 16:48, :])
     with pytest.raises(ValueError, match="cannot crop"):
-        features.center_crop(tf.zeros([2, 16, 16]), 32)
+        model_inputs.center_crop(tf.zeros([2, 16, 16]), 32)
 
 
 def test_triplet_mode_stacks_max_and_neighbours(tiny_records):

@@ -14,7 +14,6 @@ import csv
 import glob
 import itertools
 import json
-import math
 import os
 import sys
 import tempfile
@@ -51,7 +50,7 @@ def record_sources(input_dir, roi_size, work_dir, workers):
         if shards:
             return [(path, "", None) for path in shards], []
         from tools.conversion import convert
-        options = convert.ConvertOptions(roi_size=roi_size, max_date_tolerance_days=math.inf, workers=workers)
+        options = convert.ConvertOptions(roi_size=roi_size, workers=workers)
         convert.convert([input_dir], work_dir, options)
         input_dir, manifest_path, converted = work_dir, os.path.join(work_dir, "dataset.json"), True
     with open(manifest_path) as f:

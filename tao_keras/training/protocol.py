@@ -8,6 +8,7 @@ logs, and is scored on the validation and test splits.
 """
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -108,11 +109,36 @@ def transfer_matching_weights(target, source):
     return copied
 
 
+STAGE_SCORES = "scores.json"     # written last: its presence marks a finished stage
+
+
+def _finished_stage(stage_dir, config):
+    """The scores of a stage finished earlier with the same settings, else None."""
+    try:
+        with open(os.path.join(stage_dir, STAGE_SCORES)) as f:
+            done = json.load(f)
+    except (OSError, ValueError):
+        return None
+    same = done.get("config") == json.loads(json.dumps(dataclasses.asdict(config)))
+    if not same or not os.path.exists(os.path.join(stage_dir, "model.keras")):
+        return None
+    return done["scores"]
+
+
 def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
-    """Train one stage; returns (best model, {split: metrics}) and writes OUT/<stage>/."""
+    """Train one stage; returns (best model, {split: metrics}) and writes OUT/<stage>/.
+
+    A stage that finished earlier with the same settings (OUT/<stage>/scores.json, written
+    after its model.keras) is not trained again: a rerun after a kill in a later stage loads
+    its model and scores and goes on.
+    """
     stage_config = getattr(config, stage)
     stage_dir = os.path.join(out_dir, stage)
     os.makedirs(stage_dir, exist_ok=True)
+    scores = _finished_stage(stage_dir, config)
+    if scores is not None:
+        logging.info("stage %s finished earlier with these settings: reusing %s", stage, stage_dir)
+        return keras.saving.load_model(os.path.join(stage_dir, "model.keras")), scores
     names = classes.task_class_names(config.task)
     pipeline = _pipeline_config(config, stage)
     train, steps = datasets.training_dataset(records_dir, pipeline)
@@ -154,4 +180,9 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
         logging.warning("not scoring test: %s", e)
     scores = {split: evaluation.score(model, dataset, names) for split, dataset in splits.items()}
     model.save(os.path.join(stage_dir, "model.keras"))
+    scores = json.loads(json.dumps(scores, default=float))
+    partial = os.path.join(stage_dir, STAGE_SCORES + ".tmp")
+    with open(partial, "w") as f:
+        json.dump({"config": dataclasses.asdict(config), "scores": scores}, f, indent=1)
+    os.replace(partial, os.path.join(stage_dir, STAGE_SCORES))
     return model, scores

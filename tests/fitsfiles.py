@@ -64,34 +64,57 @@ def four_a_night(nights, start=55000.2):
     return [start + n + k * 10 / 1440 for n in nights for k in range(4)]
 
 
-def write_release_object(path, crts_id, mjds, images, ra=150.0, dec=20.0, table_rows=None):
-    """A TAO-release object file: empty primary with HIERARCH metadata, image table, int16 images.
+def night_label(mjd):
+    """The release's night label 'YYMMMDD' (e.g. '06APR02') of an exposure time: the UT date
+    7 hours earlier, Arizona's local date at the evening's start."""
+    from astropy.time import Time
+    return Time(mjd - 7 / 24, format="mjd").datetime.strftime("%y%b%d").upper()
 
-    table_rows: optional list of (hdu_ext, mjd) overriding the default one row per image.
+
+def write_release_object(path, crts_id, mjds, images, ra=150.0, dec=20.0, table_rows=None, kind="transient",
+                         header_id=None):
+    """A TAO-release object file written the way the release's authors wrote theirs (fitsio:
+    the table first, with the object's metadata in its header, so that fitsio puts an empty
+    primary HDU in front; then one 16-bit image HDU per exposure).
+
+    kind "transient": columns HDU_Ext (int64), Set_Number, Date, MJD (float64), Field_ID,
+    Obs_In_Seq, Cutout; image HDUs repeat the metadata. kind "non-transient": HDU_Ext and MJD
+    as strings, the night column DATE, no Set_Number/Obs_In_Seq, image HDUs without metadata,
+    and CRTS_ID naming another object (header_id). table_rows: (hdu_ext, mjd[, night]) per
+    row, overriding one row per image in the order given; ra/dec None leave them out.
     """
-    primary = fits.PrimaryHDU()
-    h = primary.header
-    h["HIERARCH CRTS_ID"] = crts_id
-    h["HIERARCH RA_(J2000)"] = ra
-    h["HIERARCH DEC_(J2000)"] = dec
-    h["HIERARCH N_IMAGES"] = len(images)
-    h["HIERARCH UT_DATE"] = "110101"
-    h["HIERARCH MAG"] = 18.5
-    h["HIERARCH CLASS"] = "AGN? SDSS 22,1 mag Galaxy"
+    import fitsio
     rows = table_rows or [(2 + i, mjd) for i, mjd in enumerate(mjds)]
+    rows = [(r[0], r[1], r[2] if len(r) > 2 else night_label(r[1])) for r in rows]
     n = len(rows)
-    table = fits.BinTableHDU.from_columns([
-        fits.Column(name="HDU_Ext", format="J", array=np.array([r[0] for r in rows])),
-        fits.Column(name="Set_Number", format="J", array=np.arange(n)),
-        fits.Column(name="Date", format="7A", array=np.array(["11JAN01"] * n)),
-        fits.Column(name="MJD", format="D", array=np.array([r[1] for r in rows], float)),
-        fits.Column(name="Field_ID", format="12A", array=np.array(["N17001"] * n)),
-        fits.Column(name="Obs_In_Seq", format="J", array=np.arange(n) % 4 + 1),
-        fits.Column(name="Cutout", format="20A", array=np.array(["cut"] * n)),
-    ])
-    hdus = [primary, table]
-    for image in images:
-        # 16-bit integers with BZERO = 32768 (astropy writes uint16 that way)
-        hdus.append(fits.ImageHDU(data=np.clip(np.round(image), 0, 65535).astype(np.uint16)))
+    header = [{"name": "CRTS_ID", "value": header_id or crts_id}]
+    if ra is not None:
+        header += [{"name": "RA_(J2000)", "value": ra}, {"name": "DEC_(J2000)", "value": dec}]
+    header.append({"name": "N_IMAGES", "value": len(images)})
+    if kind == "transient":
+        header += [{"name": "UT_DATE", "value": "110101"}, {"name": "MAG", "value": 18.5},
+                   {"name": "CLASS", "value": "AGN? SDSS 22,1 mag Galaxy"}]
+        table = np.zeros(n, dtype=[("HDU_Ext", "i8"), ("Set_Number", "S2"), ("Date", "S7"), ("MJD", "f8"),
+                                   ("Field_ID", "S6"), ("Obs_In_Seq", "S4"), ("Cutout", "S4")])
+        table["HDU_Ext"] = [r[0] for r in rows]
+        table["MJD"] = [r[1] for r in rows]
+        table["Date"] = [r[2] for r in rows]
+        table["Set_Number"] = "1"
+        table["Obs_In_Seq"] = [str(i % 4 + 1) for i in range(n)]
+    elif kind == "non-transient":
+        header.append({"name": "IMG_REF", "value": "N17001_120.fits"})
+        table = np.zeros(n, dtype=[("HDU_Ext", "S4"), ("MJD", "S11"), ("DATE", "S7"), ("Field_ID", "S6"),
+                                   ("Cutout", "S4")])
+        table["HDU_Ext"] = [f"{r[0]:<4d}" for r in rows]
+        table["MJD"] = [f"{r[1]:.5f}" for r in rows]
+        table["DATE"] = [r[2] for r in rows]
+    else:
+        raise ValueError(kind)
+    table["Field_ID"] = "N17001"
+    table["Cutout"] = "1"
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fits.HDUList(hdus).writeto(path, overwrite=True)
+    with fitsio.FITS(str(path), "rw", clobber=True) as f:
+        f.write(table, header=header)
+        for image in images:
+            pixels = np.clip(np.round(image), 0, 65535).astype(np.uint16)   # BITPIX 16, BZERO 32768
+            f.write(pixels, header=header if kind == "transient" else None)

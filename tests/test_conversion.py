@@ -78,7 +78,10 @@ def test_counts_equal_catalog_minus_reported_drops(tiny_survey, tiny_records):
     ids = [r.object_id for r in parser.read_records(shard_paths(out))]
     assert sorted(ids) == sorted(set(rows) - dropped)
     reasons = " ".join(p["reason"] for p in manifest["problems"]["objects_dropped"])
-    assert "at least 3 needed" in reasons and "no observation at the date of maximum" in reasons
+    assert "at least 3 needed" in reasons and "no observation at the date of maximum" not in reasons
+    # the simulator's unobserved maxima are kept (nearest date) and listed by distance
+    assert manifest["max_date_distance"]["further"]
+    assert {f["object_id"] for f in manifest["max_date_distance"]["further"]} <= set(ids)
 
 
 def test_manifest_describes_every_shard(tiny_records):

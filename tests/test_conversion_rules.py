@@ -302,15 +302,21 @@ def test_exposures_within_half_a_day_share_a_date(dataset, tmp_path):
     np.testing.assert_array_equal(record.date_index, [0, 0, 0, 1, 2, 2])
 
 
-def test_max_mjd_without_an_observation_is_dropped(dataset, tmp_path):
+def test_max_mjd_far_from_any_observation_is_kept_by_default_and_dropped_with_a_tolerance(dataset, tmp_path):
     fitsfiles.write_catalog(dataset, [{"object_id": "good-2", "label": "SN", "max_mjd": NIGHTS[4] + 9.0},
                                       {"object_id": "CSS071204:100029+071116", "label": "NT"}])
-    manifest = run(dataset, tmp_path / "out2")
-    (_, reason), = reasons(manifest, "objects_dropped")
-    assert "no observation at the date of maximum: nearest exposure is 9.0 d from" in reason
-    manifest = run(dataset, tmp_path / "out", max_date_tolerance_days=10.0)
+    manifest = run(dataset, tmp_path / "out")             # the contract: nearest date is the maximum
+    assert not manifest["problems"]["objects_dropped"]
     record = records_by_id(tmp_path / "out")["good-2"]
     assert record.max_date_index == 1 and not record.max_mjd_estimated
+    distance = manifest["max_date_distance"]
+    assert distance["objects_with_catalog_max"] == 1 and distance["median_days"] == pytest.approx(9.0, abs=0.05)
+    assert distance["further"] == [{"object_id": "good-2", "days": pytest.approx(9.0, abs=0.05)}]
+    manifest = run(dataset, tmp_path / "out2", max_date_tolerance_days=5.0)     # the paper's stricter rule
+    (_, reason), = reasons(manifest, "objects_dropped")
+    assert "no observation at the date of maximum: nearest exposure is 9.0 d from" in reason
+    manifest = run(dataset, tmp_path / "out3", max_date_tolerance_days=10.0)
+    assert not manifest["problems"]["objects_dropped"]
 
 
 def test_max_estimated_from_the_brightest_night(dataset, tmp_path):

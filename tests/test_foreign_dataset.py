@@ -98,8 +98,8 @@ def test_foreign_dataset_converts_without_edits(tmp_path):
     (root / "catalog.csv").write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
     expected_rows = ["is not allowed", "unknown label 'pulsar'", "dec=95.0 outside"]
 
-    manifest = convert.convert([str(root)], str(tmp_path / "out"), convert.ConvertOptions(workers=2, min_shards=1),
-                               progress=False)
+    options = convert.ConvertOptions(workers=2, min_shards=1, max_date_tolerance_days=5.0)   # the paper's rule
+    manifest = convert.convert([str(root)], str(tmp_path / "out"), options, progress=False)
     problems = manifest["problems"]
     reported = [("file", p["path"], p["reason"]) for p in problems["files_skipped"]] + \
                [("object", p["path"], p["reason"]) for p in problems["objects_dropped"]]

@@ -27,8 +27,10 @@ flags.DEFINE_float("train_fraction_nt", 0.6, "Train fraction of the rest, non-tr
 flags.DEFINE_integer("records_per_shard", 200, "Objects per shard at most (~1 MB per object).", lower_bound=1)
 flags.DEFINE_integer("min_shards", 2, "Shards per class and split at least (multi-worker input sharding).",
                      lower_bound=1)
-flags.DEFINE_float("max_date_tolerance_days", 5.0,
-                   "Drop an object whose nearest exposure is further than this from its catalog max_mjd.")
+flags.DEFINE_float("max_date_tolerance_days", None,
+                   "Drop an object whose nearest exposure is further than this from its catalog max_mjd "
+                   "(the paper's rule; e.g. 5). Default: keep it, the nearest date is the date of maximum "
+                   "and dataset.json lists the objects further than 5 days.", lower_bound=0.0)
 flags.DEFINE_integer("workers", None, "Reader processes (default: all cores).", lower_bound=1)
 flags.DEFINE_bool("strict", False, "Stop with an error at the first problem instead of skipping it.")
 flags.DEFINE_integer("num_tasks", 1, "Fan-out: number of independent conversion tasks.", lower_bound=1)

@@ -60,7 +60,7 @@ def survey_records(root, size, seed, test_fraction, workers):
         began = time.perf_counter()
         # Every object is kept (the date nearest the catalog maximum is the maximum): the
         # light-curve and pixel models then see exactly the same objects.
-        options = convert.ConvertOptions(seed=seed, workers=workers, max_date_tolerance_days=math.inf,
+        options = convert.ConvertOptions(seed=seed, workers=workers,
                                          fractions=splits.SplitFractions(test_fraction, 0.8, 0.8))
         convert.convert([survey_dir], records, options)
         timings["convert_s"] = time.perf_counter() - began

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 
+import numpy as np
 from tqdm import tqdm
 
 from tao_keras import classes
@@ -33,7 +34,9 @@ class ConvertOptions:
     fractions: splits.SplitFractions = splits.SplitFractions()
     records_per_shard: int = 200
     min_shards: int = 2
-    max_date_tolerance_days: float = 5.0
+    # None: the date nearest the catalog max_mjd is the date of maximum (data-format.md); a
+    # number: the paper's stricter rule, drop objects whose maximum was not observed within it.
+    max_date_tolerance_days: float | None = None
     workers: int | None = None
     strict: bool = False
     num_tasks: int = 1
@@ -98,6 +101,7 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
     shard_entries = collections.defaultdict(list)
     object_problems, file_problems = [], []
     duplicates = padded = 0
+    distances = {}           # object id -> days between the catalog max_mjd and the nearest exposure
     bar = tqdm(total=len(tasks), unit="obj", desc="convert", disable=not progress)
     try:
         for shard in mine:
@@ -113,6 +117,8 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
                     if options.strict and trouble:
                         raise src.ConversionError(f"strict mode: {trouble[0]}")
                     if record is not None:
+                        if stats["max_date_distance_days"] is not None:
+                            distances[record.object_id] = stats["max_date_distance_days"]
                         out.write(writer.encode(record))
                         records[shard.split][shard.class_name] += 1
                         shard_exposures += record.num_exposures
@@ -147,6 +153,7 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
             "files_skipped": [_problem_dict(p) for p in file_problems],
         },
         "ignored_folders": ignored,
+        "max_date_distance": _distance_summary(distances),
         "summary": {
             "objects_listed": len(found),
             "objects_read": len(tasks),
@@ -171,6 +178,20 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
         if len(glob.glob(os.path.join(output_dir, _part_name("*", options.num_tasks)))) == options.num_tasks:
             merge_manifests(output_dir, options.num_tasks)
     return manifest
+
+
+FAR_FROM_MAX_DAYS = 5.0
+
+
+def _distance_summary(distances):
+    """How far the date of maximum is from the catalog max_mjd: counts, median, and every
+    object further than FAR_FROM_MAX_DAYS (the paper would have dropped those)."""
+    values = np.array(list(distances.values()), float)
+    far = sorted((oid, round(d, 3)) for oid, d in distances.items() if d > FAR_FROM_MAX_DAYS)
+    return {"objects_with_catalog_max": len(values),
+            "median_days": round(float(np.median(values)), 3) if len(values) else None,
+            "further_than_days": FAR_FROM_MAX_DAYS,
+            "further": [{"object_id": oid, "days": d} for oid, d in far]}
 
 
 def _part_name(index, count):

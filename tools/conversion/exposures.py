@@ -33,6 +33,7 @@ class Exposure:
     roi: np.ndarray        # float32 [roi_size, roi_size]
     path: str
     padded: bool = False   # part of the RoI lay beyond the image edge (NaN there)
+    night: str | None = None   # the observing night as the survey labelled it (release `Date`/`DATE`)
 
 
 def _number(header, key):
@@ -226,52 +227,93 @@ def _hierarch(header, key):
     return None
 
 
+def _text(value):
+    """A table cell as stripped text (fitsio and astropy give str or bytes for 'A' columns)."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    return str(value).strip()
+
+
+def _column(table, *names):
+    """The first of `names` (case-insensitive) among the table's columns, or None."""
+    present = {n.lower(): n for n in table.columns.names}
+    for name in names:
+        if name.lower() in present:
+            return present[name.lower()]
+    return None
+
+
+def _release_position(hdul):
+    """(ra, dec) in degrees: HDU 1's header (where the release keeps the object's metadata), else
+    the primary's, else the first image HDU that has them; None for what is found nowhere."""
+    headers = [hdul[1].header, hdul[0].header] + [h.header for h in hdul[2:] if isinstance(h, fits.ImageHDU)]
+    for header in headers:
+        ra, dec = _hierarch(header, "RA_(J2000)"), _hierarch(header, "DEC_(J2000)")
+        try:
+            ra, dec = float(ra), float(dec)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(ra) and np.isfinite(dec):
+            return ra, dec
+    return None, None
+
+
 def read_release_file(source, roi_size):
     """One TAO-release object file -> (exposures, problems, duplicates_dropped, metadata).
 
-    HDU 1 lists the images (HDU_Ext, MJD); rows repeating an exposure time are dropped
-    (counted, not reported as problems). metadata: ra, dec (degrees) from the primary header.
+    Follows the release as its authors wrote it (docs/data-format.md, section 2): HDU 1 is the
+    image table (HDU_Ext, MJD and the night `Date`/`DATE`; in non-transient files HDU_Ext and
+    MJD are strings) and its header holds the object's metadata; images follow from HDU 2.
+    Rows are in file-name order, not time order (sorted later); a row repeating an exposure
+    time is dropped and counted, not reported. metadata: ra, dec (degrees) when found.
     """
     problems, exposures, times, duplicates = [], [], set(), 0
     path = source.path
     try:
         with fits.open(path, memmap=False) as hdul:
-            primary = hdul[0].header
-            ra, dec = _hierarch(primary, "RA_(J2000)"), _hierarch(primary, "DEC_(J2000)")
             if len(hdul) < 3 or not isinstance(hdul[1], fits.BinTableHDU):
                 raise ExposureError("expected a primary HDU, an image table in HDU 1 and images after it")
+            ra, dec = _release_position(hdul)
             table = hdul[1].data
+            names = {}
             for column in ("HDU_Ext", "MJD"):
-                if column not in table.columns.names:
+                names[column] = _column(table, column)
+                if names[column] is None:
                     raise ExposureError(f"image table (HDU 1) has no {column} column")
-            for row, (ext, mjd) in enumerate(zip(table["HDU_Ext"], table["MJD"])):
-                where = f"{path}[HDU {ext}, table row {row}]"
-                mjd = float(mjd)
-                if mjd in times:
-                    duplicates += 1
-                    continue
+            night_column = _column(table, "Date", "DATE")
+            nights = table[night_column] if night_column else [None] * len(table)
+            for row, (ext, mjd, night) in enumerate(zip(table[names["HDU_Ext"]], table[names["MJD"]], nights)):
+                where = f"{path}[HDU {_text(ext)}, table row {row}]"
                 try:
+                    try:
+                        ext = int(_text(ext))
+                    except ValueError:
+                        raise ExposureError(f"HDU_Ext {_text(ext)!r} is not an integer")
+                    try:
+                        mjd = float(_text(mjd))
+                    except ValueError:
+                        raise ExposureError(f"MJD {_text(mjd)!r} is not a number")
                     if not np.isfinite(mjd):
                         raise ExposureError(f"MJD in the table is not finite: {mjd}")
-                    if not 2 <= int(ext) < len(hdul) or not isinstance(hdul[int(ext)], fits.ImageHDU):
+                    if mjd in times:
+                        duplicates += 1
+                        continue
+                    if not 2 <= ext < len(hdul) or not isinstance(hdul[ext], fits.ImageHDU):
                         raise ExposureError(f"HDU_Ext {ext} is not an image extension of this file "
                                             f"({len(hdul)} HDUs)")
-                    image = pixels(hdul[int(ext)])
+                    image = pixels(hdul[ext])
                     roi, padded = region_of_interest(image, roi_size)
                     _check_not_blank(roi)
                 except ExposureError as e:
                     problems.append(src.Problem("file", where, str(e), source.object_id))
                     continue
                 times.add(mjd)
-                exposures.append(Exposure(mjd, roi, where, padded))
+                label = None if night is None else _text(night) or None
+                exposures.append(Exposure(mjd, roi, f"{path}[HDU {ext}]", padded, label))
     except ExposureError as e:
         return [], [src.Problem("object", path, str(e), source.object_id)], 0, {}
     except (OSError, ValueError, TypeError, IndexError, KeyError) as e:
         return [], [src.Problem("object", path, f"unreadable FITS file: {type(e).__name__}: {e}",
                                 source.object_id)], 0, {}
-    metadata = {}
-    try:
-        metadata = {"ra": float(ra), "dec": float(dec)}
-    except (TypeError, ValueError):
-        pass
+    metadata = {} if ra is None else {"ra": ra, "dec": dec}
     return exposures, problems, duplicates, metadata

@@ -18,6 +18,31 @@ def group_dates(mjd):
     return np.concatenate([[0], np.cumsum(np.diff(mjd) >= schema.SAME_DATE_DAYS)]).astype(np.int64)
 
 
+def group_nights(mjd, nights):
+    """Date index per exposure of a sorted MJD array from the survey's night labels [n].
+
+    Exposures labelled with one night form one date, however far apart their times (the TAO
+    release spreads one night's MJDs over most of a day, so time gaps alone can merge two
+    consecutive nights). Nights whose time ranges overlap are merged into one date, so that
+    dates stay contiguous in time order. Returns (date_index int64 [n], merged night count).
+    """
+    mjd = np.asarray(mjd, dtype=np.float64)
+    ranges = {}
+    for t, night in zip(mjd, nights):
+        low, high = ranges.get(night, (t, t))
+        ranges[night] = (min(low, t), max(high, t))
+    ordered = sorted(ranges.items(), key=lambda item: item[1])
+    date_of, date, end, merged = {}, -1, -np.inf, 0
+    for night, (low, high) in ordered:
+        if low > end:
+            date += 1
+        else:
+            merged += 1
+        date_of[night] = date
+        end = max(end, high)
+    return np.array([date_of[n] for n in nights], np.int64), merged
+
+
 def central_flux(images, aperture_px=3.0, annulus_px=(8.0, 14.0)):
     """Background-subtracted flux in a central circular aperture per image [n, H, W] -> [n].
 
@@ -47,16 +72,22 @@ def build_record(source, exposures, max_date_tolerance_days, metadata=None):
     """Sort, group and locate the maximum -> (SequenceRecord, None) or (None, drop Problem).
 
     With a catalog max_mjd, the date holding the exposure nearest to it is the date of
-    maximum, and the object is dropped when that exposure is further than the tolerance.
-    Without one, the brightest date of the central source is taken (and flagged estimated).
+    maximum (data-format.md); only with a tolerance (days, the paper's stricter rule: the
+    maximum must have been observed) is the object dropped when that exposure is further.
+    Without max_mjd, the brightest date of the central source is taken (flagged estimated).
+    The distance to max_mjd goes into metadata["max_date_distance_days"] (None without one).
     """
-    metadata = metadata or {}
+    metadata = metadata if metadata is not None else {}
     if not exposures:
         return None, src.Problem("object", source.path, "no readable exposure", source.object_id)
     order = np.argsort([e.mjd for e in exposures], kind="stable")
     mjd = np.array([exposures[i].mjd for i in order], dtype=np.float64)
     images = np.stack([exposures[i].roi for i in order]).astype(np.float32, copy=False)
-    date_index = group_dates(mjd)
+    nights = [exposures[i].night for i in order]
+    if all(nights):       # the survey's own night labels (release layout)
+        date_index, _ = group_nights(mjd, nights)
+    else:
+        date_index = group_dates(mjd)
     num_dates = int(date_index[-1]) + 1
     if num_dates < MIN_DATES:
         return None, src.Problem("object", source.path,
@@ -65,7 +96,8 @@ def build_record(source, exposures, max_date_tolerance_days, metadata=None):
     if source.max_mjd is not None:
         nearest = int(np.argmin(np.abs(mjd - source.max_mjd)))
         distance = abs(mjd[nearest] - source.max_mjd)
-        if distance > max_date_tolerance_days:
+        metadata["max_date_distance_days"] = float(distance)
+        if max_date_tolerance_days is not None and distance > max_date_tolerance_days:
             return None, src.Problem(
                 "object", source.path,
                 f"no observation at the date of maximum: nearest exposure is {distance:.1f} d from "
@@ -104,5 +136,6 @@ def read_object(source, roi_size, max_date_tolerance_days):
     record, dropped = build_record(source, found, max_date_tolerance_days, metadata)
     if dropped is not None and not any(p.kind == "object" for p in problems):
         problems.append(dropped)
-    stats = {"duplicates": duplicates, "padded": sum(e.padded for e in found)}
+    stats = {"duplicates": duplicates, "padded": sum(e.padded for e in found),
+             "max_date_distance_days": metadata.get("max_date_distance_days") if record is not None else None}
     return record, problems, stats

@@ -1,4 +1,4 @@
-"""One test per reader rule of shared/docs/data-format.md (catalog layout), with its message."""
+"""One test per reader rule of docs/data-format.md (catalog layout), with its message."""
 
 import glob
 import gzip

@@ -1,4 +1,4 @@
-"""A catalog-layout dataset written by someone else, with every problem data-format.md lists.
+"""A catalog-layout dataset written by someone else, with every problem docs/data-format.md lists.
 
 It must convert without edits: each problem reported with its path, every good object and
 exposure kept.

@@ -78,3 +78,16 @@ def test_missing_model_is_a_clear_error(tmp_path):
     run = subprocess.run([sys.executable, "-m", "tools.predict", "--model", str(tmp_path), "--input", str(tmp_path)],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode != 0 and "saved_model.pb" in run.stderr
+
+
+def test_tao_release_files_are_classified_directly(model_root, tmp_path):
+    import fitsfiles
+    mjds = fitsfiles.four_a_night([0, 30, 61, 90])
+    images = [fitsfiles.star_image(64, flux=3000.0, sky=1000.0, seed=i) for i in range(len(mjds))]
+    root = tmp_path / "TAO_transients"
+    fitsfiles.write_release_object(root / "data" / "SN" / "CSS1:1.fits", "CSS1:1", mjds, images)
+    fitsfiles.write_release_object(root / "data" / "NON" / "nonCSS:2.fits", "nonCSS:2", mjds, images,
+                                   kind="non-transient", header_id="CSS1:1")
+    rows, _ = predict(model_root, root, tmp_path / "p.csv")
+    assert {(r["object_id"], r["label"], r["num_dates"]) for r in rows} == {("CSS1:1", "SN", "4"),
+                                                                            ("nonCSS:2", "NT", "4")}

@@ -11,7 +11,7 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 
-# Exposures less than this apart (days) share an observation date (data-format.md); the
+# Exposures less than this apart (days) share an observation date (docs/data-format.md); the
 # converter and the exported model group dates by this one rule.
 SAME_DATE_DAYS = 0.5
 

@@ -1,4 +1,4 @@
-"""Read exposures into (MJD, region of interest) pairs, following data-format.md exactly.
+"""Read exposures into (MJD, region of interest) pairs, following docs/data-format.md exactly.
 
 Pixel values are kept as astropy returns them (BSCALE/BZERO applied), with BLANK pixels
 and cutout areas beyond the image edge set to NaN; nothing is resampled, so the RoI holds

@@ -1,4 +1,4 @@
-"""Find the objects of a dataset in either documented layout (shared/docs/data-format.md).
+"""Find the objects of a dataset in either documented layout (docs/data-format.md).
 
 Nothing here reads pixels: the result is a list of ObjectSource (what to read, with its
 label and metadata) plus the Problems found in the catalog or folder structure.

@@ -1,6 +1,6 @@
 """Plan a simulated survey, simulate objects in parallel, write the catalog layout.
 
-Output (shared/docs/data-format.md, catalog layout): DIR/catalog.csv, DIR/images/<id>/*.fits
+Output (docs/data-format.md, catalog layout): DIR/catalog.csv, DIR/images/<id>/*.fits
 and DIR/simulation.json. Every object draws from its own generator seeded by (seed, index),
 so the data do not depend on the number of workers. catalog.csv is written last: a run that
 was interrupted leaves no catalog, and the converter refuses the directory.

@@ -1,7 +1,11 @@
 """Keras callbacks: validation F1 per class each epoch, into the logs and TensorBoard."""
 
+import csv
+import errno
+import hashlib
+import json
 import logging
-import shutil
+import os
 import time
 
 import keras
@@ -59,21 +63,103 @@ class TimeBudget(keras.callbacks.Callback):
 
 
 class ResumableBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that survives a kill during its own write.
+    """Per-epoch backup that a kill, a corrupt file or a full disk cannot make unusable.
 
-    Keras writes the backup in place: a kill in the middle leaves a corrupt file.
-    double_checkpoint keeps the previous backup to fall back on; when even that is
-    missing (killed during the first backup), the stage starts afresh with a warning
-    instead of failing on every later attempt.
+    Each backup is a weights file and a small JSON (epoch, and the SHA-256 of the weights),
+    both written under temporary names and renamed when complete; the previous backup is
+    kept. On restart the newest backup whose JSON parses and whose weights match their hash
+    and load is restored; a corrupt one (truncated, bit-flipped, unparsable, cut short by a
+    full disk) is skipped with a warning, and with none usable the stage starts afresh. A
+    full disk while writing is an error that says so. Keras deletes the backups when the
+    stage ends.
     """
 
+    SLOTS = ("latest", "previous")
+
     def __init__(self, backup_dir):
-        super().__init__(backup_dir, double_checkpoint=True)
+        super().__init__(backup_dir, double_checkpoint=False)
+
+    def _paths(self, slot):
+        return (os.path.join(self.backup_dir, f"{slot}.weights.h5"),
+                os.path.join(self.backup_dir, f"{slot}.json"))
+
+    def _usable(self, slot):
+        """(epoch, weights path) of a verified backup slot, else None (with the reason logged)."""
+        weights, meta = self._paths(slot)
+        if not os.path.exists(meta):
+            return None
+        try:
+            with open(meta) as f:
+                info = json.load(f)
+            epoch = int(info["epoch"])
+            if _sha256(weights) != info["sha256"]:
+                raise ValueError("weights do not match their recorded hash")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            logging.warning("backup %s in %s is unusable (%s); trying an older one", slot, self.backup_dir, e)
+            return None
+        return epoch, weights
 
     def on_train_begin(self, logs=None):
+        if not self.model.built:
+            raise ValueError("the model must be built before fit() to restore a backup")
+        for slot in self.SLOTS:
+            found = self._usable(slot)
+            if found is None:
+                continue
+            epoch, weights = found
+            try:
+                if self.model.optimizer is not None and not self.model.optimizer.built:
+                    self.model.optimizer.build(self.model.trainable_variables)
+                self.model.load_weights(weights)
+            except Exception as e:       # h5py/Keras raise many kinds on a damaged file
+                logging.warning("backup %s in %s does not load (%s: %s); trying an older one", slot,
+                                self.backup_dir, type(e).__name__, e)
+                continue
+            self.model._initial_epoch = epoch
+            logging.info("resuming after epoch %d from %s", epoch, weights)
+            return
+        if os.path.isdir(self.backup_dir) and os.listdir(self.backup_dir):
+            logging.warning("no usable backup in %s: starting this stage afresh", self.backup_dir)
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        weights, meta = self._paths("latest")
         try:
-            super().on_train_begin(logs)
+            partial = weights + ".partial.weights.h5"
+            self.model.save_weights(partial, overwrite=True)
+            info = json.dumps({"epoch": self._current_epoch, "sha256": _sha256(partial)})
+            with open(meta + ".partial", "w") as f:
+                f.write(info)
+                f.flush()
+                os.fsync(f.fileno())
+            if os.path.exists(meta):            # keep the last good backup until the new one is complete
+                old_weights, old_meta = self._paths("previous")
+                os.replace(weights, old_weights)
+                os.replace(meta, old_meta)
+            os.replace(partial, weights)
+            os.replace(meta + ".partial", meta)
         except OSError as e:
-            logging.warning("backup in %s is unreadable (%s) and has no earlier copy: starting this stage afresh",
-                            self.backup_dir, e)
-            shutil.rmtree(self.backup_dir, ignore_errors=True)
+            if e.errno == errno.ENOSPC:
+                raise OSError(e.errno, f"disk full while writing the training backup in {self.backup_dir}: "
+                                       "free space and run the same command again to resume") from e
+            raise
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def best_so_far(history_csv, monitor="val_mean_f1"):
+    """The best (max) value of `monitor` logged in a stage's history.csv, or None: the threshold
+    a resumed ModelCheckpoint must beat, so a worse epoch after a restart cannot replace the
+    best weights saved before it."""
+    try:
+        with open(history_csv, newline="") as f:
+            values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor) not in (None, "")]
+    except (OSError, ValueError, KeyError):
+        return None
+    return max(values) if values else None

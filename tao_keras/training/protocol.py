@@ -151,6 +151,7 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
         model = _build(stage, config, len(names), previous, strategy.num_replicas_in_sync)
         _compile(model, stage, config, stage_config)
     best = os.path.join(stage_dir, "best.weights.h5")
+    history = os.path.join(stage_dir, "history.csv")
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs", stage, "evaluation"))
     features, labels = next(iter(val))
     tensorboard_views.write_examples(writer, features["images"], labels, names, features.get("dt"))
@@ -161,9 +162,10 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     stage_callbacks = [
         callbacks.ValidationF1(val, names, writer),
         keras.callbacks.ModelCheckpoint(best, monitor="val_mean_f1", mode="max", save_best_only=True,
-                                        save_weights_only=True),
+                                        save_weights_only=True, initial_value_threshold=(
+                                            callbacks.best_so_far(history) if os.path.exists(best) else None)),
         keras.callbacks.TensorBoard(os.path.join(out_dir, "logs", stage)),
-        keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
+        keras.callbacks.CSVLogger(history, append=True),
         # Last: an epoch is only marked done once everything above has recorded it.
         callbacks.ResumableBackup(os.path.join(stage_dir, "backup")),
     ]

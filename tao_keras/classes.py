@@ -48,7 +48,10 @@ def is_transient(name):
 # None drops the object from that task.
 TASKS = {
     "multiclass": (CLASS_NAMES, {name: name for name in CLASS_NAMES}),
-    "binary": (("transient", "NT"), {**{name: "transient" for name in TRANSIENT_CLASSES}, "NT": "NT"}),
+    "binary": (
+        ("transient", "NT"),
+        {**{name: "transient" for name in TRANSIENT_CLASSES}, "NT": "NT"},
+    ),
     "supernova": (("SN", "NT"), {"SN": "SN", "NT": "NT"}),
     "transients": (TRANSIENT_CLASSES, {name: name for name in TRANSIENT_CLASSES}),
 }

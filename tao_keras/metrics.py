@@ -34,6 +34,8 @@ def evaluate(labels, probabilities, class_names):
         "mean_f1": float(np.mean(present)) if present else float("nan"),
         "std_f1": float(np.std(present)) if present else float("nan"),
         "support": {name: int((labels == c).sum()) for c, name in enumerate(class_names)},
-        "confusion_matrix": confusion_matrix(labels, predicted, labels=list(range(len(class_names)))).tolist(),
+        "confusion_matrix": confusion_matrix(
+            labels, predicted, labels=list(range(len(class_names)))
+        ).tolist(),
         "accuracy": float((predicted == labels).mean()) if len(labels) else float("nan"),
     }

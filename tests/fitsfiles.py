@@ -24,16 +24,25 @@ def star_image(size=80, x=None, y=None, flux=5000.0, sky=100.0, seed=0):
     x = (size - 1) / 2.0 if x is None else x
     y = (size - 1) / 2.0 if y is None else y
     yy, xx = np.mgrid[:size, :size]
-    star = flux / (2 * np.pi * 1.2 ** 2) * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.2 ** 2))
+    star = flux / (2 * np.pi * 1.2**2) * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.2**2))
     return (sky + star + rng.normal(0, 3, (size, size))).astype(np.float32)
 
 
 def tan_wcs_cards(ra, dec, x_pix, y_pix, scale_arcsec=2.5):
     """TAN WCS placing (ra, dec) at 0-based pixel (x_pix, y_pix)."""
     s = scale_arcsec / 3600.0
-    return {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": ra, "CRVAL2": dec,
-            "CRPIX1": x_pix + 1.0, "CRPIX2": y_pix + 1.0, "CD1_1": -s, "CD1_2": 0.0,
-            "CD2_1": 0.0, "CD2_2": s}
+    return {
+        "CTYPE1": "RA---TAN",
+        "CTYPE2": "DEC--TAN",
+        "CRVAL1": ra,
+        "CRVAL2": dec,
+        "CRPIX1": x_pix + 1.0,
+        "CRPIX2": y_pix + 1.0,
+        "CD1_1": -s,
+        "CD1_2": 0.0,
+        "CD2_1": 0.0,
+        "CD2_2": s,
+    }
 
 
 def write_exposure(path, data, cards=None, primary_empty=False, compress=False):
@@ -55,8 +64,11 @@ def write_nights(folder, mjds, size=80, flux_per_exposure=None, cards=None):
     os.makedirs(folder, exist_ok=True)
     for i, mjd in enumerate(mjds):
         flux = 5000.0 if flux_per_exposure is None else flux_per_exposure[i]
-        write_exposure(os.path.join(folder, f"e{i:03d}.fits"), star_image(size, flux=flux, seed=i),
-                       {"MJD-OBS": float(mjd), **(cards or {})})
+        write_exposure(
+            os.path.join(folder, f"e{i:03d}.fits"),
+            star_image(size, flux=flux, seed=i),
+            {"MJD-OBS": float(mjd), **(cards or {})},
+        )
 
 
 def four_a_night(nights, start=55000.2):
@@ -68,11 +80,21 @@ def night_label(mjd):
     """The release's night label 'YYMMMDD' (e.g. '06APR02') of an exposure time: the UT date
     7 hours earlier, Arizona's local date at the evening's start."""
     from astropy.time import Time
+
     return Time(mjd - 7 / 24, format="mjd").datetime.strftime("%y%b%d").upper()
 
 
-def write_release_object(path, crts_id, mjds, images, ra=150.0, dec=20.0, table_rows=None, kind="transient",
-                         header_id=None):
+def write_release_object(
+    path,
+    crts_id,
+    mjds,
+    images,
+    ra=150.0,
+    dec=20.0,
+    table_rows=None,
+    kind="transient",
+    header_id=None,
+):
     """A TAO-release object file written the way the release's authors wrote theirs (fitsio:
     the table first, with the object's metadata in its header, so that fitsio puts an empty
     primary HDU in front; then one 16-bit image HDU per exposure).
@@ -84,6 +106,7 @@ def write_release_object(path, crts_id, mjds, images, ra=150.0, dec=20.0, table_
     row, overriding one row per image in the order given; ra/dec None leave them out.
     """
     import fitsio
+
     rows = table_rows or [(2 + i, mjd) for i, mjd in enumerate(mjds)]
     rows = [(r[0], r[1], r[2] if len(r) > 2 else night_label(r[1])) for r in rows]
     n = len(rows)
@@ -92,10 +115,23 @@ def write_release_object(path, crts_id, mjds, images, ra=150.0, dec=20.0, table_
         header += [{"name": "RA_(J2000)", "value": ra}, {"name": "DEC_(J2000)", "value": dec}]
     header.append({"name": "N_IMAGES", "value": len(images)})
     if kind == "transient":
-        header += [{"name": "UT_DATE", "value": "110101"}, {"name": "MAG", "value": 18.5},
-                   {"name": "CLASS", "value": "AGN? SDSS 22,1 mag Galaxy"}]
-        table = np.zeros(n, dtype=[("HDU_Ext", "i8"), ("Set_Number", "S2"), ("Date", "S7"), ("MJD", "f8"),
-                                   ("Field_ID", "S6"), ("Obs_In_Seq", "S4"), ("Cutout", "S4")])
+        header += [
+            {"name": "UT_DATE", "value": "110101"},
+            {"name": "MAG", "value": 18.5},
+            {"name": "CLASS", "value": "AGN? SDSS 22,1 mag Galaxy"},
+        ]
+        table = np.zeros(
+            n,
+            dtype=[
+                ("HDU_Ext", "i8"),
+                ("Set_Number", "S2"),
+                ("Date", "S7"),
+                ("MJD", "f8"),
+                ("Field_ID", "S6"),
+                ("Obs_In_Seq", "S4"),
+                ("Cutout", "S4"),
+            ],
+        )
         table["HDU_Ext"] = [r[0] for r in rows]
         table["MJD"] = [r[1] for r in rows]
         table["Date"] = [r[2] for r in rows]
@@ -103,8 +139,16 @@ def write_release_object(path, crts_id, mjds, images, ra=150.0, dec=20.0, table_
         table["Obs_In_Seq"] = [str(i % 4 + 1) for i in range(n)]
     elif kind == "non-transient":
         header.append({"name": "IMG_REF", "value": "N17001_120.fits"})
-        table = np.zeros(n, dtype=[("HDU_Ext", "S4"), ("MJD", "S11"), ("DATE", "S7"), ("Field_ID", "S6"),
-                                   ("Cutout", "S4")])
+        table = np.zeros(
+            n,
+            dtype=[
+                ("HDU_Ext", "S4"),
+                ("MJD", "S11"),
+                ("DATE", "S7"),
+                ("Field_ID", "S6"),
+                ("Cutout", "S4"),
+            ],
+        )
         table["HDU_Ext"] = [f"{r[0]:<4d}" for r in rows]
         table["MJD"] = [f"{r[1]:.5f}" for r in rows]
         table["DATE"] = [r[2] for r in rows]
@@ -116,5 +160,5 @@ def write_release_object(path, crts_id, mjds, images, ra=150.0, dec=20.0, table_
     with fitsio.FITS(str(path), "rw", clobber=True) as f:
         f.write(table, header=header)
         for image in images:
-            pixels = np.clip(np.round(image), 0, 65535).astype(np.uint16)   # BITPIX 16, BZERO 32768
+            pixels = np.clip(np.round(image), 0, 65535).astype(np.uint16)  # BITPIX 16, BZERO 32768
             f.write(pixels, header=header if kind == "transient" else None)

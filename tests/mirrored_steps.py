@@ -9,8 +9,9 @@ import sys
 
 import tensorflow as tf
 
-tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
-                                           [tf.config.LogicalDeviceConfiguration()] * 2)
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -20,7 +21,9 @@ from tao_keras.training import config as train_config  # noqa: E402
 from tao_keras.training import protocol  # noqa: E402
 
 records = sys.argv[1]
-config = train_config.TrainConfig(gru=train_config.StageConfig(epochs=1, learning_rate=1e-2, batch_size=4))
+config = train_config.TrainConfig(
+    gru=train_config.StageConfig(epochs=1, learning_rate=1e-2, batch_size=4)
+)
 train, _ = datasets.training_dataset(records, protocol._pipeline_config(config, "gru"))
 batch = next(iter(train.map(protocol._two_outputs)))
 weights, replicas = {}, {}
@@ -31,11 +34,21 @@ for name, devices in (("one", ["/cpu:0"]), ("two", ["/cpu:0", "/cpu:1"])):
         model = protocol._build("gru", config, 6, None)
         protocol._compile(model, "gru", config, config.gru)
     initial = [w.numpy() for w in model.trainable_weights]
-    history = model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=2, epochs=1, verbose=0)
+    history = model.fit(
+        tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=2, epochs=1, verbose=0
+    )
     weights[name] = [w.numpy() for w in model.trainable_weights]
     replicas[name] = strategy.num_replicas_in_sync
     moved = max(float(np.abs(a - b).max()) for a, b in zip(initial, weights[name]))
     assert np.isfinite(history.history["loss"][0])
 changed = max(float(np.abs(a - b).max()) for a, b in zip(weights["one"], weights["two"]))
-print(json.dumps({"replicas": replicas, "max_difference": changed, "weights": len(weights["one"]),
-                  "moved": moved}))
+print(
+    json.dumps(
+        {
+            "replicas": replicas,
+            "max_difference": changed,
+            "weights": len(weights["one"]),
+            "moved": moved,
+        }
+    )
+)

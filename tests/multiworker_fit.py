@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 
 if sys.argv[1] == "patched":
     from tao_keras.training import multiworker
+
     multiworker.apply()
 keras.utils.set_random_seed(0)
 with strategy.scope():

@@ -1,4 +1,5 @@
-"""Simulate -> convert -> parse on a tiny survey: values, counts, splits, shards, determinism, safety."""
+"""Simulate -> convert -> parse on a tiny survey: values, counts, splits, shards, determinism,
+safety."""
 
 import csv
 import filecmp
@@ -44,15 +45,15 @@ def test_round_trip_pixels_times_dates(tiny_survey, tiny_records):
         headers = [fits.getheader(f) for f in files]
         order = np.argsort([h["MJD-OBS"] for h in headers], kind="stable")
         np.testing.assert_array_equal(record.mjd, [headers[i]["MJD-OBS"] for i in order])
-        nights = np.floor(record.mjd)     # simulated nights: all exposures within one UT date
+        nights = np.floor(record.mjd)  # simulated nights: all exposures within one UT date
         np.testing.assert_array_equal(record.date_index, np.unique(nights, return_inverse=True)[1])
         for k in (0, len(files) // 2, len(files) - 1):
             path, header = files[order[k]], headers[order[k]]
             raw = fits.getdata(path).astype(np.float32)
-            raw[raw == 0] = np.nan          # BLANK = -32768 stored = physical 0
+            raw[raw == 0] = np.nan  # BLANK = -32768 stored = physical 0
             x, y = WCS(header).world_to_pixel_values(float(row["ra"]), float(row["dec"]))
             x0, y0 = int(np.ceil(x - 32)), int(np.ceil(y - 32))
-            np.testing.assert_array_equal(record.images[k], raw[y0:y0 + 64, x0:x0 + 64])
+            np.testing.assert_array_equal(record.images[k], raw[y0 : y0 + 64, x0 : x0 + 64])
         assert classes.CLASS_NAMES[record.label] == row["label"]
         assert record.ra == float(row["ra"]) and record.dec == float(row["dec"])
         if row["max_mjd"]:
@@ -94,8 +95,13 @@ def test_manifest_describes_every_shard(tiny_records):
         for i, shard in enumerate(entry["shards"]):
             assert shard["file"] == f"{split}-{i:05d}-of-{total:05d}.tfrecord"
             got = list(parser.read_records([os.path.join(out, shard["file"])]))
-            assert len(got) == shard["records"] and sum(r.num_exposures for r in got) == shard["exposures"]
-            assert {classes.CLASS_NAMES[r.label] for r in got} <= {shard["class"]}   # one class per shard
+            assert (
+                len(got) == shard["records"]
+                and sum(r.num_exposures for r in got) == shard["exposures"]
+            )
+            assert {classes.CLASS_NAMES[r.label] for r in got} <= {
+                shard["class"]
+            }  # one class per shard
     assert manifest["schema_version"] == 1 and manifest["roi_size"] == 64
     assert json.load(open(os.path.join(out, "dataset.json"))) == manifest
 
@@ -107,10 +113,14 @@ def test_parser_rejects_wrong_roi_size(tiny_records):
         parser.parse(serialized, roi_size=32)
 
 
-def test_conversion_is_deterministic_and_independent_of_workers(tiny_survey, tiny_records, tmp_path):
+def test_conversion_is_deterministic_and_independent_of_workers(
+    tiny_survey, tiny_records, tmp_path
+):
     out, _ = tiny_records
     again = tmp_path / "again"
-    convert.convert([str(tiny_survey)], str(again), convert.ConvertOptions(workers=1), progress=False)
+    convert.convert(
+        [str(tiny_survey)], str(again), convert.ConvertOptions(workers=1), progress=False
+    )
     names = [os.path.basename(p) for p in shard_paths(out)]
     assert names == [os.path.basename(p) for p in shard_paths(again)]
     match, mismatch, errors = filecmp.cmpfiles(out, again, names, shallow=False)
@@ -121,14 +131,19 @@ def test_fan_out_over_tasks_gives_the_same_shards(tiny_survey, tiny_records, tmp
     out, manifest = tiny_records
     fanned = tmp_path / "fanned"
     for index in (1, 0):
-        convert.convert([str(tiny_survey)], str(fanned),
-                        convert.ConvertOptions(workers=1, num_tasks=2, task_index=index), progress=False)
+        convert.convert(
+            [str(tiny_survey)],
+            str(fanned),
+            convert.ConvertOptions(workers=1, num_tasks=2, task_index=index),
+            progress=False,
+        )
     names = [os.path.basename(p) for p in shard_paths(out)]
     assert names == [os.path.basename(p) for p in shard_paths(fanned)]
     assert not filecmp.cmpfiles(out, fanned, names, shallow=False)[1]
     merged = json.load(open(fanned / "dataset.json"))
-    assert {s: e["records"] for s, e in merged["splits"].items()} == \
-        {s: e["records"] for s, e in manifest["splits"].items()}
+    assert {s: e["records"] for s, e in merged["splits"].items()} == {
+        s: e["records"] for s, e in manifest["splits"].items()
+    }
     for key in ("objects_written", "objects_dropped", "exposures_written", "rows_rejected"):
         assert merged["summary"][key] == manifest["summary"][key]
 
@@ -138,22 +153,37 @@ def _sources(label, n):
 
 
 def test_split_fractions_follow_the_paper():
-    assigned = splits.assign_splits(_sources("SN", 100) + _sources("NT", 200), splits.SplitFractions(), seed=3)
+    assigned = splits.assign_splits(
+        _sources("SN", 100) + _sources("NT", 200), splits.SplitFractions(), seed=3
+    )
     counts = {}
     for source, split in assigned:
         counts[(source.label, split)] = counts.get((source.label, split), 0) + 1
-    assert counts == {("SN", "test"): 5, ("SN", "train"): 67, ("SN", "val"): 28,
-                      ("NT", "test"): 10, ("NT", "train"): 114, ("NT", "val"): 76}
+    assert counts == {
+        ("SN", "test"): 5,
+        ("SN", "train"): 67,
+        ("SN", "val"): 28,
+        ("NT", "test"): 10,
+        ("NT", "train"): 114,
+        ("NT", "val"): 76,
+    }
 
 
 def test_split_is_seeded_order_free_and_honours_overrides():
     items = _sources("CV", 40) + [ObjectSource("fixed", "CV", "catalog", "", split="test")]
-    first = dict((s.object_id, split) for s, split in splits.assign_splits(items, splits.SplitFractions(), 1))
-    again = dict((s.object_id, split) for s, split in splits.assign_splits(items[::-1], splits.SplitFractions(), 1))
-    other = dict((s.object_id, split) for s, split in splits.assign_splits(items, splits.SplitFractions(), 2))
+    first = dict(
+        (s.object_id, split) for s, split in splits.assign_splits(items, splits.SplitFractions(), 1)
+    )
+    again = dict(
+        (s.object_id, split)
+        for s, split in splits.assign_splits(items[::-1], splits.SplitFractions(), 1)
+    )
+    other = dict(
+        (s.object_id, split) for s, split in splits.assign_splits(items, splits.SplitFractions(), 2)
+    )
     assert first == again and first != other
     assert first["fixed"] == "test"
-    assert sum(v == "test" for v in first.values()) == 1 + 2     # the override plus 5% of 40
+    assert sum(v == "test" for v in first.values()) == 1 + 2  # the override plus 5% of 40
 
 
 def test_small_classes_still_reach_every_split():
@@ -162,19 +192,23 @@ def test_small_classes_still_reach_every_split():
 
 
 def test_shard_plan_is_per_class_with_minimum_count():
-    assigned = splits.assign_splits(_sources("SN", 50) + _sources("NT", 450), splits.SplitFractions(), 0)
+    assigned = splits.assign_splits(
+        _sources("SN", 50) + _sources("NT", 450), splits.SplitFractions(), 0
+    )
     shards = splits.plan_shards(assigned, records_per_shard=100, min_shards=2)
     train = [s for s in shards if s.split == "train"]
     by_class = {}
     for shard in train:
         by_class.setdefault(shard.class_name, []).append(len(shard.object_ids))
-    # SN: 3 test, 33 of the other 47 to train -> 2 shards (the minimum); NT: 23 test, 256 of 427 -> 3
+    # SN: 3 test, 33 of the other 47 to train -> 2 shards (the minimum); NT: 23 test, 256 of 427 ->
+    # 3
     assert by_class == {"SN": [17, 16], "NT": [86, 85, 85]}
     assert [s.index for s in train] == list(range(5)) and {s.total for s in train} == {5}
 
 
 def test_exception_mid_conversion_leaves_only_complete_shards(tiny_survey, tmp_path, monkeypatch):
     from tfrecords import writer
+
     calls = {"n": 0}
     real_encode = writer.encode
 
@@ -187,17 +221,28 @@ def test_exception_mid_conversion_leaves_only_complete_shards(tiny_survey, tmp_p
     monkeypatch.setattr(writer, "encode", failing_encode)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="disk full"):
-        convert.convert([str(tiny_survey)], str(out), convert.ConvertOptions(workers=1), progress=False)
-    assert not glob.glob(str(out / ".*"))                  # the temporary shard was removed
+        convert.convert(
+            [str(tiny_survey)], str(out), convert.ConvertOptions(workers=1), progress=False
+        )
+    assert not glob.glob(str(out / ".*"))  # the temporary shard was removed
     assert not (out / "dataset.json").exists()
-    for path in shard_paths(out):                           # finished shards are whole
+    for path in shard_paths(out):  # finished shards are whole
         assert len(list(parser.read_records([path]))) >= 1
 
 
 def test_killed_conversion_never_leaves_a_partial_shard(tiny_survey, tiny_records, tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "tools.fits_to_tfrecords", "--input", str(tiny_survey),
-               "--output", str(out), "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "tools.fits_to_tfrecords",
+        "--input",
+        str(tiny_survey),
+        "--output",
+        str(out),
+        "--workers",
+        "1",
+    ]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -208,13 +253,15 @@ def test_killed_conversion_never_leaves_a_partial_shard(tiny_survey, tiny_record
     proc.wait()
     assert not (out / "dataset.json").exists(), "the run finished before it could be killed"
     leftovers = glob.glob(str(out / ".*.tmp-*"))
-    for path in leftovers:                                  # an unfinished shard has no final name
+    for path in leftovers:  # an unfinished shard has no final name
         final = os.path.join(out, os.path.basename(path)[1:].rsplit(".tmp-", 1)[0])
         assert not os.path.exists(final)
     reference, _ = tiny_records
-    for path in shard_paths(out):                           # every final-named shard is complete
+    for path in shard_paths(out):  # every final-named shard is complete
         assert filecmp.cmp(path, os.path.join(reference, os.path.basename(path)), shallow=False)
     # the same command again finishes the job and cleans the leftovers
-    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     assert not glob.glob(str(out / ".*.tmp-*"))
     assert (out / "dataset.json").exists()

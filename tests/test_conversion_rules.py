@@ -9,22 +9,28 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-import fitsfiles
 from tao_keras import classes
 from tfrecords import parser
 from tools.conversion import convert, exposures
 from tools.conversion.sources import ConversionError
 
-NIGHTS = fitsfiles.four_a_night([0, 20, 45])          # 12 exposures on 3 dates
+import fitsfiles
+
+NIGHTS = fitsfiles.four_a_night([0, 20, 45])  # 12 exposures on 3 dates
 
 
 def run(directory, out, **options):
     options = {"workers": 1, "min_shards": 1, **options}
-    return convert.convert([str(directory)], str(out), convert.ConvertOptions(**options), progress=False)
+    return convert.convert(
+        [str(directory)], str(out), convert.ConvertOptions(**options), progress=False
+    )
 
 
 def records_by_id(out):
-    return {r.object_id: r for r in parser.read_records(sorted(glob.glob(os.path.join(out, "*.tfrecord"))))}
+    return {
+        r.object_id: r
+        for r in parser.read_records(sorted(glob.glob(os.path.join(out, "*.tfrecord"))))
+    }
 
 
 def reasons(manifest, kind):
@@ -35,10 +41,13 @@ def reasons(manifest, kind):
 def dataset(tmp_path):
     """A valid two-object catalog dataset the tests then break in one way each."""
     root = tmp_path / "in"
-    fitsfiles.write_catalog(root, [
-        {"object_id": "CSS071204:100029+071116", "label": "SN", "max_mjd": NIGHTS[4]},
-        {"object_id": "good-2", "label": "NT"},
-    ])
+    fitsfiles.write_catalog(
+        root,
+        [
+            {"object_id": "CSS071204:100029+071116", "label": "SN", "max_mjd": NIGHTS[4]},
+            {"object_id": "good-2", "label": "NT"},
+        ],
+    )
     for oid in ("CSS071204:100029+071116", "good-2"):
         fitsfiles.write_nights(root / "images" / oid, NIGHTS)
     return root
@@ -64,35 +73,74 @@ def test_no_layout_is_fatal(tmp_path):
         run(tmp_path, tmp_path / "out")
 
 
-@pytest.mark.parametrize("bad_id, message", [
-    ("../escape", "is not allowed"),
-    (".hidden", "do not start with '.'"),
-    ("has space", "is not allowed"),
-    ("back\\slash", "is not allowed"),
-    ("", "object_id is empty"),
-])
+@pytest.mark.parametrize(
+    "bad_id, message",
+    [
+        ("../escape", "is not allowed"),
+        (".hidden", "do not start with '.'"),
+        ("has space", "is not allowed"),
+        ("back\\slash", "is not allowed"),
+        ("", "object_id is empty"),
+    ],
+)
 def test_bad_object_id_rejects_row(dataset, tmp_path, bad_id, message):
-    fitsfiles.write_catalog(dataset, [{"object_id": "good-2", "label": "NT"}, {"object_id": bad_id, "label": "SN"}])
+    fitsfiles.write_catalog(
+        dataset, [{"object_id": "good-2", "label": "NT"}, {"object_id": bad_id, "label": "SN"}]
+    )
     manifest = run(dataset, tmp_path / "out")
-    (path, reason), = reasons(manifest, "rows_rejected")
+    ((path, reason),) = reasons(manifest, "rows_rejected")
     assert path.endswith("catalog.csv:3") and message in reason
     assert manifest["summary"]["objects_written"] == 1
 
 
 def test_label_aliases_and_unknown_label(dataset, tmp_path):
-    for i, alias in enumerate(["Supernova", "blazar", "UNKNOWN", "non-transient", "nontransient", "Non_Transient",
-                               "non-t", "agn", "cv"]):
+    for i, alias in enumerate(
+        [
+            "Supernova",
+            "blazar",
+            "UNKNOWN",
+            "non-transient",
+            "nontransient",
+            "Non_Transient",
+            "non-t",
+            "agn",
+            "cv",
+        ]
+    ):
         fitsfiles.write_nights(dataset / "images" / f"a{i}", NIGHTS)
-    rows = [{"object_id": f"a{i}", "label": alias} for i, alias in enumerate(
-        ["Supernova", "blazar", "UNKNOWN", "non-transient", "nontransient", "Non_Transient", "non-t", "agn", "cv"])]
+    rows = [
+        {"object_id": f"a{i}", "label": alias}
+        for i, alias in enumerate(
+            [
+                "Supernova",
+                "blazar",
+                "UNKNOWN",
+                "non-transient",
+                "nontransient",
+                "Non_Transient",
+                "non-t",
+                "agn",
+                "cv",
+            ]
+        )
+    ]
     rows.append({"object_id": "good-2", "label": "quasar"})
     fitsfiles.write_catalog(dataset, rows)
     manifest = run(dataset, tmp_path / "out")
-    (path, reason), = reasons(manifest, "rows_rejected")
+    ((path, reason),) = reasons(manifest, "rows_rejected")
     assert "unknown label 'quasar'" in reason and path.endswith(":11")
     got = {oid: classes.CLASS_NAMES[r.label] for oid, r in records_by_id(tmp_path / "out").items()}
-    assert got == {"a0": "SN", "a1": "BZ", "a2": "OTHER", "a3": "NT", "a4": "NT", "a5": "NT", "a6": "NT",
-                   "a7": "AGN", "a8": "CV"}
+    assert got == {
+        "a0": "SN",
+        "a1": "BZ",
+        "a2": "OTHER",
+        "a3": "NT",
+        "a4": "NT",
+        "a5": "NT",
+        "a6": "NT",
+        "a7": "AGN",
+        "a8": "CV",
+    }
 
 
 def test_empty_label_is_unlabelled(dataset, tmp_path):
@@ -102,18 +150,26 @@ def test_empty_label_is_unlabelled(dataset, tmp_path):
     assert records_by_id(tmp_path / "out")["good-2"].label == classes.UNLABELLED
 
 
-@pytest.mark.parametrize("column, value, message", [
-    ("ra", "abc", "ra is not a number: 'abc'"),
-    ("ra", "400", "ra=400.0 outside [0.0, 360.0]"),
-    ("dec", "-91", "dec=-91.0 outside [-90.0, 90.0]"),
-    ("max_mjd", "yesterday", "max_mjd is not a number"),
-    ("split", "training", "split 'training' is not one of train, val, test"),
-])
+@pytest.mark.parametrize(
+    "column, value, message",
+    [
+        ("ra", "abc", "ra is not a number: 'abc'"),
+        ("ra", "400", "ra=400.0 outside [0.0, 360.0]"),
+        ("dec", "-91", "dec=-91.0 outside [-90.0, 90.0]"),
+        ("max_mjd", "yesterday", "max_mjd is not a number"),
+        ("split", "training", "split 'training' is not one of train, val, test"),
+    ],
+)
 def test_bad_catalog_values_reject_row(dataset, tmp_path, column, value, message):
-    fitsfiles.write_catalog(dataset, [{"object_id": "good-2", "label": "NT", column: value},
-                                      {"object_id": "CSS071204:100029+071116", "label": "SN"}])
+    fitsfiles.write_catalog(
+        dataset,
+        [
+            {"object_id": "good-2", "label": "NT", column: value},
+            {"object_id": "CSS071204:100029+071116", "label": "SN"},
+        ],
+    )
     manifest = run(dataset, tmp_path / "out")
-    (path, reason), = reasons(manifest, "rows_rejected")
+    ((path, reason),) = reasons(manifest, "rows_rejected")
     assert path.endswith("catalog.csv:2") and message in reason
     assert list(records_by_id(tmp_path / "out")) == ["CSS071204:100029+071116"]
 
@@ -125,18 +181,25 @@ def test_all_rows_rejected_is_an_error(dataset, tmp_path):
 
 
 def test_duplicate_object_id_row(dataset, tmp_path):
-    fitsfiles.write_catalog(dataset, [{"object_id": "good-2", "label": "NT"}, {"object_id": "good-2", "label": "SN"}])
+    fitsfiles.write_catalog(
+        dataset, [{"object_id": "good-2", "label": "NT"}, {"object_id": "good-2", "label": "SN"}]
+    )
     manifest = run(dataset, tmp_path / "out")
-    (_, reason), = reasons(manifest, "rows_rejected")
+    ((_, reason),) = reasons(manifest, "rows_rejected")
     assert "appears on an earlier row" in reason
     assert classes.CLASS_NAMES[records_by_id(tmp_path / "out")["good-2"].label] == "NT"
 
 
 def test_row_without_folder_is_dropped_and_folder_without_row_ignored(dataset, tmp_path):
-    fitsfiles.write_catalog(dataset, [{"object_id": "good-2", "label": "NT"}, {"object_id": "ghost", "label": "CV"}])
+    fitsfiles.write_catalog(
+        dataset, [{"object_id": "good-2", "label": "NT"}, {"object_id": "ghost", "label": "CV"}]
+    )
     manifest = run(dataset, tmp_path / "out")
-    (path, reason), = reasons(manifest, "objects_dropped")
-    assert path.endswith(os.path.join("images", "ghost")) and reason == "no image folder for this catalog row"
+    ((path, reason),) = reasons(manifest, "objects_dropped")
+    assert (
+        path.endswith(os.path.join("images", "ghost"))
+        and reason == "no image folder for this catalog row"
+    )
     assert manifest["ignored_folders"] == [os.path.join(str(dataset), "CSS071204:100029+071116")]
 
 
@@ -146,8 +209,8 @@ def test_folder_with_no_readable_exposure_is_dropped(dataset, tmp_path):
     folder.mkdir()
     (folder / "notes.txt").write_text("not an exposure")
     manifest = run(dataset, tmp_path / "out")
-    assert ("no readable exposure" in reasons(manifest, "objects_dropped")[0][1])
-    assert not manifest["problems"]["files_skipped"]       # the .txt is ignored, not reported
+    assert "no readable exposure" in reasons(manifest, "objects_dropped")[0][1]
+    assert not manifest["problems"]["files_skipped"]  # the .txt is ignored, not reported
 
 
 def test_compressed_and_alternative_suffixes_are_read(dataset, tmp_path):
@@ -155,7 +218,7 @@ def test_compressed_and_alternative_suffixes_are_read(dataset, tmp_path):
     shutil.rmtree(folder)
     folder.mkdir()
     suffixes = [".fits", ".fit", ".fts", ".fits.gz", ".fz", ".FITS"]
-    for i, mjd in enumerate(NIGHTS[:len(suffixes)] + NIGHTS[8:]):
+    for i, mjd in enumerate(NIGHTS[: len(suffixes)] + NIGHTS[8:]):
         suffix = suffixes[i] if i < len(suffixes) else ".fits"
         path = folder / f"e{i:02d}{suffix}"
         image = fitsfiles.star_image(seed=i)
@@ -177,45 +240,81 @@ def _replace_first_exposure(dataset, data=None, cards=None, raw=None, **kw):
     if raw is not None:
         path.write_bytes(raw)
     else:
-        fitsfiles.write_exposure(path, fitsfiles.star_image() if data is None else data, cards, **kw)
+        fitsfiles.write_exposure(
+            path, fitsfiles.star_image() if data is None else data, cards, **kw
+        )
     return str(path)
 
 
-@pytest.mark.parametrize("data, cards, raw, message", [
-    (None, None, b"this is not FITS at all" * 200, "unreadable FITS file"),
-    (None, {}, None, "no observation time (none of MJD-OBS, DATE-OBS, MJD, JD in the header)"),
-    (None, {"MJD-OBS": "soon"}, None, "MJD-OBS is not a number: 'soon'"),
-    (None, {"DATE-OBS": "2009-06-18"}, None, "DATE-OBS '2009-06-18' holds only a date and TIME-OBS is missing"),
-    (None, {"DATE-OBS": "18/06/2009"}, None, "is not ISO 8601"),
-    (np.zeros(80, np.float32), {"MJD-OBS": NIGHTS[0]}, None, "image has shape (80,), expected 2-D"),
-    (np.zeros((2, 80, 80), np.float32), {"MJD-OBS": NIGHTS[0]}, None, "image has shape (2, 80, 80)"),
-    (np.zeros((40, 80), np.float32), {"MJD-OBS": NIGHTS[0]}, None, "smaller than the 64x64 region of interest"),
-    (np.full((80, 80), np.nan, np.float32), {"MJD-OBS": NIGHTS[0]}, None,
-     "every pixel of the region of interest is NaN or blank"),
-])
+@pytest.mark.parametrize(
+    "data, cards, raw, message",
+    [
+        (None, None, b"this is not FITS at all" * 200, "unreadable FITS file"),
+        (None, {}, None, "no observation time (none of MJD-OBS, DATE-OBS, MJD, JD in the header)"),
+        (None, {"MJD-OBS": "soon"}, None, "MJD-OBS is not a number: 'soon'"),
+        (
+            None,
+            {"DATE-OBS": "2009-06-18"},
+            None,
+            "DATE-OBS '2009-06-18' holds only a date and TIME-OBS is missing",
+        ),
+        (None, {"DATE-OBS": "18/06/2009"}, None, "is not ISO 8601"),
+        (
+            np.zeros(80, np.float32),
+            {"MJD-OBS": NIGHTS[0]},
+            None,
+            "image has shape (80,), expected 2-D",
+        ),
+        (
+            np.zeros((2, 80, 80), np.float32),
+            {"MJD-OBS": NIGHTS[0]},
+            None,
+            "image has shape (2, 80, 80)",
+        ),
+        (
+            np.zeros((40, 80), np.float32),
+            {"MJD-OBS": NIGHTS[0]},
+            None,
+            "smaller than the 64x64 region of interest",
+        ),
+        (
+            np.full((80, 80), np.nan, np.float32),
+            {"MJD-OBS": NIGHTS[0]},
+            None,
+            "every pixel of the region of interest is NaN or blank",
+        ),
+    ],
+)
 def test_bad_exposure_is_skipped_with_reason(dataset, tmp_path, data, cards, raw, message):
     path = _replace_first_exposure(dataset, data, cards, raw)
     manifest = run(dataset, tmp_path / "out")
-    (got_path, reason), = reasons(manifest, "files_skipped")
+    ((got_path, reason),) = reasons(manifest, "files_skipped")
     assert got_path == path and message in reason
     assert records_by_id(tmp_path / "out")["good-2"].num_exposures == len(NIGHTS) - 1
 
 
-@pytest.mark.parametrize("cards, expected", [
-    ({"MJD-OBS": 55000.25, "DATE-OBS": "2000-01-01T00:00:00"}, 55000.25),       # MJD-OBS preferred
-    ({"DATE-OBS": "2009-06-18T06:00:00", "MJD": 1.0}, 55000.25),                # then DATE-OBS
-    ({"DATE-OBS": "2009-06-18", "TIME-OBS": "12:00:00"}, 55000.5),              # date + TIME-OBS
-    ({"MJD": 55000.125, "JD": 1.0}, 55000.125),                                 # then MJD
-    ({"JD": 2455000.75}, 55000.25),                                             # then JD
-])
+@pytest.mark.parametrize(
+    "cards, expected",
+    [
+        ({"MJD-OBS": 55000.25, "DATE-OBS": "2000-01-01T00:00:00"}, 55000.25),  # MJD-OBS preferred
+        ({"DATE-OBS": "2009-06-18T06:00:00", "MJD": 1.0}, 55000.25),  # then DATE-OBS
+        ({"DATE-OBS": "2009-06-18", "TIME-OBS": "12:00:00"}, 55000.5),  # date + TIME-OBS
+        ({"MJD": 55000.125, "JD": 1.0}, 55000.125),  # then MJD
+        ({"JD": 2455000.75}, 55000.25),  # then JD
+    ],
+)
 def test_observation_time_keywords(cards, expected):
     assert exposures.observation_mjd(fits.Header(cards)) == pytest.approx(expected, abs=1e-9)
 
 
 def test_time_in_primary_header_of_compressed_file(tmp_path):
     path = tmp_path / "x.fits"
-    hdul = fits.HDUList([fits.PrimaryHDU(header=fits.Header({"MJD-OBS": 55001.5})),
-                         fits.ImageHDU(fitsfiles.star_image())])
+    hdul = fits.HDUList(
+        [
+            fits.PrimaryHDU(header=fits.Header({"MJD-OBS": 55001.5})),
+            fits.ImageHDU(fitsfiles.star_image()),
+        ]
+    )
     hdul.writeto(path)
     assert exposures.read_exposure(str(path), 64).mjd == 55001.5
 
@@ -258,7 +357,9 @@ def test_wcs_centres_the_region_on_ra_dec(tmp_path):
     exposure = exposures.read_exposure(str(tmp_path / "w.fits"), 64, ra=150.0, dec=20.0)
     y, x = np.unravel_index(np.argmax(exposure.roi), exposure.roi.shape)
     assert (x, y) in {(31, 31), (32, 32), (31, 32), (32, 31)}
-    np.testing.assert_array_equal(exposure.roi, image[14:78, 39:103])     # original values, no resampling
+    np.testing.assert_array_equal(
+        exposure.roi, image[14:78, 39:103]
+    )  # original values, no resampling
     assert not exposure.padded
     # without ra/dec the image centre is used
     centred = exposures.read_exposure(str(tmp_path / "w.fits"), 64)
@@ -267,10 +368,17 @@ def test_wcs_centres_the_region_on_ra_dec(tmp_path):
 
 def test_position_near_edge_is_padded_with_nan_and_outside_is_an_error(tmp_path):
     image = fitsfiles.star_image(size=120)
-    fitsfiles.write_exposure(tmp_path / "w.fits", image,
-                             {"MJD-OBS": 55000.0, **fitsfiles.tan_wcs_cards(150.0, 20.0, 110.0, 60.0)})
+    fitsfiles.write_exposure(
+        tmp_path / "w.fits",
+        image,
+        {"MJD-OBS": 55000.0, **fitsfiles.tan_wcs_cards(150.0, 20.0, 110.0, 60.0)},
+    )
     exposure = exposures.read_exposure(str(tmp_path / "w.fits"), 64, ra=150.0, dec=20.0)
-    assert exposure.padded and np.isnan(exposure.roi[:, -22:]).all() and np.isfinite(exposure.roi[:, :42]).all()
+    assert (
+        exposure.padded
+        and np.isnan(exposure.roi[:, -22:]).all()
+        and np.isfinite(exposure.roi[:, :42]).all()
+    )
     with pytest.raises(exposures.ExposureError, match="falls outside the 120x120 image"):
         exposures.read_exposure(str(tmp_path / "w.fits"), 64, ra=149.9, dec=20.0)
 
@@ -279,7 +387,7 @@ def test_duplicate_exposure_time_is_skipped(dataset, tmp_path):
     folder = dataset / "images" / "good-2"
     shutil.copy(folder / "e003.fits", folder / "e003-copy.fits")
     manifest = run(dataset, tmp_path / "out")
-    (path, reason), = reasons(manifest, "files_skipped")
+    ((path, reason),) = reasons(manifest, "files_skipped")
     assert path.endswith("e003.fits") or path.endswith("e003-copy.fits")
     assert "duplicate exposure time" in reason
 
@@ -289,7 +397,7 @@ def test_fewer_than_three_dates_is_dropped(dataset, tmp_path):
     for path in sorted(folder.iterdir())[8:]:
         path.unlink()
     manifest = run(dataset, tmp_path / "out")
-    (_, reason), = reasons(manifest, "objects_dropped")
+    ((_, reason),) = reasons(manifest, "objects_dropped")
     assert reason == "only 2 observation date(s), at least 3 needed"
 
 
@@ -302,18 +410,29 @@ def test_exposures_within_half_a_day_share_a_date(dataset, tmp_path):
     np.testing.assert_array_equal(record.date_index, [0, 0, 0, 1, 2, 2])
 
 
-def test_max_mjd_far_from_any_observation_is_kept_by_default_and_dropped_with_a_tolerance(dataset, tmp_path):
-    fitsfiles.write_catalog(dataset, [{"object_id": "good-2", "label": "SN", "max_mjd": NIGHTS[4] + 9.0},
-                                      {"object_id": "CSS071204:100029+071116", "label": "NT"}])
-    manifest = run(dataset, tmp_path / "out")             # the contract: nearest date is the maximum
+def test_max_mjd_far_from_any_observation_is_kept_by_default_and_dropped_with_a_tolerance(
+    dataset, tmp_path
+):
+    fitsfiles.write_catalog(
+        dataset,
+        [
+            {"object_id": "good-2", "label": "SN", "max_mjd": NIGHTS[4] + 9.0},
+            {"object_id": "CSS071204:100029+071116", "label": "NT"},
+        ],
+    )
+    manifest = run(dataset, tmp_path / "out")  # the contract: nearest date is the maximum
     assert not manifest["problems"]["objects_dropped"]
     record = records_by_id(tmp_path / "out")["good-2"]
     assert record.max_date_index == 1 and not record.max_mjd_estimated
     distance = manifest["max_date_distance"]
-    assert distance["objects_with_catalog_max"] == 1 and distance["median_days"] == pytest.approx(9.0, abs=0.05)
+    assert distance["objects_with_catalog_max"] == 1 and distance["median_days"] == pytest.approx(
+        9.0, abs=0.05
+    )
     assert distance["further"] == [{"object_id": "good-2", "days": pytest.approx(9.0, abs=0.05)}]
-    manifest = run(dataset, tmp_path / "out2", max_date_tolerance_days=5.0)     # the paper's stricter rule
-    (_, reason), = reasons(manifest, "objects_dropped")
+    manifest = run(
+        dataset, tmp_path / "out2", max_date_tolerance_days=5.0
+    )  # the paper's stricter rule
+    ((_, reason),) = reasons(manifest, "objects_dropped")
     assert "no observation at the date of maximum: nearest exposure is 9.0 d from" in reason
     manifest = run(dataset, tmp_path / "out3", max_date_tolerance_days=10.0)
     assert not manifest["problems"]["objects_dropped"]
@@ -323,7 +442,7 @@ def test_max_estimated_from_the_brightest_night(dataset, tmp_path):
     folder = dataset / "images" / "good-2"
     shutil.rmtree(folder)
     fluxes = [2000.0] * 4 + [9000.0] * 4 + [3000.0] * 4
-    fluxes[1] = 50000.0             # one outlier exposure (a cosmic ray) must not win on its own
+    fluxes[1] = 50000.0  # one outlier exposure (a cosmic ray) must not win on its own
     fitsfiles.write_nights(folder, NIGHTS, flux_per_exposure=fluxes)
     run(dataset, tmp_path / "out")
     record = records_by_id(tmp_path / "out")["good-2"]
@@ -351,19 +470,35 @@ def _wcs_header(extra):
     return header
 
 
-@pytest.mark.parametrize("extra", [
-    {},
-    {"CD1_1": -5.9e-4, "CD1_2": 3.4e-4, "CD2_1": 3.4e-4, "CD2_2": 5.9e-4},          # rotated 30 degrees
-    {"CTYPE1": "DEC--TAN", "CTYPE2": "RA---TAN", "CRVAL1": 20.0, "CRVAL2": 150.0},    # swapped axes
-    {"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP", "A_ORDER": 2, "B_ORDER": 2,
-     "A_2_0": 2e-4, "A_0_2": -1e-4, "B_1_1": 3e-4},                                    # SIP distortion
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"CD1_1": -5.9e-4, "CD1_2": 3.4e-4, "CD2_1": 3.4e-4, "CD2_2": 5.9e-4},  # rotated 30 degrees
+        {
+            "CTYPE1": "DEC--TAN",
+            "CTYPE2": "RA---TAN",
+            "CRVAL1": 20.0,
+            "CRVAL2": 150.0,
+        },  # swapped axes
+        {
+            "CTYPE1": "RA---TAN-SIP",
+            "CTYPE2": "DEC--TAN-SIP",
+            "A_ORDER": 2,
+            "B_ORDER": 2,
+            "A_2_0": 2e-4,
+            "A_0_2": -1e-4,
+            "B_1_1": 3e-4,
+        },  # SIP distortion
+    ],
+)
 @pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
 def test_fast_wcs_path_agrees_with_astropy(extra):
     header = _wcs_header(extra)
     header["MJD-OBS"], header["OBJECT"] = 55000.0, "unrelated card"
     ra, dec = 150.01, 20.008
     from astropy.wcs import WCS
+
     wcs = WCS(header)
     world = (dec, ra) if header["CTYPE1"].startswith("DEC") else (ra, dec)
     expected = wcs.all_world2pix([world], 0)[0]
@@ -376,9 +511,17 @@ def test_non_celestial_wcs_falls_back_to_the_image_centre():
 
 
 def test_malformed_wcs_is_reported(dataset, tmp_path):
-    path = _replace_first_exposure(dataset, cards={"MJD-OBS": NIGHTS[0], **fitsfiles.tan_wcs_cards(150.0, 20.0, 40, 40),
-                                                   "CTYPE1": "RA---XYZ"})
-    fitsfiles.write_catalog(dataset, [{"object_id": "good-2", "label": "NT", "ra": 150.0, "dec": 20.0}])
+    path = _replace_first_exposure(
+        dataset,
+        cards={
+            "MJD-OBS": NIGHTS[0],
+            **fitsfiles.tan_wcs_cards(150.0, 20.0, 40, 40),
+            "CTYPE1": "RA---XYZ",
+        },
+    )
+    fitsfiles.write_catalog(
+        dataset, [{"object_id": "good-2", "label": "NT", "ra": 150.0, "dec": 20.0}]
+    )
     manifest = run(dataset, tmp_path / "out")
-    (got_path, reason), = reasons(manifest, "files_skipped")
+    ((got_path, reason),) = reasons(manifest, "files_skipped")
     assert got_path == path and reason.startswith("unreadable WCS")

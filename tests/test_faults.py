@@ -49,17 +49,23 @@ def test_backup_restores_the_latest_epoch(tmp_path):
     model, epoch = _restore(tmp_path / "b")
     assert epoch == 3
     np.testing.assert_array_equal(model.get_weights()[0], saved[3][0])
-    assert sorted(os.listdir(tmp_path / "b")) == ["latest.json", "latest.weights.h5", "previous.json",
-                                                 "previous.weights.h5"]
+    assert sorted(os.listdir(tmp_path / "b")) == [
+        "latest.json",
+        "latest.weights.h5",
+        "previous.json",
+        "previous.weights.h5",
+    ]
 
 
-@pytest.mark.parametrize("damage", ["unparsable json", "truncated weights", "bit flip", "weights missing"])
+@pytest.mark.parametrize(
+    "damage", ["unparsable json", "truncated weights", "bit flip", "weights missing"]
+)
 def test_a_corrupt_latest_backup_falls_back_to_the_previous_one(tmp_path, damage, caplog):
     saved = _backup_after_epochs(tmp_path / "b", 3)
     weights, meta = tmp_path / "b" / "latest.weights.h5", tmp_path / "b" / "latest.json"
     if damage == "unparsable json":
         meta.write_text('{"epoch": 3, "sha')
-    elif damage == "truncated weights":                  # e.g. a write cut short by a full disk
+    elif damage == "truncated weights":  # e.g. a write cut short by a full disk
         data = weights.read_bytes()
         weights.write_bytes(data[: len(data) // 2])
     elif damage == "bit flip":
@@ -70,7 +76,7 @@ def test_a_corrupt_latest_backup_falls_back_to_the_previous_one(tmp_path, damage
         weights.unlink()
     with caplog.at_level(logging.WARNING):
         model, epoch = _restore(tmp_path / "b")
-    assert epoch == 2                                    # the previous backup, not a stuck rerun
+    assert epoch == 2  # the previous backup, not a stuck rerun
     np.testing.assert_array_equal(model.get_weights()[0], saved[2][0])
     assert "backup latest" in caplog.text and "unusable" in caplog.text
 
@@ -87,8 +93,11 @@ def test_no_usable_backup_starts_the_stage_afresh_with_a_warning(tmp_path, caplo
     assert "no usable backup" in caplog.text
 
 
-def test_a_full_disk_during_the_backup_is_a_clear_error_and_keeps_the_last_good_one(tmp_path, monkeypatch):
+def test_a_full_disk_during_the_backup_is_a_clear_error_and_keeps_the_last_good_one(
+    tmp_path, monkeypatch
+):
     import errno
+
     saved = _backup_after_epochs(tmp_path / "b", 2)
     model = _model()
     backup = callbacks.ResumableBackup(str(tmp_path / "b"))
@@ -116,9 +125,14 @@ def test_best_value_so_far_comes_from_the_history(tmp_path):
     model = _model()
     model.save_weights(str(best))
     before = best.read_bytes()
-    checkpoint = keras.callbacks.ModelCheckpoint(str(best), monitor="val_mean_f1", mode="max", save_best_only=True,
-                                                 save_weights_only=True,
-                                                 initial_value_threshold=callbacks.best_so_far(str(history)))
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        str(best),
+        monitor="val_mean_f1",
+        mode="max",
+        save_best_only=True,
+        save_weights_only=True,
+        initial_value_threshold=callbacks.best_so_far(str(history)),
+    )
     checkpoint.set_model(model)
     model.layers[0].kernel.assign(np.ones((3, 2), np.float32))
     checkpoint.on_epoch_end(3, {"val_mean_f1": 0.50})
@@ -130,14 +144,32 @@ def test_best_value_so_far_comes_from_the_history(tmp_path):
 def test_a_finished_stage_is_not_trained_again_on_rerun(tiny_records, tmp_path):
     records, _ = tiny_records
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "trainers.multiclass", "--data", str(records), "--output", str(out),
-               "--stages", "densenet,gru", "--epochs_densenet", "2", "--epochs_gru", "1", "--batch_size", "4",
-               "--epoch_fraction", "0.2"]
+    command = [
+        sys.executable,
+        "-m",
+        "trainers.multiclass",
+        "--data",
+        str(records),
+        "--output",
+        str(out),
+        "--stages",
+        "densenet,gru",
+        "--epochs_densenet",
+        "2",
+        "--epochs_gru",
+        "1",
+        "--batch_size",
+        "4",
+        "--epoch_fraction",
+        "0.2",
+    ]
     subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True, timeout=600)
     history = (out / "densenet" / "history.csv").read_text()
     model_time = os.path.getmtime(out / "densenet" / "model.keras")
-    (out / "gru" / "scores.json").unlink()            # as if killed during stage 2
-    rerun = subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True, timeout=600)
+    (out / "gru" / "scores.json").unlink()  # as if killed during stage 2
+    rerun = subprocess.run(
+        command, cwd=REPO, check=True, capture_output=True, text=True, timeout=600
+    )
     assert "stage densenet finished earlier with these settings" in rerun.stderr
     assert (out / "densenet" / "history.csv").read_text() == history
     assert os.path.getmtime(out / "densenet" / "model.keras") == model_time

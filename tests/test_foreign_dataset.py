@@ -12,12 +12,13 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
-import fitsfiles
 from tao_keras import classes
 from tfrecords import parser
 from tools.conversion import convert
 
-NIGHTS = fitsfiles.four_a_night([0, 11, 30, 62])      # 16 exposures, 4 dates
+import fitsfiles
+
+NIGHTS = fitsfiles.four_a_night([0, 11, 30, 62])  # 16 exposures, 4 dates
 
 
 def _write(folder, i, mjd, style, ra=None, dec=None):
@@ -69,9 +70,13 @@ def test_foreign_dataset_converts_without_edits(tmp_path):
     expected_problems.append(("file", str(bad / "broken.fits"), "unreadable FITS file"))
     fitsfiles.write_exposure(bad / "notime.fits", fitsfiles.star_image(120), {})
     expected_problems.append(("file", str(bad / "notime.fits"), "no observation time"))
-    fitsfiles.write_exposure(bad / "tiny.fits", np.zeros((30, 30), np.float32), {"MJD-OBS": 55100.3})
+    fitsfiles.write_exposure(
+        bad / "tiny.fits", np.zeros((30, 30), np.float32), {"MJD-OBS": 55100.3}
+    )
     expected_problems.append(("file", str(bad / "tiny.fits"), "smaller than the 64x64"))
-    fitsfiles.write_exposure(bad / "blank.fits", np.full((120, 120), np.nan, np.float32), {"MJD-OBS": 55100.4})
+    fitsfiles.write_exposure(
+        bad / "blank.fits", np.full((120, 120), np.nan, np.float32), {"MJD-OBS": 55100.4}
+    )
     expected_problems.append(("file", str(bad / "blank.fits"), "NaN or blank"))
 
     # objects with problems
@@ -92,32 +97,56 @@ def test_foreign_dataset_converts_without_edits(tmp_path):
     lines = ["dec,extra_column,label,object_id,ra,max_mjd"]
     for k, (oid, (label, _)) in enumerate(good.items()):
         lines.append(f"-5.0,whatever,{label},{oid},{10.0 + k},")
-    lines += ["-5.0,,SN,two-nights,15.0,", f"-5.0,,CV,missed-max,16.0,{NIGHTS[-1] + 40}",
-              "-5.0,,CV,no-folder,17.0,", "-5.0,,SN,../etc,18.0,", "-5.0,,pulsar,pulsar-1,19.0,",
-              "95.0,,SN,bad-dec,20.0,"]
+    lines += [
+        "-5.0,,SN,two-nights,15.0,",
+        f"-5.0,,CV,missed-max,16.0,{NIGHTS[-1] + 40}",
+        "-5.0,,CV,no-folder,17.0,",
+        "-5.0,,SN,../etc,18.0,",
+        "-5.0,,pulsar,pulsar-1,19.0,",
+        "95.0,,SN,bad-dec,20.0,",
+    ]
     (root / "catalog.csv").write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
     expected_rows = ["is not allowed", "unknown label 'pulsar'", "dec=95.0 outside"]
 
-    options = convert.ConvertOptions(workers=2, min_shards=1, max_date_tolerance_days=5.0)   # the paper's rule
+    options = convert.ConvertOptions(
+        workers=2, min_shards=1, max_date_tolerance_days=5.0
+    )  # the paper's rule
     manifest = convert.convert([str(root)], str(tmp_path / "out"), options, progress=False)
     problems = manifest["problems"]
-    reported = [("file", p["path"], p["reason"]) for p in problems["files_skipped"]] + \
-               [("object", p["path"], p["reason"]) for p in problems["objects_dropped"]]
+    reported = [("file", p["path"], p["reason"]) for p in problems["files_skipped"]] + [
+        ("object", p["path"], p["reason"]) for p in problems["objects_dropped"]
+    ]
     assert len(reported) == len(expected_problems)
     for kind, path, text in expected_problems:
-        assert any(k == kind and p == path and text in r for k, p, r in reported), (kind, path, text)
-    assert [any(text in p["reason"] for p in problems["rows_rejected"]) for text in expected_rows] == [True] * 3
+        assert any(k == kind and p == path and text in r for k, p, r in reported), (
+            kind,
+            path,
+            text,
+        )
+    assert [
+        any(text in p["reason"] for p in problems["rows_rejected"]) for text in expected_rows
+    ] == [True] * 3
     assert len(problems["rows_rejected"]) == 3
     assert manifest["ignored_folders"] == [os.path.join(str(root), "not-in-catalog")]
 
-    records = {r.object_id: r for r in parser.read_records(sorted(glob.glob(str(tmp_path / "out" / "*.tfrecord"))))}
-    assert set(records) == set(good)                          # nothing else lost
+    records = {
+        r.object_id: r
+        for r in parser.read_records(sorted(glob.glob(str(tmp_path / "out" / "*.tfrecord"))))
+    }
+    assert set(records) == set(good)  # nothing else lost
     for oid, record in records.items():
         assert record.num_exposures == len(NIGHTS) and record.num_dates == 4
-        np.testing.assert_allclose(record.mjd, NIGHTS, atol=2e-8)   # JD and ISO round trips: < 2 ms
-    labels = {oid: (classes.CLASS_NAMES[r.label] if r.label >= 0 else None) for oid, r in records.items()}
-    assert labels == {"ZTF21aaaaaaa": "SN", "CSS090101:010101+010101": "BZ", "gaia-1.2+x": "NT",
-                      "ps1_77": "AGN", "unlabelled.1": None}
+        np.testing.assert_allclose(record.mjd, NIGHTS, atol=2e-8)  # JD and ISO round trips: < 2 ms
+    labels = {
+        oid: (classes.CLASS_NAMES[r.label] if r.label >= 0 else None) for oid, r in records.items()
+    }
+    assert labels == {
+        "ZTF21aaaaaaa": "SN",
+        "CSS090101:010101+010101": "BZ",
+        "gaia-1.2+x": "NT",
+        "ps1_77": "AGN",
+        "unlabelled.1": None,
+    }
     # tile-compressed and gzipped input: the RoI holds the values astropy decompresses
     for oid, pattern in (("ps1_77", "*.fz"), ("gaia-1.2+x", "*.fits.gz")):
         first = sorted(glob.glob(str(images / oid / pattern)))[0]

@@ -17,12 +17,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def star_images(fluxes, fwhm=2.5, sky=1000.0, gain=2.0, read_noise=5.0, roi=64, seed=0):
-    """Gaussian point sources of the given total fluxes (ADU) at the RoI centre, Poisson + read noise."""
+    """Gaussian point sources of the given total fluxes (ADU) at the RoI centre, Poisson + read
+    noise."""
     rng = np.random.default_rng(seed)
     sigma = fwhm / 2.3548
     y, x = np.mgrid[:roi, :roi]
     c = (roi - 1) / 2.0
-    psf = np.exp(-((x - c) ** 2 + (y - c) ** 2) / (2 * sigma ** 2))
+    psf = np.exp(-((x - c) ** 2 + (y - c) ** 2) / (2 * sigma**2))
     psf /= psf.sum()
     model = sky + np.asarray(fluxes)[:, None, None] * psf[None]
     electrons = rng.poisson(model * gain) + rng.normal(0, read_noise, model.shape)
@@ -35,12 +36,15 @@ def test_photometry_recovers_injected_fluxes_within_their_errors():
     config = photometry.PhotometryConfig()
     measured, error = photometry.measure(images, config)
     from photutils.aperture import CircularAperture, aperture_photometry
-    fraction = aperture_photometry(psf, CircularAperture((31.5, 31.5), config.radius))["aperture_sum"][0]
+
+    fraction = aperture_photometry(psf, CircularAperture((31.5, 31.5), config.radius))[
+        "aperture_sum"
+    ][0]
     assert 0.9 < fraction < 1.0
-    inside = fluxes * fraction                          # the injected flux that falls in the aperture
+    inside = fluxes * fraction  # the injected flux that falls in the aperture
     pulls = (measured - inside) / error
     for level in range(3):
-        p = pulls[level * 150:(level + 1) * 150]
+        p = pulls[level * 150 : (level + 1) * 150]
         assert abs(p.mean()) < 0.3 and 0.75 < p.std() < 1.3, (level, p.mean(), p.std())
     # Bad pixels are masked, not summed: a NaN column off the source changes little.
     images[:, :, 5] = np.nan
@@ -69,20 +73,25 @@ def test_features_of_known_curves():
     assert f["linear_trend"] == pytest.approx(0.01)
     assert f["amplitude"] == pytest.approx(0.5 * 0.27)
     assert f["mean"] == pytest.approx(18.135) and f["median"] == pytest.approx(18.135)
-    flat = dict(zip(features.FEATURE_NAMES, features.compute([(t, np.full(10, 17.0), np.full(10, 0.1))])[0]))
+    flat = dict(
+        zip(features.FEATURE_NAMES, features.compute([(t, np.full(10, 17.0), np.full(10, 0.1))])[0])
+    )
     assert flat["amplitude"] == 0 and flat["standard_deviation"] == 0 and flat["chi2"] == 0
-    assert np.isnan(flat["kurtosis"])                          # undefined for a flat curve
+    assert np.isnan(flat["kurtosis"])  # undefined for a flat curve
     with pytest.raises(ValueError, match="at least 5"):
         features.compute([(t[:4], np.zeros(4), np.ones(4))])
 
 
 def test_gaussian_resampling_balances_and_keeps_dates():
     rng = np.random.default_rng(0)
-    curves = [(np.arange(n, dtype=float), rng.normal(18, 1, n), np.full(n, 0.2)) for n in (5, 6, 7, 8, 9, 10)]
+    curves = [
+        (np.arange(n, dtype=float), rng.normal(18, 1, n), np.full(n, 0.2))
+        for n in (5, 6, 7, 8, 9, 10)
+    ]
     labels = np.array([0, 0, 0, 0, 1, 2])
     out, out_labels = resampling.balance(curves, labels, seed=1)
     assert [int((out_labels == c).sum()) for c in range(3)] == [4, 4, 4]
-    assert out[:6] == curves                                    # originals first, untouched
+    assert out[:6] == curves  # originals first, untouched
     for (t, m, e), label in zip(out[6:], out_labels[6:]):
         source = [c for c, lab in zip(curves, labels) if lab == label and len(c[0]) == len(t)]
         assert len(source) == 1 and np.array_equal(source[0][0], t)
@@ -105,7 +114,7 @@ def synthetic_curves(per_class=12, seed=0):
 def write_curves(path, curves):
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["mjd", "object_id", "mag", "magerr", "label"])    # any column order
+        writer.writerow(["mjd", "object_id", "mag", "magerr", "label"])  # any column order
         for object_id, label, t, m, e in curves:
             for row in zip(t, m, e):
                 writer.writerow([row[0], object_id, row[1], row[2], label])
@@ -128,25 +137,54 @@ def test_csv_light_curves_are_split_per_class_and_errors_name_the_line(tmp_path)
 def test_rf_trainer_writes_the_neural_report_format_and_compare_tabulates_it(tmp_path, trained_run):
     write_curves(tmp_path / "lc.csv", synthetic_curves(per_class=20))
     out = tmp_path / "rf"
-    run = subprocess.run([sys.executable, "-m", "trainers.light_curve_rf", "--light_curves", str(tmp_path / "lc.csv"),
-                          "--task", "multiclass", "--output", str(out), "--trees", "50"], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainers.light_curve_rf",
+            "--light_curves",
+            str(tmp_path / "lc.csv"),
+            "--task",
+            "multiclass",
+            "--output",
+            str(out),
+            "--trees",
+            "50",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     rf, neural = json.load(open(out / "report.json")), json.load(open(trained_run / "report.json"))
     assert rf["task"] == neural["task"] and rf["class_names"] == neural["class_names"]
     rf_val = rf["results"][baseline.MODEL_NAME]["val"]
     neural_val = next(iter(neural["results"].values()))["val"]
-    assert set(rf_val) == set(neural_val) == set(metrics.evaluate([0], np.ones((1, 6)) / 6, classes.CLASS_NAMES))
-    assert rf_val["mean_f1"] > 0.5       # the classes differ clearly in these curves
+    assert (
+        set(rf_val)
+        == set(neural_val)
+        == set(metrics.evaluate([0], np.ones((1, 6)) / 6, classes.CLASS_NAMES))
+    )
+    assert rf_val["mean_f1"] > 0.5  # the classes differ clearly in these curves
     assert "| Random Forest (light curves) |" in (out / "report.md").read_text()
 
-    compared = subprocess.run([sys.executable, "-m", "tools.compare", str(out), str(trained_run)], cwd=REPO,
-                              capture_output=True, text=True, timeout=300)
+    compared = subprocess.run(
+        [sys.executable, "-m", "tools.compare", str(out), str(trained_run)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert compared.returncode == 0, compared.stderr[-2000:]
     lines = [line for line in compared.stdout.splitlines() if line.startswith("| ")]
     models = [line.split("|")[1].strip() for line in lines if not line.startswith("| model")]
-    assert models[:4] == [baseline.MODEL_NAME, "DenseNet (triplets)", "TAO-Net, GRU on frozen DenseNet",
-                          "TAO-Net, joint + double supervision"]
+    assert models[:4] == [
+        baseline.MODEL_NAME,
+        "DenseNet (triplets)",
+        "TAO-Net, GRU on frozen DenseNet",
+        "TAO-Net, joint + double supervision",
+    ]
 
 
 def test_light_curves_from_records_cover_every_object(tiny_records):

@@ -1,10 +1,10 @@
 """DenseNet (early/late fusion) and TAO-Net: shapes, parameter counts, padding invariance,
 BatchNorm hygiene, auxiliary head, weight transfer, freezing, .keras round trip."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
 from tao_keras.models import densenet, presets, taonet
 
@@ -18,14 +18,20 @@ def tiny_taonet(**changes):
 
 def sequences(batch=3, steps=6, roi=64, lengths=None, seed=0):
     rng = np.random.default_rng(seed)
-    return {"images": rng.normal(size=(batch, steps, roi, roi, 3)).astype("float32"),
-            "dt": rng.uniform(0, 0.3, size=(batch, steps, 2)).astype("float32"),
-            "length": np.array(lengths or [steps] * batch, "int32")}
+    return {
+        "images": rng.normal(size=(batch, steps, roi, roi, 3)).astype("float32"),
+        "dt": rng.uniform(0, 0.3, size=(batch, steps, 2)).astype("float32"),
+        "length": np.array(lengths or [steps] * batch, "int32"),
+    }
 
 
 def pad(inputs, extra):
-    return {k: np.concatenate([v, np.zeros((v.shape[0], extra) + v.shape[2:], v.dtype)], axis=1)
-            if v.ndim > 1 else v for k, v in inputs.items()}
+    return {
+        k: np.concatenate([v, np.zeros((v.shape[0], extra) + v.shape[2:], v.dtype)], axis=1)
+        if v.ndim > 1
+        else v
+        for k, v in inputs.items()
+    }
 
 
 def dense_net_bc_parameters(k, depth, channels=3, compression=0.5):
@@ -53,7 +59,7 @@ def test_backbone_parameter_counts_follow_densenet_bc(k, depth):
 def test_paper_preset_is_about_three_million_parameters():
     model = taonet.build_taonet(presets.preset("paper"), 6)
     assert taonet.backbone_of(model).count_params() == 2_983_360
-    assert 3.0e6 < model.count_params() < 3.5e6          # paper: 3.1M
+    assert 3.0e6 < model.count_params() < 3.5e6  # paper: 3.1M
 
 
 @pytest.mark.parametrize("roi", [64, 32, 16])
@@ -75,7 +81,9 @@ def test_late_fusion_shares_one_backbone_over_the_dates():
     assert model.count_params() == backbone.count_params() + 3 * features * 6 + 6
     images = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype("float32")
     swapped = images[..., [2, 1, 0]]
-    assert not np.allclose(model({"images": images}), model({"images": swapped}))   # date order matters
+    assert not np.allclose(
+        model({"images": images}), model({"images": swapped})
+    )  # date order matters
 
 
 @pytest.mark.parametrize("aggregation", ["last", "add", "mean"])
@@ -91,19 +99,30 @@ def test_taonet_shapes_and_padding_invariance(aggregation, bidirectional, use_dt
     # steps beyond each length change nothing either
     garbage = dict(inputs, images=inputs["images"].copy())
     garbage["images"][1, 4:] = 1e3
-    np.testing.assert_allclose(model(garbage, training=False)["probabilities"], out["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(
+        model(garbage, training=False)["probabilities"], out["probabilities"], atol=1e-5
+    )
 
 
 def test_dynamic_batch_and_time_through_tf_function():
     model = tiny_taonet()
-    signature = {"images": tf.TensorSpec([None, None, 64, 64, 3]), "dt": tf.TensorSpec([None, None, 2]),
-                 "length": tf.TensorSpec([None], tf.int32)}
+    signature = {
+        "images": tf.TensorSpec([None, None, 64, 64, 3]),
+        "dt": tf.TensorSpec([None, None, 2]),
+        "length": tf.TensorSpec([None], tf.int32),
+    }
     call = tf.function(lambda x: model(x, training=False), input_signature=[signature])
     for batch, steps in [(2, 3), (4, 3), (1, 9), (5, 2)]:
         inputs = sequences(batch, steps)
         out = call(inputs)
-        assert out["probabilities"].shape == (batch, 6) and out["aux_probabilities"].shape == (batch, steps, 6)
-        np.testing.assert_allclose(out["probabilities"], model(inputs, training=False)["probabilities"], atol=1e-6)
+        assert out["probabilities"].shape == (batch, 6) and out["aux_probabilities"].shape == (
+            batch,
+            steps,
+            6,
+        )
+        np.testing.assert_allclose(
+            out["probabilities"], model(inputs, training=False)["probabilities"], atol=1e-6
+        )
 
 
 def _batchnorm_state(model):
@@ -116,12 +135,14 @@ def test_padded_steps_leave_batchnorm_statistics_untouched():
     b.set_weights(a.get_weights())
     a(inputs, training=True)
     garbage = pad(inputs, 5)
-    garbage["images"][:, 6:] = 50.0                      # padded steps full of bright junk
+    garbage["images"][:, 6:] = 50.0  # padded steps full of bright junk
     b(garbage, training=True)
     before = _batchnorm_state(tiny_taonet())
     for x, y, z in zip(_batchnorm_state(a), _batchnorm_state(b), before):
         np.testing.assert_allclose(x, y, atol=1e-6)
-    assert any(not np.allclose(x, z) for x, z in zip(_batchnorm_state(a), before)), "statistics did move"
+    assert any(not np.allclose(x, z) for x, z in zip(_batchnorm_state(a), before)), (
+        "statistics did move"
+    )
 
 
 def test_auxiliary_head_is_zero_on_padded_steps():
@@ -133,12 +154,17 @@ def test_auxiliary_head_is_zero_on_padded_steps():
 def test_densenet_weights_transfer_into_taonet():
     classifier = densenet.build_densenet(TINY, 6, "early")
     rng = np.random.default_rng(3)
-    classifier.set_weights([rng.normal(size=w.shape).astype("float32") * 0.1 for w in classifier.get_weights()])
+    classifier.set_weights(
+        [rng.normal(size=w.shape).astype("float32") * 0.1 for w in classifier.get_weights()]
+    )
     model = tiny_taonet()
     taonet.load_backbone_weights(model, classifier)
     triplets = rng.normal(size=(4, 64, 64, 3)).astype("float32")
-    np.testing.assert_allclose(taonet.backbone_of(model)(triplets, training=False),
-                               taonet.backbone_of(classifier)(triplets, training=False), atol=1e-6)
+    np.testing.assert_allclose(
+        taonet.backbone_of(model)(triplets, training=False),
+        taonet.backbone_of(classifier)(triplets, training=False),
+        atol=1e-6,
+    )
 
 
 def test_freezing_backbone_and_recurrent_parts():
@@ -152,15 +178,23 @@ def test_freezing_backbone_and_recurrent_parts():
     assert len(model.trainable_weights) == total - gru_weights
 
 
-@pytest.mark.parametrize("build", [lambda: tiny_taonet(bidirectional=True, aggregation="last"),
-                                   lambda: densenet.build_densenet(TINY, 4, "late")])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: tiny_taonet(bidirectional=True, aggregation="last"),
+        lambda: densenet.build_densenet(TINY, 4, "late"),
+    ],
+)
 def test_keras_file_round_trip(tmp_path, build):
     model = build()
     path = str(tmp_path / "model.keras")
     model.save(path)
-    loaded = keras.saving.load_model(path)                   # safe mode: no lambdas inside
-    inputs = sequences(lengths=[6, 3, 5]) if "taonet" in model.name else \
-        {"images": np.random.default_rng(1).normal(size=(2, 64, 64, 3)).astype("float32")}
+    loaded = keras.saving.load_model(path)  # safe mode: no lambdas inside
+    inputs = (
+        sequences(lengths=[6, 3, 5])
+        if "taonet" in model.name
+        else {"images": np.random.default_rng(1).normal(size=(2, 64, 64, 3)).astype("float32")}
+    )
     expected, got = model(inputs, training=False), loaded(inputs, training=False)
     for a, b in zip(tf.nest.flatten(expected), tf.nest.flatten(got)):
         np.testing.assert_array_equal(a, b)

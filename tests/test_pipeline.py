@@ -1,4 +1,5 @@
-"""The tf.data pipeline: per-date choice, triplet and window rules, tasks, balancing, determinism."""
+"""The tf.data pipeline: per-date choice, triplet and window rules, tasks, balancing,
+determinism."""
 
 import collections
 import dataclasses
@@ -10,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tao_keras import classes
-from tao_keras.pipeline import augmentation, dates, datasets, normalization, windows
+from tao_keras.pipeline import augmentation, datasets, dates, normalization, windows
 from tao_keras.pipeline import features as model_inputs
 from tfrecords import parser
 
@@ -28,34 +29,43 @@ def test_every_chosen_exposure_belongs_to_its_date_and_every_date_appears_once()
         first = dates.choose_exposures(date_index, len(counts)).numpy()
         np.testing.assert_array_equal(first, np.concatenate([[0], np.cumsum(counts)[:-1]]))
         if counts.max() > 1:
-            assert len(choices) > 1          # training sees different permutations
+            assert len(choices) > 1  # training sees different permutations
 
 
 def test_random_choice_covers_every_exposure_of_a_date():
     date_index = np.array([0, 0, 0, 0, 1, 2, 2])
-    seen = {tuple(dates.choose_exposures(date_index, 3, seed=[s, 9]).numpy()[[0, 2]]) for s in range(200)}
+    seen = {
+        tuple(dates.choose_exposures(date_index, 3, seed=[s, 9]).numpy()[[0, 2]])
+        for s in range(200)
+    }
     assert {a for a, _ in seen} == {0, 1, 2, 3} and {b for _, b in seen} == {5, 6}
 
 
-@pytest.mark.parametrize("num_dates, max_date, nt, expected", [
-    (10, 4, False, [3, 4, 5]),     # before, maximum, after
-    (10, 0, False, [0, 1, 2]),     # maximum first: shifted inwards
-    (10, 9, False, [7, 8, 9]),     # maximum last
-    (3, 1, False, [0, 1, 2]),
-    (10, 4, True, [0, 4, 9]),      # NT: first, middle, last
-    (3, 0, True, [0, 1, 2]),
-])
+@pytest.mark.parametrize(
+    "num_dates, max_date, nt, expected",
+    [
+        (10, 4, False, [3, 4, 5]),  # before, maximum, after
+        (10, 0, False, [0, 1, 2]),  # maximum first: shifted inwards
+        (10, 9, False, [7, 8, 9]),  # maximum last
+        (3, 1, False, [0, 1, 2]),
+        (10, 4, True, [0, 4, 9]),  # NT: first, middle, last
+        (3, 0, True, [0, 1, 2]),
+    ],
+)
 def test_triplet_rules(num_dates, max_date, nt, expected):
     assert windows.triplet_dates(num_dates, max_date, nt).numpy().tolist() == expected
 
 
-@pytest.mark.parametrize("num, length, expected", [
-    (25, 19, list(range(3, 22))),                 # central 19 of 25
-    (24, 19, list(range(2, 21))),                 # odd excess: one more dropped at the end
-    (19, 19, list(range(19))),
-    (16, 19, [0] + list(range(16)) + [15, 15]),   # first replicated before, last after
-    (3, 6, [0, 0, 1, 2, 2, 2]),
-])
+@pytest.mark.parametrize(
+    "num, length, expected",
+    [
+        (25, 19, list(range(3, 22))),  # central 19 of 25
+        (24, 19, list(range(2, 21))),  # odd excess: one more dropped at the end
+        (19, 19, list(range(19))),
+        (16, 19, [0] + list(range(16)) + [15, 15]),  # first replicated before, last after
+        (3, 6, [0, 0, 1, 2, 2, 2]),
+    ],
+)
 def test_fixed_length_central_and_replication(num, length, expected):
     images = tf.reshape(tf.range(num, dtype=tf.float32), [num, 1, 1]) * tf.ones([1, 2, 2])
     mjd = tf.range(num, dtype=tf.float64) * 10.0
@@ -64,75 +74,102 @@ def test_fixed_length_central_and_replication(num, length, expected):
     np.testing.assert_array_equal(out_mjd.numpy(), np.array(expected) * 10.0)
 
 
-@pytest.mark.parametrize("num, stride, starts", [(7, 1, [0, 1, 2, 3, 4]), (7, 2, [0, 2, 4]), (8, 3, [0, 3]),
-                                                 (3, 1, [0])])
+@pytest.mark.parametrize(
+    "num, stride, starts", [(7, 1, [0, 1, 2, 3, 4]), (7, 2, [0, 2, 4]), (8, 3, [0, 3]), (3, 1, [0])]
+)
 def test_sliding_triplets_and_time_gaps(num, stride, starts):
     images = tf.reshape(tf.range(num, dtype=tf.float32), [num, 1, 1]) * tf.ones([1, 4, 4])
     mjd = tf.constant(np.cumsum(np.arange(1, num + 1)) * 36.525, tf.float64)
     triplets, gaps = windows.sliding_triplets(images, mjd, stride)
     assert triplets.shape == (len(starts), 4, 4, 3)
-    np.testing.assert_array_equal(triplets[:, 0, 0, :].numpy(), np.array(starts)[:, None] + np.arange(3))
+    np.testing.assert_array_equal(
+        triplets[:, 0, 0, :].numpy(), np.array(starts)[:, None] + np.arange(3)
+    )
     # gap between dates i and i+1 is (i + 2) * 36.525 days = (i + 2) / 10 years
-    np.testing.assert_allclose(gaps.numpy(), (np.array(starts)[:, None] + np.arange(2) + 2) / 10.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        gaps.numpy(), (np.array(starts)[:, None] + np.arange(2) + 2) / 10.0, rtol=1e-6
+    )
 
 
 def test_normalization_is_finite_robust_and_invariant_to_sky_and_scale():
     rng = np.random.default_rng(1)
     image = rng.normal(0, 1, (64, 64)).astype(np.float32)
     image[30:34, 30:34] += 200.0
-    stack = np.stack([image, 1000.0 + 37.0 * image, np.full((64, 64), 5.0, np.float32),
-                      np.full((64, 64), np.nan, np.float32), image.copy()])
+    stack = np.stack(
+        [
+            image,
+            1000.0 + 37.0 * image,
+            np.full((64, 64), 5.0, np.float32),
+            np.full((64, 64), np.nan, np.float32),
+            image.copy(),
+        ]
+    )
     stack[4, ::7, :] = np.nan
     out = normalization.normalize_images(stack).numpy()
     assert np.isfinite(out).all()
-    np.testing.assert_allclose(out[1], out[0], atol=1e-4)       # sky level and gain do not matter
-    assert (out[2] == 0).all() and (out[3] == 0).all()          # constant and all-NaN images
+    np.testing.assert_allclose(out[1], out[0], atol=1e-4)  # sky level and gain do not matter
+    assert (out[2] == 0).all() and (out[3] == 0).all()  # constant and all-NaN images
     assert (out[4][::7, :] == 0).all() and np.isfinite(out[4]).all()
     assert abs(np.median(out[0])) < 0.05 and 0.6 < np.std(out[0][:20, :20]) < 1.0
-    assert out[0][31, 31] > 5.0                                 # the source stands out, compressed
+    assert out[0][31, 31] > 5.0  # the source stands out, compressed
     batch = normalization.normalize_images(stack[None]).numpy()[0]
-    np.testing.assert_array_equal(batch, out)                   # any leading shape
+    np.testing.assert_array_equal(batch, out)  # any leading shape
 
 
 def _star(flux, sky, noise, rng, size=64, sigma=1.2):
     """A Gaussian star of total `flux` at the centre on a sky `sky` with Gaussian noise `noise`."""
     y, x = np.mgrid[:size, :size] - (size - 1) / 2
-    psf = np.exp(-(x ** 2 + y ** 2) / (2 * sigma ** 2))
+    psf = np.exp(-(x**2 + y**2) / (2 * sigma**2))
     return (sky + flux * psf / psf.sum() + rng.normal(0, noise, (size, size))).astype(np.float32)
 
 
 def test_object_normalization_preserves_flux_ratio_between_dates_with_different_sky_noise():
     rng = np.random.default_rng(3)
     # dates 0-2: dark sky (noise 5); date 3: bright Moon (noise 20) while the source doubles
-    images = np.stack([_star(4000, 300, 5, rng), _star(4000, 310, 5, rng), _star(4000, 290, 5, rng),
-                       _star(8000, 2000, 20, rng)])
+    images = np.stack(
+        [
+            _star(4000, 300, 5, rng),
+            _star(4000, 310, 5, rng),
+            _star(4000, 290, 5, rng),
+            _star(8000, 2000, 20, rng),
+        ]
+    )
     scale = normalization.reference_scale(images)
-    assert 4.5 < float(scale) < 5.5                          # the first dates' noise, not the Moon's
-    out = np.sinh(normalization.normalize_images(images, scale).numpy())   # undo the asinh: flux units
+    assert 4.5 < float(scale) < 5.5  # the first dates' noise, not the Moon's
+    out = np.sinh(
+        normalization.normalize_images(images, scale).numpy()
+    )  # undo the asinh: flux units
     aperture = (slice(26, 38), slice(26, 38))
     ratio = out[3][aperture].sum() / out[0][aperture].sum()
-    assert abs(ratio - 2.0) < 0.1                              # the brightening survives
+    assert abs(ratio - 2.0) < 0.1  # the brightening survives
     per_image = np.sinh(normalization.normalize_images(images).numpy())
     wrong = per_image[3][aperture].sum() / per_image[0][aperture].sum()
-    assert wrong < 0.7                                          # per-image scales turned it into a fading
+    assert wrong < 0.7  # per-image scales turned it into a fading
 
 
 def test_object_normalization_is_invariant_to_sky_level_and_gain_and_handles_nan():
     rng = np.random.default_rng(4)
     images = np.stack([_star(3000, 500, 6, rng) for _ in range(4)])
     images[1, 3:5, :] = np.nan
-    transformed = 1000.0 + 2.5 * images                        # other bias and gain
+    transformed = 1000.0 + 2.5 * images  # other bias and gain
     a = normalization.normalize_images(images, normalization.reference_scale(images)).numpy()
-    b = normalization.normalize_images(transformed, normalization.reference_scale(transformed)).numpy()
+    b = normalization.normalize_images(
+        transformed, normalization.reference_scale(transformed)
+    ).numpy()
     np.testing.assert_allclose(a, b, atol=1e-4)
     assert np.isfinite(a).all() and (a[1, 3:5, :] == 0).all()
     # all-NaN or constant first dates are skipped when choosing the scale; none usable -> finite
-    padded = np.concatenate([np.full((1, 64, 64), np.nan, np.float32), np.full((1, 64, 64), 7.0, np.float32),
-                             images])
-    assert float(normalization.reference_scale(padded)) == float(normalization.reference_scale(images[:1]))
+    padded = np.concatenate(
+        [np.full((1, 64, 64), np.nan, np.float32), np.full((1, 64, 64), 7.0, np.float32), images]
+    )
+    assert float(normalization.reference_scale(padded)) == float(
+        normalization.reference_scale(images[:1])
+    )
     flat = np.full((3, 64, 64), 7.0, np.float32)
     assert float(normalization.reference_scale(flat)) == pytest.approx(normalization.MIN_SCALE)
-    assert np.isfinite(normalization.normalize_images(flat, normalization.reference_scale(flat)).numpy()).all()
+    assert np.isfinite(
+        normalization.normalize_images(flat, normalization.reference_scale(flat)).numpy()
+    ).all()
     with pytest.raises(ValueError, match="scale"):
         normalization.object_scale(images, "night")
 
@@ -145,8 +182,10 @@ def test_augmentation_is_one_dihedral_transform_for_the_whole_sequence():
         out = augmentation.rotate_flip(sequence, tf.constant([seed, 3], tf.int64)).numpy()
         assert all((out[k] == out[0]).all() for k in range(5))
         variants.add(out[0].tobytes())
-    group = {np.rot90(f, k).tobytes() for k in range(4) for f in (step.numpy(), np.fliplr(step.numpy()))}
-    assert variants == group                                    # exactly the 8 transforms
+    group = {
+        np.rot90(f, k).tobytes() for k in range(4) for f in (step.numpy(), np.fliplr(step.numpy()))
+    }
+    assert variants == group  # exactly the 8 transforms
 
 
 def test_task_tables():
@@ -160,7 +199,10 @@ def test_task_tables():
 
 
 def _records_by_id(records_dir):
-    return {r.object_id: r for r in parser.read_records(sorted(glob.glob(os.path.join(records_dir, "*.tfrecord"))))}
+    return {
+        r.object_id: r
+        for r in parser.read_records(sorted(glob.glob(os.path.join(records_dir, "*.tfrecord"))))
+    }
 
 
 def test_evaluation_sequences_mask_and_labels(tiny_records):
@@ -169,7 +211,11 @@ def test_evaluation_sequences_mask_and_labels(tiny_records):
     by_length = collections.Counter()
     seen = 0
     for features, labels in datasets.evaluation_dataset(str(out), config, split="train"):
-        images, lengths, gaps = features["images"].numpy(), features["length"].numpy(), features["dt"].numpy()
+        images, lengths, gaps = (
+            features["images"].numpy(),
+            features["length"].numpy(),
+            features["dt"].numpy(),
+        )
         assert images.shape[1] == lengths.max()
         for b, length in enumerate(lengths):
             assert np.all(images[b, length:] == 0) and np.all(gaps[b, length:] == 0)
@@ -179,10 +225,14 @@ def test_evaluation_sequences_mask_and_labels(tiny_records):
         assert labels.dtype == tf.int32
     manifest = datasets.load_manifest(str(out))
     assert seen == sum(manifest["splits"]["train"]["records"].values())
-    train_ids = {r.object_id for r in parser.read_records(
-        [os.path.join(out, s["file"]) for s in manifest["splits"]["train"]["shards"]])}
+    train_ids = {
+        r.object_id
+        for r in parser.read_records(
+            [os.path.join(out, s["file"]) for s in manifest["splits"]["train"]["shards"]]
+        )
+    }
     expected = collections.Counter(_records_by_id(out)[i].num_dates - 2 for i in train_ids)
-    assert by_length == expected                              # length = dates - 2 triplets
+    assert by_length == expected  # length = dates - 2 triplets
 
 
 def test_evaluation_uses_the_first_exposure_of_each_date(tiny_records):
@@ -192,8 +242,9 @@ def test_evaluation_uses_the_first_exposure_of_each_date(tiny_records):
     config = datasets.PipelineConfig(sequence_length=None, batch_size=1, task="multiclass")
     features, _ = next(iter(datasets.evaluation_dataset(str(out), config, split="train")))
     first = [np.flatnonzero(record.date_index == d)[0] for d in range(record.num_dates)]
-    expected = normalization.normalize_images(record.images[first],
-                                              normalization.reference_scale(record.images[first])).numpy()
+    expected = normalization.normalize_images(
+        record.images[first], normalization.reference_scale(record.images[first])
+    ).numpy()
     np.testing.assert_allclose(features["images"].numpy()[0, :, :, :, 0], expected[:-2], atol=1e-6)
     np.testing.assert_allclose(features["images"].numpy()[0, -1, :, :, 2], expected[-1], atol=1e-6)
 
@@ -203,10 +254,14 @@ def test_crop_is_the_centre_of_the_normalized_cutout(tiny_records, mode):
     out, _ = tiny_records
     whole = datasets.PipelineConfig(mode=mode, sequence_length=None, batch_size=1)
     cropped = dataclasses.replace(whole, crop=32)
-    for (a, _), (b, _) in zip(datasets.evaluation_dataset(str(out), whole, split="train").take(3),
-                              datasets.evaluation_dataset(str(out), cropped, split="train").take(3)):
+    for (a, _), (b, _) in zip(
+        datasets.evaluation_dataset(str(out), whole, split="train").take(3),
+        datasets.evaluation_dataset(str(out), cropped, split="train").take(3),
+    ):
         assert b["images"].shape[-3:-1] == (32, 32)
-        np.testing.assert_array_equal(b["images"].numpy(), a["images"].numpy()[..., 16:48, 16:48, :])
+        np.testing.assert_array_equal(
+            b["images"].numpy(), a["images"].numpy()[..., 16:48, 16:48, :]
+        )
     with pytest.raises(ValueError, match="cannot crop"):
         model_inputs.center_crop(tf.zeros([2, 16, 16]), 32)
 
@@ -216,17 +271,31 @@ def test_triplet_mode_stacks_max_and_neighbours(tiny_records):
     config = datasets.PipelineConfig(mode="triplet", batch_size=1)
     records = {}
     for shard in manifest["splits"]["train"]["shards"]:
-        records.update({r.object_id: r for r in parser.read_records([os.path.join(out, shard["file"])])})
-    ordered = [r for label in range(6) for shard in manifest["splits"]["train"]["shards"]
-               if shard["class"] == classes.CLASS_NAMES[label]
-               for r in parser.read_records([os.path.join(out, shard["file"])])]
-    for (features, label), record in zip(datasets.evaluation_dataset(str(out), config, split="train"), ordered):
+        records.update(
+            {r.object_id: r for r in parser.read_records([os.path.join(out, shard["file"])])}
+        )
+    ordered = [
+        r
+        for label in range(6)
+        for shard in manifest["splits"]["train"]["shards"]
+        if shard["class"] == classes.CLASS_NAMES[label]
+        for r in parser.read_records([os.path.join(out, shard["file"])])
+    ]
+    for (features, label), record in zip(
+        datasets.evaluation_dataset(str(out), config, split="train"), ordered
+    ):
         assert int(label[0]) == record.label
         first = [np.flatnonzero(record.date_index == d)[0] for d in range(record.num_dates)]
-        chosen = windows.triplet_dates(record.num_dates, record.max_date_index, record.label == 5).numpy()
-        scale = normalization.reference_scale(record.images[first])     # the object's first dates
-        expected = normalization.normalize_images(record.images[np.array(first)[chosen]], scale).numpy()
-        np.testing.assert_allclose(np.moveaxis(features["images"].numpy()[0], -1, 0), expected, atol=1e-6)
+        chosen = windows.triplet_dates(
+            record.num_dates, record.max_date_index, record.label == 5
+        ).numpy()
+        scale = normalization.reference_scale(record.images[first])  # the object's first dates
+        expected = normalization.normalize_images(
+            record.images[np.array(first)[chosen]], scale
+        ).numpy()
+        np.testing.assert_allclose(
+            np.moveaxis(features["images"].numpy()[0], -1, 0), expected, atol=1e-6
+        )
 
 
 def _labels(dataset, batches):
@@ -235,18 +304,26 @@ def _labels(dataset, batches):
 
 def test_balanced_epoch_has_equal_class_frequencies(tiny_records):
     out, manifest = tiny_records
-    config = datasets.PipelineConfig(batch_size=24, sequence_length=5, augment=False, shuffle_buffer=4)
+    config = datasets.PipelineConfig(
+        batch_size=24, sequence_length=5, augment=False, shuffle_buffer=4
+    )
     dataset, steps = datasets.training_dataset(str(out), config)
-    assert steps == 1                                      # 6 classes x 1 object each / batch 24
-    labels = _labels(dataset, 60)                          # 1440 sequences, 240 expected per class
+    assert steps == 1  # 6 classes x 1 object each / batch 24
+    labels = _labels(dataset, 60)  # 1440 sequences, 240 expected per class
     frequencies = np.bincount(labels, minlength=6) / len(labels)
-    np.testing.assert_allclose(frequencies, 1 / 6, atol=0.045)   # ~4 standard deviations
+    np.testing.assert_allclose(frequencies, 1 / 6, atol=0.045)  # ~4 standard deviations
 
 
 def test_natural_frequencies_follow_the_counts(tiny_records):
     out, _ = tiny_records
-    config = datasets.PipelineConfig(task="binary", balance="natural", batch_size=30, sequence_length=5,
-                                     augment=False, shuffle_buffer=4)
+    config = datasets.PipelineConfig(
+        task="binary",
+        balance="natural",
+        batch_size=30,
+        sequence_length=5,
+        augment=False,
+        shuffle_buffer=4,
+    )
     dataset, steps = datasets.training_dataset(str(out), config)
     labels = _labels(dataset, 40)
     manifest = datasets.load_manifest(str(out))
@@ -267,7 +344,7 @@ def test_task_filters_and_relabels(tiny_records):
     counts = manifest["splits"]["train"]["records"]
     assert sorted(ids) == [0] * counts.get("SN", 0) + [1] * counts.get("NT", 0)
     config = dataclasses.replace(config, task="transients")
-    labels = [int(l[0]) for _, l in datasets.evaluation_dataset(str(out), config, split="train")]
+    labels = [int(y[0]) for _, y in datasets.evaluation_dataset(str(out), config, split="train")]
     assert len(labels) == sum(counts.values()) - counts.get("NT", 0) and max(labels) <= 4
 
 
@@ -275,9 +352,11 @@ def test_same_seed_same_batches(tiny_records):
     out, _ = tiny_records
 
     def first_batches(seed):
-        config = datasets.PipelineConfig(batch_size=4, sequence_length=7, deterministic=True, seed=seed)
+        config = datasets.PipelineConfig(
+            batch_size=4, sequence_length=7, deterministic=True, seed=seed
+        )
         dataset, _ = datasets.training_dataset(str(out), config)
-        return [(f["images"].numpy(), f["dt"].numpy(), l.numpy()) for f, l in dataset.take(3)]
+        return [(f["images"].numpy(), f["dt"].numpy(), y.numpy()) for f, y in dataset.take(3)]
 
     a, b, c = first_batches(5), first_batches(5), first_batches(6)
     for x, y in zip(a, b):
@@ -288,14 +367,20 @@ def test_same_seed_same_batches(tiny_records):
 
 def test_training_sees_new_permutations_each_pass(tiny_records):
     out, _ = tiny_records
-    config = datasets.PipelineConfig(task="supernova", batch_size=2, sequence_length=None, augment=False,
-                                     deterministic=True, shuffle_buffer=1)
+    config = datasets.PipelineConfig(
+        task="supernova",
+        batch_size=2,
+        sequence_length=None,
+        augment=False,
+        deterministic=True,
+        shuffle_buffer=1,
+    )
     dataset, _ = datasets.training_dataset(str(out), config)
     sequences = collections.defaultdict(set)
     for features, labels in dataset.take(40):
         for b in range(2):
             length = int(features["length"][b])
-            key = (int(labels[b]), length)          # the tiny split has one SN and one NT object
+            key = (int(labels[b]), length)  # the tiny split has one SN and one NT object
             sequences[key].add(features["images"].numpy()[b, :length].tobytes())
     assert all(len(v) > 5 for v in sequences.values())
 
@@ -309,7 +394,9 @@ def test_config_validation():
 
 def test_cached_training_stream_gives_the_same_kind_of_batches(tiny_records):
     out, _ = tiny_records
-    config = datasets.PipelineConfig(batch_size=4, sequence_length=5, cache=True, deterministic=True)
+    config = datasets.PipelineConfig(
+        batch_size=4, sequence_length=5, cache=True, deterministic=True
+    )
     dataset, _ = datasets.training_dataset(str(out), config)
     features, labels = next(iter(dataset))
     assert features["images"].shape == (4, 3, 64, 64, 3) and labels.shape == (4,)

@@ -17,7 +17,9 @@ def test_cpu_bfloat16_detection_reads_the_flags(tmp_path):
     assert precision.has_fast_bfloat16(str(tmp_path / "bf16"))
     assert not precision.has_fast_bfloat16(str(tmp_path / "plain"))
     assert not precision.has_fast_bfloat16(str(tmp_path / "missing"))
-    assert precision.resolve("auto") == ("mixed_bfloat16" if precision.has_fast_bfloat16() else "float32")
+    assert precision.resolve("auto") == (
+        "mixed_bfloat16" if precision.has_fast_bfloat16() else "float32"
+    )
     assert precision.resolve("float32") == "float32"
     with pytest.raises(ValueError, match="precision 'fp16'"):
         precision.resolve("fp16")
@@ -25,17 +27,33 @@ def test_cpu_bfloat16_detection_reads_the_flags(tmp_path):
 
 def test_bfloat16_taonet_trains_saves_and_keeps_float32_outputs(tmp_path):
     with precision.policy("mixed_bfloat16"):
-        model = taonet.build_taonet(taonet.TAONetConfig(
-            backbone=densenet.DenseNetConfig(growth_rate=4, depth=10, stem_stride=2), gru_layers=1, gru_units=8), 6)
-    assert keras.mixed_precision.global_policy().name == "float32"        # restored
+        model = taonet.build_taonet(
+            taonet.TAONetConfig(
+                backbone=densenet.DenseNetConfig(growth_rate=4, depth=10, stem_stride=2),
+                gru_layers=1,
+                gru_units=8,
+            ),
+            6,
+        )
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
     assert model.get_layer("gru1").dtype_policy.name == "mixed_bfloat16"
     rng = np.random.default_rng(0)
-    x = {"images": rng.normal(size=(4, 5, 64, 64, 3)).astype("float32"), "dt": np.zeros((4, 5, 2), "float32"),
-         "length": np.array([5, 3, 4, 2], "int32")}
+    x = {
+        "images": rng.normal(size=(4, 5, 64, 64, 3)).astype("float32"),
+        "dt": np.zeros((4, 5, 2), "float32"),
+        "length": np.array([5, 3, 4, 2], "int32"),
+    }
     y = np.arange(4)
-    model.compile("adam", loss={"probabilities": keras.losses.SparseCategoricalCrossentropy(),
-                                "aux_probabilities": losses.masked_step_crossentropy})
-    history = model.fit(x, {"probabilities": y, "aux_probabilities": y}, epochs=2, verbose=0).history
+    model.compile(
+        "adam",
+        loss={
+            "probabilities": keras.losses.SparseCategoricalCrossentropy(),
+            "aux_probabilities": losses.masked_step_crossentropy,
+        },
+    )
+    history = model.fit(
+        x, {"probabilities": y, "aux_probabilities": y}, epochs=2, verbose=0
+    ).history
     assert np.all(np.isfinite(history["loss"]))
     out = model(x, training=False)
     assert out["probabilities"].dtype == "float32"

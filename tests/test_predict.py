@@ -17,9 +17,25 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def predict(model, input_dir, output):
-    run = subprocess.run([sys.executable, "-m", "tools.predict", "--model", str(model), "--input", str(input_dir),
-                          "--output", str(output), "--workers", "1"], cwd=REPO, capture_output=True, text=True,
-                         timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.predict",
+            "--model",
+            str(model),
+            "--input",
+            str(input_dir),
+            "--output",
+            str(output),
+            "--workers",
+            "1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     with open(output) as f:
         return list(csv.DictReader(f)), run.stdout
@@ -32,7 +48,9 @@ def model_root(trained_run):
 
 def test_fits_dataset_is_classified_with_metrics(model_root, tiny_survey, tmp_path):
     rows, stdout = predict(model_root, tiny_survey, tmp_path / "p.csv")
-    catalog = {r["object_id"]: r["label"] for r in csv.DictReader(open(tiny_survey / "catalog.csv"))}
+    catalog = {
+        r["object_id"]: r["label"] for r in csv.DictReader(open(tiny_survey / "catalog.csv"))
+    }
     # Every object with at least 3 dates, whatever its date of maximum (a catalog value).
     assert len(rows) == len(catalog) - stdout.count("at least 3 needed")
     assert "skipped" in stdout and "All labelled objects" in stdout and "mean ± std" in stdout
@@ -49,15 +67,19 @@ def test_unlabelled_fits_objects_get_predictions_without_metrics(model_root, tin
     lines = (survey / "catalog.csv").read_text().splitlines()
     header = lines[0].split(",")
     column = header.index("label")
-    blanked = [lines[0]] + [",".join("" if i == column else v for i, v in enumerate(line.split(",")))
-                            for line in lines[1:]]
+    blanked = [lines[0]] + [
+        ",".join("" if i == column else v for i, v in enumerate(line.split(",")))
+        for line in lines[1:]
+    ]
     (survey / "catalog.csv").write_text("\n".join(blanked) + "\n")
     rows, stdout = predict(model_root, survey, tmp_path / "p.csv")
     assert rows and all(row["label"] == "" for row in rows)
     assert "maximum F1" not in stdout
 
 
-def test_records_with_a_corrupt_one_are_classified_and_the_bad_one_reported(model_root, trained_run, tmp_path):
+def test_records_with_a_corrupt_one_are_classified_and_the_bad_one_reported(
+    model_root, trained_run, tmp_path
+):
     records_dir = json.load(open(trained_run / "config.json"))["records"]
     manifest = json.load(open(os.path.join(records_dir, "dataset.json")))
     shard = os.path.join(records_dir, manifest["splits"]["train"]["shards"][0]["file"])
@@ -69,25 +91,41 @@ def test_records_with_a_corrupt_one_are_classified_and_the_bad_one_reported(mode
     rows, stdout = predict(model_root, tmp_path / "in", tmp_path / "p.csv")
     assert len(rows) == len(good)
     assert "1 object(s) skipped" in stdout
-    expected = tf.saved_model.load(str(model_root / "1")).signatures["serialized"](records=tf.constant(good))
+    expected = tf.saved_model.load(str(model_root / "1")).signatures["serialized"](
+        records=tf.constant(good)
+    )
     got = np.array([[float(r[f"p_{c}"]) for c in classes.CLASS_NAMES] for r in rows])
     np.testing.assert_allclose(got, expected["probabilities"].numpy(), atol=1e-6)
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "tools.predict", "--model", str(tmp_path), "--input", str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "tools.predict", "--model", str(tmp_path), "--input", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode != 0 and "saved_model.pb" in run.stderr
 
 
 def test_tao_release_files_are_classified_directly(model_root, tmp_path):
     import fitsfiles
+
     mjds = fitsfiles.four_a_night([0, 30, 61, 90])
     images = [fitsfiles.star_image(64, flux=3000.0, sky=1000.0, seed=i) for i in range(len(mjds))]
     root = tmp_path / "TAO_transients"
     fitsfiles.write_release_object(root / "data" / "SN" / "CSS1:1.fits", "CSS1:1", mjds, images)
-    fitsfiles.write_release_object(root / "data" / "NON" / "nonCSS:2.fits", "nonCSS:2", mjds, images,
-                                   kind="non-transient", header_id="CSS1:1")
+    fitsfiles.write_release_object(
+        root / "data" / "NON" / "nonCSS:2.fits",
+        "nonCSS:2",
+        mjds,
+        images,
+        kind="non-transient",
+        header_id="CSS1:1",
+    )
     rows, _ = predict(model_root, root, tmp_path / "p.csv")
-    assert {(r["object_id"], r["label"], r["num_dates"]) for r in rows} == {("CSS1:1", "SN", "4"),
-                                                                            ("nonCSS:2", "NT", "4")}
+    assert {(r["object_id"], r["label"], r["num_dates"]) for r in rows} == {
+        ("CSS1:1", "SN", "4"),
+        ("nonCSS:2", "NT", "4"),
+    }

@@ -16,7 +16,7 @@ from tao_keras.pipeline import datasets
 from tfrecords import parser
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SEQUENCE_LENGTH = 5      # the trained_run fixture's S
+SEQUENCE_LENGTH = 5  # the trained_run fixture's S
 
 
 @pytest.fixture(scope="module")
@@ -28,38 +28,56 @@ def served(trained_run):
 def objects(trained_run):
     """(serialized records, decoded records) of the train split, in evaluation order."""
     records_dir = json.load(open(trained_run / "config.json"))["records"]
-    shards = datasets.task_shards(datasets.load_manifest(records_dir), records_dir, "train", "multiclass")
+    shards = datasets.task_shards(
+        datasets.load_manifest(records_dir), records_dir, "train", "multiclass"
+    )
     paths = [p for label in sorted(shards) for p, _ in shards[label]]
     serialized = [s.numpy() for s in tf.data.TFRecordDataset(paths)]
     return records_dir, serialized, [parser.decode(s) for s in serialized]
 
 
 def pack(records, pad=2):
-    """Records -> serving_default inputs, padded with NaN images and zero times beyond each object."""
+    """Records -> serving_default inputs, padded with NaN images and zero times beyond each
+    object."""
     width = max(r.num_exposures for r in records) + pad
     images = np.full((len(records), width, 64, 64), np.nan, np.float32)
     mjd = np.zeros((len(records), width))
     for i, r in enumerate(records):
-        images[i, :r.num_exposures], mjd[i, :r.num_exposures] = r.images, r.mjd
+        images[i, : r.num_exposures], mjd[i, : r.num_exposures] = r.images, r.mjd
     return images, mjd, np.array([r.num_exposures for r in records], np.int32)
 
 
 def call_raw(served, images, mjd, num_exposures):
-    return served.signatures["serving_default"](images=tf.constant(images, tf.float32), mjd=tf.constant(mjd),
-                                                num_exposures=tf.constant(num_exposures, tf.int32))
+    return served.signatures["serving_default"](
+        images=tf.constant(images, tf.float32),
+        mjd=tf.constant(mjd),
+        num_exposures=tf.constant(num_exposures, tf.int32),
+    )
 
 
-def test_fresh_tensorflow_only_process_reproduces_keras_probabilities(trained_run, objects, tmp_path):
+def test_fresh_tensorflow_only_process_reproduces_keras_probabilities(
+    trained_run, objects, tmp_path
+):
     records_dir, serialized, records = objects
     trained = keras.saving.load_model(str(trained_run / "joint" / "model.keras"), compile=False)
-    model = export.float32_copy(trained)        # what is exported: same weights, float32 compute
+    model = export.float32_copy(trained)  # what is exported: same weights, float32 compute
     config = datasets.PipelineConfig(sequence_length=SEQUENCE_LENGTH, augment=False, batch_size=4)
-    expected = np.concatenate([model(f, training=False)["probabilities"].numpy()
-                               for f, _ in datasets.evaluation_dataset(records_dir, config, split="train")])
+    expected = np.concatenate(
+        [
+            model(f, training=False)["probabilities"].numpy()
+            for f, _ in datasets.evaluation_dataset(records_dir, config, split="train")
+        ]
+    )
     assert expected.shape == (len(records), 6)
-    as_trained = np.concatenate([trained(f, training=False)["probabilities"].numpy()
-                                 for f, _ in datasets.evaluation_dataset(records_dir, config, split="train")])
-    np.testing.assert_allclose(as_trained, expected, atol=0.02)     # bfloat16 training compute, if used
+    as_trained = np.concatenate(
+        [
+            trained(f, training=False)["probabilities"].numpy()
+            for f, _ in datasets.evaluation_dataset(records_dir, config, split="train")
+        ]
+    )
+    np.testing.assert_allclose(
+        as_trained, expected, atol=0.02
+    )  # bfloat16 training compute, if used
 
     images, mjd, num_exposures = pack(records)
     np.savez(tmp_path / "inputs.npz", images=images, mjd=mjd, num_exposures=num_exposures)
@@ -67,9 +85,20 @@ def test_fresh_tensorflow_only_process_reproduces_keras_probabilities(trained_ru
         for s in serialized:
             writer.write(s)
     model_dir = trained_run / "export" / "taonet_multiclass" / "1"
-    subprocess.run([sys.executable, os.path.join(REPO, "tests", "serving_client.py"), str(model_dir),
-                    str(tmp_path / "inputs.npz"), str(tmp_path / "objects.tfrecord"), str(tmp_path / "out.npz")],
-                   cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tests", "serving_client.py"),
+            str(model_dir),
+            str(tmp_path / "inputs.npz"),
+            str(tmp_path / "objects.tfrecord"),
+            str(tmp_path / "out.npz"),
+        ],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     out = np.load(tmp_path / "out.npz")
     assert out["loaded"].size == 0
     np.testing.assert_allclose(out["raw"], expected, atol=1e-5)
@@ -87,8 +116,12 @@ def test_outputs_and_metadata_file(served, objects, trained_run):
     assert out["probabilities"].shape == (3, 6)
     assert out["class_names"].numpy().shape == (3, 6)
     np.testing.assert_array_equal(out["num_dates"].numpy(), [r.num_dates for r in records[:3]])
-    np.testing.assert_array_equal(out["class_id"].numpy(), out["probabilities"].numpy().argmax(axis=1))
-    asset = trained_run / "export" / "taonet_multiclass" / "1" / "assets.extra" / export.METADATA_FILE
+    np.testing.assert_array_equal(
+        out["class_id"].numpy(), out["probabilities"].numpy().argmax(axis=1)
+    )
+    asset = (
+        trained_run / "export" / "taonet_multiclass" / "1" / "assets.extra" / export.METADATA_FILE
+    )
     assert json.loads(asset.read_text()) == json.loads(served.metadata()["json"].numpy())
 
 
@@ -98,22 +131,27 @@ def test_padding_order_and_empty_exposures_do_not_change_the_answer(served, obje
     reference = call_raw(served, images, mjd, num_exposures)["probabilities"].numpy()
     rng = np.random.default_rng(1)
     garbage = images.copy()
-    garbage[0, num_exposures[0]:] = rng.normal(1e4, 1e3, garbage[0, num_exposures[0]:].shape)
+    garbage[0, num_exposures[0] :] = rng.normal(1e4, 1e3, garbage[0, num_exposures[0] :].shape)
     changed = mjd.copy()
-    changed[0, num_exposures[0]:] = 1e9
-    np.testing.assert_allclose(call_raw(served, garbage, changed, num_exposures)["probabilities"], reference,
-                               atol=1e-6)
-    order = [rng.permutation(n) for n in num_exposures]       # exposures in any time order
+    changed[0, num_exposures[0] :] = 1e9
+    np.testing.assert_allclose(
+        call_raw(served, garbage, changed, num_exposures)["probabilities"], reference, atol=1e-6
+    )
+    order = [rng.permutation(n) for n in num_exposures]  # exposures in any time order
     shuffled_images, shuffled_mjd = images.copy(), mjd.copy()
     for i, p in enumerate(order):
-        shuffled_images[i, :len(p)], shuffled_mjd[i, :len(p)] = images[i, p], mjd[i, p]
-    np.testing.assert_allclose(call_raw(served, shuffled_images, shuffled_mjd, num_exposures)["probabilities"],
-                               reference, atol=1e-6)
-    blank = images.copy()                                      # an all-NaN exposure, not the first of its date
-    second = int(np.flatnonzero(np.diff(mjd[1, :num_exposures[1]]) < 0.5)[0]) + 1
+        shuffled_images[i, : len(p)], shuffled_mjd[i, : len(p)] = images[i, p], mjd[i, p]
+    np.testing.assert_allclose(
+        call_raw(served, shuffled_images, shuffled_mjd, num_exposures)["probabilities"],
+        reference,
+        atol=1e-6,
+    )
+    blank = images.copy()  # an all-NaN exposure, not the first of its date
+    second = int(np.flatnonzero(np.diff(mjd[1, : num_exposures[1]]) < 0.5)[0]) + 1
     blank[1, second] = np.nan
-    np.testing.assert_allclose(call_raw(served, blank, mjd, num_exposures)["probabilities"], reference,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        call_raw(served, blank, mjd, num_exposures)["probabilities"], reference, atol=1e-6
+    )
 
 
 def assert_invalid(served, match, images, mjd, num_exposures):
@@ -134,32 +172,80 @@ def test_bad_requests_fail_with_a_message(served, objects):
     blank = images.copy()
     blank[0] = np.nan
     assert_invalid(served, "batch row 0: 0 observation date", blank, mjd, num_exposures)
-    two_dates = np.searchsorted(records[1].date_index, 2)            # exposures of dates 0 and 1
-    assert_invalid(served, "batch row 1: 2 observation date", images, mjd, np.array([num_exposures[0], two_dates]))
-    assert_invalid(served, r"it must be \[batch, exposures, 64, 64\]", images[:, :, :32, :32], mjd, num_exposures)
+    two_dates = np.searchsorted(records[1].date_index, 2)  # exposures of dates 0 and 1
+    assert_invalid(
+        served,
+        "batch row 1: 2 observation date",
+        images,
+        mjd,
+        np.array([num_exposures[0], two_dates]),
+    )
+    assert_invalid(
+        served,
+        r"it must be \[batch, exposures, 64, 64\]",
+        images[:, :, :32, :32],
+        mjd,
+        num_exposures,
+    )
     with pytest.raises(tf.errors.InvalidArgumentError):
         served.signatures["serialized"](records=tf.constant([serialized[0], b"not a record"]))
 
 
 def test_export_cli_versions_and_refuses_triplet_models(trained_run, objects, tmp_path):
     for expected in ("1", "2"):
-        run = subprocess.run([sys.executable, "-m", "tools.export_savedmodel", "--run", str(trained_run),
-                              "--output", str(tmp_path), "--stage", "gru"], cwd=REPO, capture_output=True,
-                             text=True, timeout=300)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tools.export_savedmodel",
+                "--run",
+                str(trained_run),
+                "--output",
+                str(tmp_path),
+                "--stage",
+                "gru",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         assert (tmp_path / "taonet_multiclass" / expected / "saved_model.pb").exists()
     gru = tf.saved_model.load(str(tmp_path / "taonet_multiclass" / "1"))
-    assert json.loads(gru.metadata()["json"].numpy())["sequence_length"] is None     # all dates, padded
+    assert (
+        json.loads(gru.metadata()["json"].numpy())["sequence_length"] is None
+    )  # all dates, padded
     records_dir, serialized, _ = objects
-    model = export.float32_copy(keras.saving.load_model(str(trained_run / "gru" / "model.keras"), compile=False))
+    model = export.float32_copy(
+        keras.saving.load_model(str(trained_run / "gru" / "model.keras"), compile=False)
+    )
     config = datasets.PipelineConfig(sequence_length=None, augment=False, batch_size=5)
-    expected = np.concatenate([model(f, training=False)["probabilities"].numpy()
-                               for f, _ in datasets.evaluation_dataset(records_dir, config, split="train")])
+    expected = np.concatenate(
+        [
+            model(f, training=False)["probabilities"].numpy()
+            for f, _ in datasets.evaluation_dataset(records_dir, config, split="train")
+        ]
+    )
     got = gru.signatures["serialized"](records=tf.constant(serialized))["probabilities"].numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    densenet_model = keras.saving.load_model(str(trained_run / "densenet" / "model.keras"), compile=False)
+    densenet_model = keras.saving.load_model(
+        str(trained_run / "densenet" / "model.keras"), compile=False
+    )
     with pytest.raises(ValueError, match="only TAO-Net"):
         export.export_model(densenet_model, str(tmp_path / "x"), "multiclass", None)
-    missing = subprocess.run([sys.executable, "-m", "tools.export_savedmodel", "--run", str(tmp_path),
-                              "--output", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True)
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.export_savedmodel",
+            "--run",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode != 0 and "config.json" in missing.stderr

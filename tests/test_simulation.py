@@ -12,8 +12,9 @@ from astropy.wcs import WCS
 
 from tools.simulation import calibration, lightcurves, observing, rendering, survey
 
-SHARED_CATALOG = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                              "crts-transients-catalog.tsv")
+SHARED_CATALOG = os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "data", "crts-transients-catalog.tsv"
+)
 
 
 def read_catalog(directory):
@@ -23,35 +24,57 @@ def read_catalog(directory):
 
 def test_same_seed_same_survey_whatever_the_workers(tiny_survey, tmp_path):
     from conftest import TINY_SURVEY
+
     again = tmp_path / "again"
     survey.simulate_survey(str(again), TINY_SURVEY, workers=1, progress=False)
     assert read_catalog(tiny_survey) == read_catalog(again)
-    files = sorted(os.path.relpath(p, tiny_survey) for p in glob.glob(f"{tiny_survey}/images/*/*.fits"))
+    files = sorted(
+        os.path.relpath(p, tiny_survey) for p in glob.glob(f"{tiny_survey}/images/*/*.fits")
+    )
     assert files == sorted(os.path.relpath(p, again) for p in glob.glob(f"{again}/images/*/*.fits"))
     assert not filecmp.cmpfiles(tiny_survey, again, files, shallow=False)[1]
 
 
 def test_catalog_layout_and_exact_class_mix(tiny_survey):
     rows = read_catalog(tiny_survey)
-    labels = [r["label"] for r in rows]     # 16 over 6 equal weights: largest remainders, in table order
-    assert {name: labels.count(name) for name in set(labels)} == \
-        {"BZ": 3, "AGN": 3, "CV": 3, "OTHER": 3, "SN": 2, "NT": 2}
+    labels = [
+        r["label"] for r in rows
+    ]  # 16 over 6 equal weights: largest remainders, in table order
+    assert {name: labels.count(name) for name in set(labels)} == {
+        "BZ": 3,
+        "AGN": 3,
+        "CV": 3,
+        "OTHER": 3,
+        "SN": 2,
+        "NT": 2,
+    }
     for row in rows:
         folder = os.path.join(tiny_survey, "images", row["object_id"])
         assert len(os.listdir(folder)) == int(row["num_exposures"])
         assert (row["max_mjd"] == "") == (row["label"] == "NT")
-    assert calibration.class_counts(300, calibration.PAPER_CLASS_COUNTS) == \
-        {"BZ": 4, "AGN": 10, "CV": 12, "OTHER": 13, "SN": 21, "NT": 240}
+    assert calibration.class_counts(300, calibration.PAPER_CLASS_COUNTS) == {
+        "BZ": 4,
+        "AGN": 10,
+        "CV": 12,
+        "OTHER": 13,
+        "SN": 21,
+        "NT": 240,
+    }
 
 
-@pytest.mark.skipif(not os.path.exists(SHARED_CATALOG), reason="shared/ CRTS catalogue not beside the checkout")
+@pytest.mark.skipif(
+    not os.path.exists(SHARED_CATALOG), reason="shared/ CRTS catalogue not beside the checkout"
+)
 def test_peak_magnitude_tables_match_the_crts_catalogue():
     with open(SHARED_CATALOG) as f:
         rows = [r for r in csv.reader(f, delimiter="\t") if not r[0].startswith("#")]
     for group, names in calibration.CATALOG_GROUPS.items():
         mags = [float(r[4]) for r in rows if r[-1].split() and r[-1].split()[0] in names]
-        np.testing.assert_allclose(np.percentile(mags, calibration.PERCENTILES),
-                                   calibration.PEAK_MAG_PERCENTILES[group], atol=0.006)
+        np.testing.assert_allclose(
+            np.percentile(mags, calibration.PERCENTILES),
+            calibration.PEAK_MAG_PERCENTILES[group],
+            atol=0.006,
+        )
         if group in calibration.OTHER_SUBTYPE_COUNTS:
             assert len(mags) == calibration.OTHER_SUBTYPE_COUNTS[group]
 
@@ -60,7 +83,9 @@ def test_sampled_peak_magnitudes_follow_the_tables():
     rng = np.random.default_rng(0)
     for group, table in calibration.PEAK_MAG_PERCENTILES.items():
         draws = calibration.sample_magnitude(rng, group, size=40000)
-        np.testing.assert_allclose(np.percentile(draws, [10, 50, 90]), np.array(table)[[2, 4, 6]], atol=0.05)
+        np.testing.assert_allclose(
+            np.percentile(draws, [10, 50, 90]), np.array(table)[[2, 4, 6]], atol=0.05
+        )
 
 
 def test_limiting_magnitude_is_that_of_css():
@@ -71,7 +96,7 @@ def test_limiting_magnitude_is_that_of_css():
 def test_schedule_window_seasons_and_nights():
     rng = np.random.default_rng(1)
     nights = observing.allowed_nights(120.0, 54000.0, 54000.0 + observing.WINDOW_DAYS)
-    assert np.diff(nights).max() > 60             # a seasonal gap each year (Sun + monsoon)
+    assert np.diff(nights).max() > 60  # a seasonal gap each year (Sun + monsoon)
     day_of_year = (nights - 51544.5) % 365.25
     assert not np.any((day_of_year > 195) & (day_of_year < 230))
     chosen = observing.choose_nights(rng, nights, 20, must_include=nights[100])
@@ -80,18 +105,20 @@ def test_schedule_window_seasons_and_nights():
     per_night = np.bincount(np.searchsorted(chosen, [e.night for e in exposures]))
     assert np.mean(per_night == 4) > 0.4 and per_night.max() <= 5
     gaps = np.diff([e.mjd for e in exposures]) * 1440
-    assert 8 < np.median(gaps[gaps < 60]) < 12       # ~10 min within a night
+    assert 8 < np.median(gaps[gaps < 60]) < 12  # ~10 min within a night
     assert all(1.3 <= e.fwhm_px <= 4.2 for e in exposures)
 
 
 def test_simulated_exposures_have_a_wcs_on_the_target(tiny_survey):
     row = read_catalog(tiny_survey)[0]
-    for path in sorted(glob.glob(os.path.join(tiny_survey, "images", row["object_id"], "*.fits")))[:5]:
+    for path in sorted(glob.glob(os.path.join(tiny_survey, "images", row["object_id"], "*.fits")))[
+        :5
+    ]:
         with fits.open(path) as hdul:
             header, data = hdul[0].header, hdul[0].data
         assert data.shape == (120, 120) and data.dtype == np.uint16 and header["BZERO"] == 32768
         x, y = WCS(header).world_to_pixel_values(float(row["ra"]), float(row["dec"]))
-        assert abs(x - 59.5) <= 9 and abs(y - 59.5) <= 9      # near, not exactly at, the centre
+        assert abs(x - 59.5) <= 9 and abs(y - 59.5) <= 9  # near, not exactly at, the centre
         assert abs(x - 59.5) + abs(y - 59.5) > 0
 
 
@@ -107,14 +134,14 @@ def test_star_flux_and_noise_are_calibrated():
     sky_e = observing.sky_electrons_per_pixel(21.3)
     background = 300.0 + sky_e / observing.GAIN
     assert np.median(image[:20, :20]) == pytest.approx(background, rel=0.02)
-    expected_noise = np.sqrt(sky_e + observing.READ_NOISE_E ** 2) / observing.GAIN
+    expected_noise = np.sqrt(sky_e + observing.READ_NOISE_E**2) / observing.GAIN
     assert np.std(image[:30, :30]) == pytest.approx(expected_noise, rel=0.1)
-    flux_e = (image[45:75, 45:75] - background).sum() * observing.GAIN   # noise ~1% of 1e5 e-
+    flux_e = (image[45:75, 45:75] - background).sum() * observing.GAIN  # noise ~1% of 1e5 e-
     assert flux_e == pytest.approx(observing.electrons(14.0), rel=0.03)
     weights = np.clip(image[45:75, 45:75] - background, 0, None)
     yy, xx = np.mgrid[45:75, 45:75]
     centroid = (np.sum(xx * weights) / weights.sum(), np.sum(yy * weights) / weights.sum())
-    np.testing.assert_allclose(centroid, (59.5, 59.5), atol=0.3)    # the cutout centre (offset 0)
+    np.testing.assert_allclose(centroid, (59.5, 59.5), atol=0.3)  # the cutout centre (offset 0)
 
 
 def test_supernova_peaks_at_max_mjd_and_fades():
@@ -122,9 +149,11 @@ def test_supernova_peaks_at_max_mjd_and_fades():
     times = np.linspace(54800, 55300, 400)
     sn = lightcurves.supernova(rng, times, 55000.0, 18.0)
     assert sn.max_mjd == 55000.0
-    assert abs(times[np.argmin(sn.point_mag)] - 55000.0) < 2.0 and np.min(sn.point_mag) == pytest.approx(18.0, abs=0.01)
-    assert sn.point_mag[np.searchsorted(times, 55150)] > 20.0        # faded after 150 days
-    assert sn.point_mag[np.searchsorted(times, 54900)] > 25.0        # not there 100 days before
+    assert abs(times[np.argmin(sn.point_mag)] - 55000.0) < 2.0 and np.min(
+        sn.point_mag
+    ) == pytest.approx(18.0, abs=0.01)
+    assert sn.point_mag[np.searchsorted(times, 55150)] > 20.0  # faded after 150 days
+    assert sn.point_mag[np.searchsorted(times, 54900)] > 25.0  # not there 100 days before
 
 
 def test_cv_outburst_from_faint_quiescence():
@@ -140,11 +169,13 @@ def test_moving_objects():
     times = np.array([54500.3, 55000.3, 55000.307, 55500.3])
     hpm = lightcurves.high_proper_motion(rng, times, 55000.3, 14.0)
     step = np.hypot(*(hpm.point_offset[3] - hpm.point_offset[0]))
-    assert 0.3 * 1000 / 365.25 <= step <= 5.0 * 1000 / 365.25 and np.allclose(hpm.point_offset[1], 0)
+    assert 0.3 * 1000 / 365.25 <= step <= 5.0 * 1000 / 365.25 and np.allclose(
+        hpm.point_offset[1], 0
+    )
     ast = lightcurves.asteroid(rng, times, 55000.3, 18.5)
     assert np.isinf(ast.point_mag[[0, 3]]).all() and np.isfinite(ast.point_mag[[1, 2]]).all()
     moved = np.hypot(*(ast.point_offset[2] - ast.point_offset[1]))
-    assert 0.05 * 3600 * 0.007 * 0.9 <= moved <= 0.6 * 3600 * 0.007 * 1.1   # 10 minutes of motion
+    assert 0.05 * 3600 * 0.007 * 0.9 <= moved <= 0.6 * 3600 * 0.007 * 1.1  # 10 minutes of motion
 
 
 def test_dead_columns_are_blank_pixels(tmp_path):

@@ -54,8 +54,13 @@ def test_each_stage_keeps_history_best_weights_and_model(run_dir):
 
 def test_tensorboard_has_losses_and_f1(run_dir):
     found = tags(str(run_dir / "logs" / "joint"))
-    assert {"epoch_loss", "epoch_probabilities_loss", "epoch_aux_probabilities_loss", "mean_f1",
-            "f1/NT"} <= found, found
+    assert {
+        "epoch_loss",
+        "epoch_probabilities_loss",
+        "epoch_aux_probabilities_loss",
+        "mean_f1",
+        "f1/NT",
+    } <= found, found
     assert {"epoch_loss", "mean_f1"} <= tags(str(run_dir / "logs" / "densenet"))
 
 
@@ -68,36 +73,48 @@ def test_training_ends_with_an_exported_savedmodel(run_dir):
 def test_tensorboard_has_pr_curves_confusion_examples_and_hparams(run_dir):
     log_dir = str(run_dir / "logs" / "joint" / "evaluation")
     found = tags(log_dir)
-    assert {"pr_curve/BZ/pr_curves", "pr_curve/NT/pr_curves", "confusion_matrix", "examples",
-            "_hparams_/session_start_info"} <= found
+    assert {
+        "pr_curve/BZ/pr_curves",
+        "pr_curve/NT/pr_curves",
+        "confusion_matrix",
+        "examples",
+        "_hparams_/session_start_info",
+    } <= found
     path = glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))[0]
     accumulator = EventAccumulator(path, size_guidance={"tensors": 0})
     accumulator.Reload()
-    assert accumulator.SummaryMetadata("pr_curve/NT/pr_curves").plugin_data.plugin_name == "pr_curves"
-    assert accumulator.SummaryMetadata("_hparams_/session_start_info").plugin_data.plugin_name == "hparams"
+    assert (
+        accumulator.SummaryMetadata("pr_curve/NT/pr_curves").plugin_data.plugin_name == "pr_curves"
+    )
+    assert (
+        accumulator.SummaryMetadata("_hparams_/session_start_info").plugin_data.plugin_name
+        == "hparams"
+    )
     assert "epoch_learning_rate" in tags(str(run_dir / "logs" / "joint"))
 
 
 def test_confusion_figure_names_classes_and_writes_counts():
     from tao_keras.training import figures
+
     fig = figures.confusion_figure([[3, 1], [0, 0]], ["SN", "NT"])
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["SN", "NT"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["SN", "NT"]
     assert sorted(t.get_text() for t in ax.texts) == ["0\n0%", "0\n0%", "1\n25%", "3\n75%"]
     shades = ax.images[0].get_array()
-    np.testing.assert_allclose(shades, [[0.75, 0.25], [0.0, 0.0]])      # rows normalized
+    np.testing.assert_allclose(shades, [[0.75, 0.25], [0.0, 0.0]])  # rows normalized
     image = figures.confusion_image([[3, 1], [0, 0]], ["SN", "NT"])
     assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
 
 
 def test_example_strips_show_every_date_in_grey_with_days():
     from tao_keras.training import figures
+
     rng = np.random.default_rng(0)
-    sequence = rng.normal(size=(1, 4, 8, 8, 3)).astype(np.float32)    # 4 steps over 6 dates
+    sequence = rng.normal(size=(1, 4, 8, 8, 3)).astype(np.float32)  # 4 steps over 6 dates
     dates = np.stack([rng.normal(size=(8, 8)) for _ in range(6)]).astype(np.float32)
     for k in range(4):
-        sequence[0, k] = np.moveaxis(dates[k:k + 3], 0, -1)
+        sequence[0, k] = np.moveaxis(dates[k : k + 3], 0, -1)
     dt = np.full((1, 4, 2), 10 / 365.25, np.float32)
     per_date, days = figures.example_dates(sequence, dt)
     np.testing.assert_array_equal(per_date[0], dates)
@@ -108,7 +125,7 @@ def test_example_strips_show_every_date_in_grey_with_days():
     bright = per_date[0].copy()
     bright[2] += 5.0
     strip = figures.example_strip(bright)
-    assert strip[:, 2 * 10:2 * 10 + 8].mean() > strip[:, :8].mean()
+    assert strip[:, 2 * 10 : 2 * 10 + 8].mean() > strip[:, :8].mean()
 
 
 def test_killed_training_resumes_where_it_stopped(tiny_records, tmp_path):
@@ -118,8 +135,23 @@ def test_killed_training_resumes_where_it_stopped(tiny_records, tmp_path):
 
     records, _ = tiny_records
     out = tmp_path / "resume"
-    command = [sys.executable, "-m", "trainers.multiclass", "--data", str(records), "--output", str(out),
-               "--stages", "densenet", "--epochs_densenet", "5", "--batch_size", "4", "--epoch_fraction", "6"]
+    command = [
+        sys.executable,
+        "-m",
+        "trainers.multiclass",
+        "--data",
+        str(records),
+        "--output",
+        str(out),
+        "--stages",
+        "densenet",
+        "--epochs_densenet",
+        "5",
+        "--batch_size",
+        "4",
+        "--epoch_fraction",
+        "6",
+    ]
     history = out / "densenet" / "history.csv"
 
     def epochs_logged():
@@ -139,37 +171,72 @@ def test_killed_training_resumes_where_it_stopped(tiny_records, tmp_path):
     assert (out / "densenet" / "backup").exists()
     subprocess.run(command, cwd=REPO, check=True, capture_output=True, timeout=600)
     logged = epochs_logged()
-    resumed = logged[len(done_before):]
-    assert resumed and resumed[0] >= done_before[-1]            # not restarted from epoch 0
-    assert set(logged) == set(range(5)) and logged[-1] == 4     # every epoch, ending at the last
+    resumed = logged[len(done_before) :]
+    assert resumed and resumed[0] >= done_before[-1]  # not restarted from epoch 0
+    assert set(logged) == set(range(5)) and logged[-1] == 4  # every epoch, ending at the last
     assert (out / "report.json").exists()
 
 
 def test_binary_finetunes_from_multiclass_with_frozen_gru(run_dir, tmp_path):
     import keras
+
     out = tmp_path / "binary"
-    subprocess.run([sys.executable, "-m", "trainers.supernova", "--data", str(json.load(open(run_dir / "config.json"))["records"]),
-                    "--output", str(out), "--init_from", str(run_dir), "--stages", "joint", "--epochs_joint", "1",
-                    "--batch_size", "2", "--sequence_length", "5", "--learning_rate_scale", "0.1",
-                    "--freeze", "recurrent"], cwd=REPO, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainers.supernova",
+            "--data",
+            str(json.load(open(run_dir / "config.json"))["records"]),
+            "--output",
+            str(out),
+            "--init_from",
+            str(run_dir),
+            "--stages",
+            "joint",
+            "--epochs_joint",
+            "1",
+            "--batch_size",
+            "2",
+            "--sequence_length",
+            "5",
+            "--learning_rate_scale",
+            "0.1",
+            "--freeze",
+            "recurrent",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     report = json.load(open(out / "report.json"))
     assert report["class_names"] == ["SN", "NT"]
     source = keras.saving.load_model(str(run_dir / "joint" / "model.keras"))
     tuned = keras.saving.load_model(str(out / "joint" / "model.keras"))
     for a, b in zip(source.get_layer("gru1").get_weights(), tuned.get_layer("gru1").get_weights()):
-        np.testing.assert_array_equal(a, b)                   # frozen and carried over
-    moved = [not np.array_equal(a, b) for a, b in zip(source.get_layer("stepwise_backbone").get_weights(),
-                                                      tuned.get_layer("stepwise_backbone").get_weights())]
-    assert any(moved)                                          # the backbone was finetuned
+        np.testing.assert_array_equal(a, b)  # frozen and carried over
+    moved = [
+        not np.array_equal(a, b)
+        for a, b in zip(
+            source.get_layer("stepwise_backbone").get_weights(),
+            tuned.get_layer("stepwise_backbone").get_weights(),
+        )
+    ]
+    assert any(moved)  # the backbone was finetuned
     assert tuned.get_layer("probabilities").get_weights()[0].shape[-1] == 2
 
 
 def test_batchnorm_is_synchronized_only_across_several_replicas():
     import keras
+
     from tao_keras.training import config as train_config
 
     for replicas, expected in ((1, False), (2, True)):
         model = protocol._build("joint", train_config.TrainConfig(), 6, None, replicas)
-        norms = [layer for layer in protocol.taonet.backbone_of(model).layers
-                 if isinstance(layer, keras.layers.BatchNormalization)]
+        norms = [
+            layer
+            for layer in protocol.taonet.backbone_of(model).layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+        ]
         assert norms and all(layer.synchronized == expected for layer in norms)

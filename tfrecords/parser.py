@@ -38,10 +38,16 @@ def parse(serialized, roi_size=64):
                 value = tf.reshape(value, [])
         out[name] = value
     checks = [
-        tf.debugging.assert_equal(out["schema_version"], tf.constant(schema.SCHEMA_VERSION, tf.int64),
-                                  message="record schema_version differs from this parser's"),
-        tf.debugging.assert_equal(out["roi_size"], tf.constant(roi_size, tf.int64),
-                                  message="record roi_size differs from the requested roi_size"),
+        tf.debugging.assert_equal(
+            out["schema_version"],
+            tf.constant(schema.SCHEMA_VERSION, tf.int64),
+            message="record schema_version differs from this parser's",
+        ),
+        tf.debugging.assert_equal(
+            out["roi_size"],
+            tf.constant(roi_size, tf.int64),
+            message="record roi_size differs from the requested roi_size",
+        ),
     ]
     with tf.control_dependencies(checks):
         out["images"] = tf.reshape(out["images"], [-1, roi_size, roi_size])

@@ -21,17 +21,17 @@ SAME_DATE_DAYS = 0.5
 FIELDS = {
     "schema_version": ("int64", "scalar"),
     "object_id": ("string", "scalar"),
-    "label": ("int64", "scalar"),            # index into tao_keras.classes.CLASS_NAMES, -1 = unlabelled
-    "ra": ("float64", "scalar"),             # degrees ICRS, NaN when unknown
+    "label": ("int64", "scalar"),  # index into tao_keras.classes.CLASS_NAMES, -1 = unlabelled
+    "ra": ("float64", "scalar"),  # degrees ICRS, NaN when unknown
     "dec": ("float64", "scalar"),
-    "max_mjd": ("float64", "scalar"),        # MJD of maximum brightness (catalog or estimated)
+    "max_mjd": ("float64", "scalar"),  # MJD of maximum brightness (catalog or estimated)
     "max_mjd_estimated": ("int64", "scalar"),  # 1 when estimated from the images
-    "max_date_index": ("int64", "scalar"),   # observation date holding the maximum
+    "max_date_index": ("int64", "scalar"),  # observation date holding the maximum
     "num_exposures": ("int64", "scalar"),
     "num_dates": ("int64", "scalar"),
     "roi_size": ("int64", "scalar"),
     "images": ("float32", "[num_exposures, roi_size, roi_size]"),  # raw pixel values, NaN = bad
-    "mjd": ("float64", "[num_exposures]"),   # sorted ascending
+    "mjd": ("float64", "[num_exposures]"),  # sorted ascending
     "date_index": ("int64", "[num_exposures]"),  # 0..num_dates-1, non-decreasing
 }
 
@@ -76,13 +76,16 @@ class SequenceRecord:
         if n == 0:
             raise ValueError(f"{where}: no exposures")
         if self.mjd.shape != (n,) or self.date_index.shape != (n,):
-            raise ValueError(f"{where}: mjd {self.mjd.shape} and date_index "
-                             f"{self.date_index.shape} must both be [{n}]")
+            raise ValueError(
+                f"{where}: mjd {self.mjd.shape} and date_index "
+                f"{self.date_index.shape} must both be [{n}]"
+            )
         if np.any(np.diff(self.mjd) < 0):
             raise ValueError(f"{where}: mjd must be sorted ascending")
         steps = np.diff(self.date_index)
         if self.date_index[0] != 0 or np.any((steps != 0) & (steps != 1)):
             raise ValueError(f"{where}: date_index must start at 0 and grow by 0 or 1")
         if not 0 <= self.max_date_index < self.num_dates:
-            raise ValueError(f"{where}: max_date_index {self.max_date_index} outside "
-                             f"[0, {self.num_dates})")
+            raise ValueError(
+                f"{where}: max_date_index {self.max_date_index} outside [0, {self.num_dates})"
+            )

@@ -46,7 +46,9 @@ def encode(record):
             array = np.ascontiguousarray(value, dtype="<f4" if kind == "float32" else "<f8")
             feature[name] = _bytes(array.tobytes())
     example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString(deterministic=True)   # sorted map keys: identical bytes across runs
+    return example.SerializeToString(
+        deterministic=True
+    )  # sorted map keys: identical bytes across runs
 
 
 class ShardWriter:

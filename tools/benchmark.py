@@ -25,10 +25,15 @@ import time
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("parts", ["simulation", "conversion", "pipeline", "training_step", "serving"],
-                  "Parts to run, in order: simulation, conversion, pipeline (each needs the one before), "
-                  "training_step and serving (need nothing).")
-flags.DEFINE_integer("num_objects", 100, "Objects in the simulated survey the parts work on.", lower_bound=1)
+flags.DEFINE_list(
+    "parts",
+    ["simulation", "conversion", "pipeline", "training_step", "serving"],
+    "Parts to run, in order: simulation, conversion, pipeline (each needs the one before), "
+    "training_step and serving (need nothing).",
+)
+flags.DEFINE_integer(
+    "num_objects", 100, "Objects in the simulated survey the parts work on.", lower_bound=1
+)
 flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).", lower_bound=1)
 flags.DEFINE_string("workdir", None, "Scratch directory (default: a temporary one, removed after).")
 flags.DEFINE_string("output_json", "benchmark.json", "Where to write the results as JSON.")
@@ -86,36 +91,48 @@ class PeakMemory:
 
 def _simulation(workdir, num_objects, workers):
     from tools.simulation import survey
+
     out = os.path.join(workdir, "survey")
-    summary = survey.simulate_survey(out, survey.SurveyConfig(num_objects=num_objects, seed=0),
-                                     workers=workers, progress=False)
-    return {"exposures": summary["exposures"], "seconds": summary["seconds"],
-            "exposures_per_second": summary["exposures_per_second"]}
+    summary = survey.simulate_survey(
+        out, survey.SurveyConfig(num_objects=num_objects, seed=0), workers=workers, progress=False
+    )
+    return {
+        "exposures": summary["exposures"],
+        "seconds": summary["seconds"],
+        "exposures_per_second": summary["exposures_per_second"],
+    }
 
 
 def _read_file(path):
     from astropy.io import fits
+
     with fits.open(path, memmap=False) as hdul:
         return hdul[0].data.shape[0]
 
 
 def _conversion(workdir, num_objects, workers):
     from tools.conversion import convert
+
     survey_dir = os.path.join(workdir, "survey")
     files = sorted(glob.glob(os.path.join(survey_dir, "images", "*", "*.fits")))
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        pool.map(_read_file, files[:workers])           # start-up, not counted
+        pool.map(_read_file, files[:workers])  # start-up, not counted
         began = time.perf_counter()
         pool.map(_read_file, files, chunksize=64)
     bare = len(files) / (time.perf_counter() - began)
     out = os.path.join(workdir, "records")
     shutil.rmtree(out, ignore_errors=True)
-    manifest = convert.convert([survey_dir], out, convert.ConvertOptions(workers=workers), progress=False)
+    manifest = convert.convert(
+        [survey_dir], out, convert.ConvertOptions(workers=workers), progress=False
+    )
     s = manifest["summary"]
-    return {"exposures": s["exposures_written"], "seconds": s["seconds"],
-            "exposures_per_second": s["exposures_per_second"],
-            "bare_astropy_read_per_second": round(bare, 1),
-            "fraction_of_bare_read": round(s["exposures_per_second"] / bare, 3)}
+    return {
+        "exposures": s["exposures_written"],
+        "seconds": s["seconds"],
+        "exposures_per_second": s["exposures_per_second"],
+        "bare_astropy_read_per_second": round(bare, 1),
+        "fraction_of_bare_read": round(s["exposures_per_second"] / bare, 3),
+    }
 
 
 def _pipeline(workdir, num_objects, workers, warmup=5, batches=40):
@@ -129,9 +146,16 @@ def _pipeline(workdir, num_objects, workers, warmup=5, batches=40):
     manifest = datasets.load_manifest(records)
     shards = manifest["splits"]["train"]["shards"]
     paths = [os.path.join(records, s["file"]) for s in shards if s["records"]]
-    bare = tf.data.TFRecordDataset(paths).repeat().map(
-        lambda x: tf.shape(parser.parse(x, manifest["roi_size"])["images"])[0],
-        num_parallel_calls=tf.data.AUTOTUNE).batch(32).prefetch(tf.data.AUTOTUNE)
+    bare = (
+        tf.data.TFRecordDataset(paths)
+        .repeat()
+        .map(
+            lambda x: tf.shape(parser.parse(x, manifest["roi_size"])["images"])[0],
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .batch(32)
+        .prefetch(tf.data.AUTOTUNE)
+    )
     it = iter(bare)
     for _ in range(warmup):
         next(it)
@@ -157,23 +181,32 @@ def _pipeline(workdir, num_objects, workers, warmup=5, batches=40):
         next(it)
     seconds = time.perf_counter() - began
     sequences = batches * config.batch_size / seconds
-    return {"sequences_per_second": round(sequences, 1),
-            "images_per_second": round(sequences * exposures_per_sequence, 1),
-            "date_images_per_second": round(sequences * config.sequence_length, 1),
-            "bare_parse_images_per_second": round(bare_images, 1),
-            "bare_parse_sequences_per_second": round(batches * 32 / bare_seconds, 1),
-            "fraction_of_bare_parse": round(sequences * exposures_per_sequence / bare_images, 3),
-            "seconds": round(seconds, 2), "batches": batches, "batch_size": config.batch_size,
-            "sequence_length": config.sequence_length}
+    return {
+        "sequences_per_second": round(sequences, 1),
+        "images_per_second": round(sequences * exposures_per_sequence, 1),
+        "date_images_per_second": round(sequences * config.sequence_length, 1),
+        "bare_parse_images_per_second": round(bare_images, 1),
+        "bare_parse_sequences_per_second": round(batches * 32 / bare_seconds, 1),
+        "fraction_of_bare_parse": round(sequences * exposures_per_sequence / bare_images, 3),
+        "seconds": round(seconds, 2),
+        "batches": batches,
+        "batch_size": config.batch_size,
+        "sequence_length": config.sequence_length,
+    }
 
 
-STEP_CONFIGURATIONS = (("cpu", 32, "float32", False), ("paper", 2, "float32", False),
-                       ("cpu", 32, "mixed_bfloat16", False), ("paper", 2, "mixed_bfloat16", False),
-                       ("cpu", 32, "float32", True))
+STEP_CONFIGURATIONS = (
+    ("cpu", 32, "float32", False),
+    ("paper", 2, "float32", False),
+    ("cpu", 32, "mixed_bfloat16", False),
+    ("paper", 2, "mixed_bfloat16", False),
+    ("cpu", 32, "float32", True),
+)
 
 
 def _time_step(preset, batch, precision, jit, steps):
-    """Seconds per joint-training step (final + auxiliary loss, AdamW) of a fresh model, after warm-up."""
+    """Seconds per joint-training step (final + auxiliary loss, AdamW) of a fresh model, after
+    warm-up."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -188,9 +221,11 @@ def _time_step(preset, batch, precision, jit, steps):
     optimizer = keras.optimizers.AdamW(1e-3)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     rng = np.random.default_rng(0)
-    inputs = {"images": tf.constant(rng.normal(size=(batch, 17, 64, 64, 3)), tf.float32),
-              "dt": tf.constant(rng.uniform(0, 0.3, size=(batch, 17, 2)), tf.float32),
-              "length": tf.fill([batch], 17)}
+    inputs = {
+        "images": tf.constant(rng.normal(size=(batch, 17, 64, 64, 3)), tf.float32),
+        "dt": tf.constant(rng.uniform(0, 0.3, size=(batch, 17, 2)), tf.float32),
+        "length": tf.fill([batch], 17),
+    }
     labels = tf.constant(rng.integers(0, 6, batch), tf.int32)
 
     @tf.function(jit_compile=jit)
@@ -203,7 +238,7 @@ def _time_step(preset, batch, precision, jit, steps):
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
-    step(inputs, labels)                                   # trace and warm up
+    step(inputs, labels)  # trace and warm up
     began = time.perf_counter()
     for _ in range(steps):
         step(inputs, labels).numpy()
@@ -222,21 +257,35 @@ def _training_step(workdir, num_objects, workers, steps=3):
     from tools import flops
 
     ceiling = flops.matmul_gflops()
-    results = {"matmul_gflops": round(ceiling, 1),
-               "matmul_bfloat16_gflops": round(flops.matmul_gflops(dtype=tf.bfloat16), 1), "configurations": {}}
+    results = {
+        "matmul_gflops": round(ceiling, 1),
+        "matmul_bfloat16_gflops": round(flops.matmul_gflops(dtype=tf.bfloat16), 1),
+        "configurations": {},
+    }
     for preset, batch, precision, jit in STEP_CONFIGURATIONS:
         seconds, model = _time_step(preset, batch, precision, jit, steps)
         counted = flops.taonet_flops(model, steps=17)
         rate = batch / seconds
         # A training step = forward + backward (~2x forward: gradients for inputs and weights).
         achieved = 3 * counted["forward_per_sequence"] * rate / 1e9
-        key = f"{preset}" + ("" if precision == "float32" else f"/{precision}") + ("/xla" if jit else "")
+        key = (
+            f"{preset}"
+            + ("" if precision == "float32" else f"/{precision}")
+            + ("/xla" if jit else "")
+        )
         results["configurations"][key] = {
-            "preset": preset, "precision": precision, "xla": jit, "sequences_per_second": round(rate, 2),
-            "batch_size": batch, "seconds_per_step": round(seconds, 2), "parameters": model.count_params(),
+            "preset": preset,
+            "precision": precision,
+            "xla": jit,
+            "sequences_per_second": round(rate, 2),
+            "batch_size": batch,
+            "seconds_per_step": round(seconds, 2),
+            "parameters": model.count_params(),
             "forward_gflop_per_sequence": round(counted["forward_per_sequence"] / 1e9, 2),
             "backbone_gflop_per_triplet": round(counted["backbone_per_triplet"] / 1e9, 3),
-            "achieved_gflops": round(achieved, 1), "fraction_of_matmul": round(achieved / ceiling, 3)}
+            "achieved_gflops": round(achieved, 1),
+            "fraction_of_matmul": round(achieved / ceiling, 3),
+        }
     return results
 
 
@@ -244,17 +293,26 @@ def _synthetic_requests(batch, nights=25, per_night=3, roi=64, seed=0):
     """serving_default inputs: `batch` objects of nights x per_night sky-noise exposures
     (75 exposures over 25 dates, the paper's average sequence) with a point source."""
     import numpy as np
+
     rng = np.random.default_rng(seed)
     exposures = nights * per_night
     images = rng.normal(1000.0, 30.0, size=(batch, exposures, roi, roi)).astype(np.float32)
-    images[:, :, roi // 2 - 1:roi // 2 + 2, roi // 2 - 1:roi // 2 + 2] += 500.0
+    images[:, :, roi // 2 - 1 : roi // 2 + 2, roi // 2 - 1 : roi // 2 + 2] += 500.0
     night = np.sort(rng.uniform(0, 1000, size=(batch, nights)), axis=1).round()
-    mjd = 55000.0 + np.repeat(night, per_night, axis=1) + np.tile(np.arange(per_night) * 0.007, nights)
+    mjd = (
+        55000.0
+        + np.repeat(night, per_night, axis=1)
+        + np.tile(np.arange(per_night) * 0.007, nights)
+    )
     return images, mjd, np.full(batch, exposures, np.int32)
 
 
-def _serving(workdir, num_objects, workers, presets_batches=(("cpu", 1, 30), ("cpu", 64, 3), ("paper", 1, 5),
-                                                               ("paper", 64, 1))):
+def _serving(
+    workdir,
+    num_objects,
+    workers,
+    presets_batches=(("cpu", 1, 30), ("cpu", 64, 3), ("paper", 1, 5), ("paper", 64, 1)),
+):
     """SavedModel `serving_default` (grouping, normalization, triplets and TAO-Net in the graph) on
     75-exposure objects, S=19: sequences/s and latency percentiles per preset and batch size."""
     import numpy as np
@@ -272,7 +330,7 @@ def _serving(workdir, num_objects, workers, presets_batches=(("cpu", 1, 30), ("c
             if preset != name:
                 continue
             images, mjd, count = (tf.constant(a) for a in _synthetic_requests(batch))
-            warm = min(batch, 8)                                            # one model chunk
+            warm = min(batch, 8)  # one model chunk
             signature(images=images[:warm], mjd=mjd[:warm], num_exposures=count[:warm])
             latencies = []
             for _ in range(calls):
@@ -281,15 +339,23 @@ def _serving(workdir, num_objects, workers, presets_batches=(("cpu", 1, 30), ("c
                 latencies.append(time.perf_counter() - began)
             latencies = np.array(latencies)
             results[f"{name}/batch{batch}"] = {
-                "preset": name, "batch_size": batch, "calls": calls,
+                "preset": name,
+                "batch_size": batch,
+                "calls": calls,
                 "sequences_per_second": round(batch * calls / latencies.sum(), 2),
                 "latency_p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1),
-                "latency_p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1)}
+                "latency_p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1),
+            }
     return {"configurations": results}
 
 
-PARTS = {"simulation": _simulation, "conversion": _conversion, "pipeline": _pipeline,
-         "training_step": _training_step, "serving": _serving}
+PARTS = {
+    "simulation": _simulation,
+    "conversion": _conversion,
+    "pipeline": _pipeline,
+    "training_step": _training_step,
+    "serving": _serving,
+}
 
 
 def _run_part(name, workdir, num_objects, workers, queue):
@@ -313,7 +379,9 @@ def run_parts(parts, workdir, num_objects, workers):
                 break
             except queue_module.Empty:
                 if not process.is_alive():
-                    raise RuntimeError(f"benchmark part {name!r} died with exit code {process.exitcode}")
+                    raise RuntimeError(
+                        f"benchmark part {name!r} died with exit code {process.exitcode}"
+                    )
         process.join()
     return results
 
@@ -324,26 +392,52 @@ def format_table(results):
     for name, r in results.items():
         if name == "training_step":
             for key, p in r["configurations"].items():
-                rows.append((f"step:{key}", f"{p['sequences_per_second']:.2f} seq/s (batch {p['batch_size']}) "
-                             f"x {3 * p['forward_gflop_per_sequence']:.1f} GFLOP = {p['achieved_gflops']:.0f} GFLOP/s",
-                             f"{r['matmul_gflops']:.0f} GFLOP/s matmul", f"{p['fraction_of_matmul']:.2f}",
-                             f"{r['peak_rss_mb']:.0f}"))
+                rows.append(
+                    (
+                        f"step:{key}",
+                        f"{p['sequences_per_second']:.2f} seq/s (batch {p['batch_size']}) "
+                        f"x {3 * p['forward_gflop_per_sequence']:.1f} GFLOP = "
+                        f"{p['achieved_gflops']:.0f} GFLOP/s",
+                        f"{r['matmul_gflops']:.0f} GFLOP/s matmul",
+                        f"{p['fraction_of_matmul']:.2f}",
+                        f"{r['peak_rss_mb']:.0f}",
+                    )
+                )
             continue
         if name == "serving":
             for key, c in r["configurations"].items():
-                rows.append((f"serve:{key}", f"{c['sequences_per_second']:.2f} seq/s",
-                             f"p50 {c['latency_p50_ms']:.0f} ms, p99 {c['latency_p99_ms']:.0f} ms ({c['calls']} calls)",
-                             "", f"{r['peak_rss_mb']:.0f}"))
+                rows.append(
+                    (
+                        f"serve:{key}",
+                        f"{c['sequences_per_second']:.2f} seq/s",
+                        f"p50 {c['latency_p50_ms']:.0f} ms, p99 {c['latency_p99_ms']:.0f} ms "
+                        f"({c['calls']} calls)",
+                        "",
+                        f"{r['peak_rss_mb']:.0f}",
+                    )
+                )
             continue
         if name == "pipeline":
-            rows.append((name, f"{r['sequences_per_second']:.0f} seq/s = {r['images_per_second']:.0f} img/s",
-                         f"{r['bare_parse_images_per_second']:.0f} img/s parsed",
-                         f"{r['fraction_of_bare_parse']:.2f}", f"{r['peak_rss_mb']:.0f}"))
+            rows.append(
+                (
+                    name,
+                    f"{r['sequences_per_second']:.0f} seq/s = {r['images_per_second']:.0f} img/s",
+                    f"{r['bare_parse_images_per_second']:.0f} img/s parsed",
+                    f"{r['fraction_of_bare_parse']:.2f}",
+                    f"{r['peak_rss_mb']:.0f}",
+                )
+            )
         else:
             ceiling = r.get("bare_astropy_read_per_second")
-            rows.append((name, f"{r['exposures_per_second']:.0f} exposures/s",
-                         f"{ceiling:.0f} exposures/s read" if ceiling else "",
-                         f"{r['fraction_of_bare_read']:.2f}" if ceiling else "", f"{r['peak_rss_mb']:.0f}"))
+            rows.append(
+                (
+                    name,
+                    f"{r['exposures_per_second']:.0f} exposures/s",
+                    f"{ceiling:.0f} exposures/s read" if ceiling else "",
+                    f"{r['fraction_of_bare_read']:.2f}" if ceiling else "",
+                    f"{r['peak_rss_mb']:.0f}",
+                )
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
 
@@ -355,7 +449,9 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"--parts: unknown {sorted(unknown)}; choose from {sorted(PARTS)}")
     if FLAGS.parts[0] in ("conversion", "pipeline") and not FLAGS.workdir:
-        raise app.UsageError("parts after simulation need --workdir holding the output of an earlier run")
+        raise app.UsageError(
+            "parts after simulation need --workdir holding the output of an earlier run"
+        )
     workers = FLAGS.workers or os.cpu_count() or 1
     workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="tao-benchmark-")
     try:
@@ -363,8 +459,11 @@ def main(argv):
     finally:
         if not FLAGS.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    payload = {"machine": {"cpus": os.cpu_count(), "workers": workers}, "num_objects": FLAGS.num_objects,
-               "results": results}
+    payload = {
+        "machine": {"cpus": os.cpu_count(), "workers": workers},
+        "num_objects": FLAGS.num_objects,
+        "results": results,
+    }
     with open(FLAGS.output_json, "w") as f:
         json.dump(payload, f, indent=2)
     print(format_table(results))

@@ -30,7 +30,9 @@ def load_reports(run_dirs):
             with open(path) as f:
                 report = json.load(f)
         except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: not found; pass run directories written by a trainer") from None
+            raise FileNotFoundError(
+                f"{path}: not found; pass run directories written by a trainer"
+            ) from None
         report["run"] = run
         out.append(report)
     return out
@@ -41,21 +43,37 @@ def table(loaded):
     lines = []
     for task in [t for t in classes.TASKS if any(r["task"] == t for r in loaded)]:
         names = classes.task_class_names(task)
-        rows = [(model, r, by_split) for r in loaded if r["task"] == task for model, by_split in r["results"].items()]
-        rows.sort(key=lambda row: MODEL_ORDER.index(row[0]) if row[0] in MODEL_ORDER else len(MODEL_ORDER))
+        rows = [
+            (model, r, by_split)
+            for r in loaded
+            if r["task"] == task
+            for model, by_split in r["results"].items()
+        ]
+        rows.sort(
+            key=lambda row: MODEL_ORDER.index(row[0]) if row[0] in MODEL_ORDER else len(MODEL_ORDER)
+        )
         for split in ("val", "test"):
-            present = [(model, r, by_split[split]) for model, r, by_split in rows if split in by_split]
+            present = [
+                (model, r, by_split[split]) for model, r, by_split in rows if split in by_split
+            ]
             if not present:
                 continue
-            lines += [f"### Task `{task}`, {reports.SPLIT_TITLES[split].lower()}: maximum F1 (%)", "",
-                      "| model | " + " | ".join(names) + " | mean ± std | run (time of the whole run) |",
-                      "|---|" + "---|" * (len(names) + 2)]
+            lines += [
+                f"### Task `{task}`, {reports.SPLIT_TITLES[split].lower()}: maximum F1 (%)",
+                "",
+                "| model | " + " | ".join(names) + " | mean ± std | run (time of the whole run) |",
+                "|---|" + "---|" * (len(names) + 2),
+            ]
             for model, r, m in present:
                 cells = [reports.percent(m["f1"][c]) for c in names]
                 seconds = r.get("seconds")
                 took = f"{r['run']} ({seconds / 60:.1f} min)" if seconds else r["run"]
-                lines.append(f"| {model} | " + " | ".join(cells) +
-                             f" | {reports.percent(m['mean_f1'])} ± {reports.percent(m['std_f1'])} | {took} |")
+                lines.append(
+                    f"| {model} | "
+                    + " | ".join(cells)
+                    + f" | {reports.percent(m['mean_f1'])} ± {reports.percent(m['std_f1'])}"
+                    + f" | {took} |"
+                )
             lines.append("")
     return "\n".join(lines)
 

@@ -30,22 +30,34 @@ def taonet_flops(model, steps=17, roi=64):
     from tao_keras.models import taonet
 
     backbone = taonet.backbone_of(model)
-    per_triplet = graph_flops(lambda x: backbone(x, training=False), tf.TensorSpec([1, roi, roi, 3], tf.float32))
+    per_triplet = graph_flops(
+        lambda x: backbone(x, training=False), tf.TensorSpec([1, roi, roi, 3], tf.float32)
+    )
     import keras
+
     recurrent = 0
     for layer in model.layers:
-        cells = [layer.forward_layer, layer.backward_layer] if isinstance(layer, keras.layers.Bidirectional) \
-            else [layer] if isinstance(layer, keras.layers.GRU) else []
+        cells = (
+            [layer.forward_layer, layer.backward_layer]
+            if isinstance(layer, keras.layers.Bidirectional)
+            else [layer]
+            if isinstance(layer, keras.layers.GRU)
+            else []
+        )
         for gru in cells:
             recurrent += gru_flops(int(gru.cell.kernel.shape[0]), gru.cell.units, steps)
-    return {"backbone_per_triplet": per_triplet, "recurrent_per_sequence": recurrent,
-            "forward_per_sequence": per_triplet * steps + recurrent}
+    return {
+        "backbone_per_triplet": per_triplet,
+        "recurrent_per_sequence": recurrent,
+        "forward_per_sequence": per_triplet * steps + recurrent,
+    }
 
 
 def matmul_gflops(size=2048, repeats=5, rounds=3, dtype=tf.float32):
     """This machine's dense matrix-multiply rate (GFLOP/s), the ceiling for compute-bound steps:
     the best of `rounds` timings (a shared machine's noise only ever slows a round down)."""
     import time
+
     a = tf.random.normal([size, size], dtype=tf.float32)
     b = tf.random.normal([size, size], dtype=tf.float32)
     a, b = tf.cast(a, dtype), tf.cast(b, dtype)
@@ -57,5 +69,5 @@ def matmul_gflops(size=2048, repeats=5, rounds=3, dtype=tf.float32):
         for _ in range(repeats):
             out = product(a, b)
         out.numpy()
-        best = max(best, 2 * size ** 3 * repeats / (time.perf_counter() - began) / 1e9)
+        best = max(best, 2 * size**3 * repeats / (time.perf_counter() - began) / 1e9)
     return best

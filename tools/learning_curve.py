@@ -27,16 +27,33 @@ import numpy as np
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output", "runs/learning_curve", "Directory of the surveys, runs, table and figure.")
+flags.DEFINE_string(
+    "output", "runs/learning_curve", "Directory of the surveys, runs, table and figure."
+)
 flags.DEFINE_list("sizes", ["50", "100", "200"], "Objects per class of each simulated survey.")
-flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds: each gives its own survey, split and initialization.")
+flags.DEFINE_list(
+    "seeds", ["1", "2", "3"], "Seeds: each gives its own survey, split and initialization."
+)
 flags.DEFINE_float("minutes", 30.0, "Wall-clock budget of one TAO-Net training (all stages).", 0.0)
-flags.DEFINE_float("test_fraction", 0.3, "Held-out test fraction of each class (the rest: 80/20 train/val).",
-                   0.0, 1.0)
-flags.DEFINE_string("trainer_flags", "", "Extra flags for trainers.multiclass (ablations), e.g. "
-                    "'--normalization=image --aggregation=add'.")
-flags.DEFINE_string("tag", "", "Name of this configuration in the table (runs are kept apart by it).")
-flags.DEFINE_integer("workers", None, "Processes for simulation and conversion (default: all cores).")
+flags.DEFINE_float(
+    "test_fraction",
+    0.3,
+    "Held-out test fraction of each class (the rest: 80/20 train/val).",
+    0.0,
+    1.0,
+)
+flags.DEFINE_string(
+    "trainer_flags",
+    "",
+    "Extra flags for trainers.multiclass (ablations), e.g. "
+    "'--normalization=image --aggregation=add'.",
+)
+flags.DEFINE_string(
+    "tag", "", "Name of this configuration in the table (runs are kept apart by it)."
+)
+flags.DEFINE_integer(
+    "workers", None, "Processes for simulation and conversion (default: all cores)."
+)
 
 TASK = "multiclass"
 RF = "Random Forest (light curves)"
@@ -52,16 +69,20 @@ def survey_records(root, size, seed, test_fraction, workers):
     timings = {}
     if not os.path.exists(os.path.join(survey_dir, "catalog.csv")):
         began = time.perf_counter()
-        config = survey.SurveyConfig(num_objects=size * len(classes.CLASS_NAMES), seed=seed,
-                                     class_mix=tuple((name, 1.0) for name in classes.CLASS_NAMES))
+        config = survey.SurveyConfig(
+            num_objects=size * len(classes.CLASS_NAMES),
+            seed=seed,
+            class_mix=tuple((name, 1.0) for name in classes.CLASS_NAMES),
+        )
         survey.simulate_survey(survey_dir, config, workers=workers)
         timings["simulate_s"] = time.perf_counter() - began
     if not os.path.exists(os.path.join(records, "dataset.json")):
         began = time.perf_counter()
         # Every object is kept (the date nearest the catalog maximum is the maximum): the
         # light-curve and pixel models then see exactly the same objects.
-        options = convert.ConvertOptions(seed=seed, workers=workers,
-                                         fractions=splits.SplitFractions(test_fraction, 0.8, 0.8))
+        options = convert.ConvertOptions(
+            seed=seed, workers=workers, fractions=splits.SplitFractions(test_fraction, 0.8, 0.8)
+        )
         convert.convert([survey_dir], records, options)
         timings["convert_s"] = time.perf_counter() - began
     return records, timings
@@ -84,20 +105,38 @@ def random_forest(records, run_dir, seed):
             curves = dataset.from_records(records)
             dataset.write_csv(curves, cached)
         results, info = baseline.run(curves, TASK, seed=seed)
-        reports.write(run_dir, {RF: results}, TASK, classes.task_class_names(TASK),
-                      extra={"seconds": time.perf_counter() - began, **info})
+        reports.write(
+            run_dir,
+            {RF: results},
+            TASK,
+            classes.task_class_names(TASK),
+            extra={"seconds": time.perf_counter() - began, **info},
+        )
     return _scores(report_path)[RF]
 
 
 def taonet(records, run_dir, seed, minutes, trainer_flags):
-    """trainers.multiclass on the records (a subprocess: fresh memory per run) -> {model: scores}."""
+    """trainers.multiclass on the records (a subprocess: fresh memory per run) -> {model:
+    scores}."""
     report_path = os.path.join(run_dir, "report.json")
     if not os.path.exists(report_path):
-        command = [sys.executable, "-m", "trainers.multiclass", "--data", records, "--output", run_dir,
-                   "--seed", str(seed), *(["--max_minutes", str(minutes)] if minutes else []),
-                   *shlex.split(trainer_flags)]
+        command = [
+            sys.executable,
+            "-m",
+            "trainers.multiclass",
+            "--data",
+            records,
+            "--output",
+            run_dir,
+            "--seed",
+            str(seed),
+            *(["--max_minutes", str(minutes)] if minutes else []),
+            *shlex.split(trainer_flags),
+        ]
         logging.info("running %s", " ".join(command))
-        with open(os.path.join(os.path.dirname(run_dir), os.path.basename(run_dir) + ".log"), "w") as log:
+        with open(
+            os.path.join(os.path.dirname(run_dir), os.path.basename(run_dir) + ".log"), "w"
+        ) as log:
             subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
     return _scores(report_path)
 
@@ -106,13 +145,16 @@ def _scores(report_path):
     with open(report_path) as f:
         report = json.load(f)
     minutes = report.get("seconds", float("nan")) / 60
-    return {model: {split: by_split[split]["mean_f1"] for split in ("val", "test") if split in by_split}
-            | {"minutes": minutes, "per_class": {s: by_split[s]["f1"] for s in by_split}}
-            for model, by_split in report["results"].items()}
+    return {
+        model: {split: by_split[split]["mean_f1"] for split in ("val", "test") if split in by_split}
+        | {"minutes": minutes, "per_class": {s: by_split[s]["f1"] for s in by_split}}
+        for model, by_split in report["results"].items()
+    }
 
 
 def summarize(runs):
-    """[{size, seed, models: {model: {val, test, minutes}}}] -> {size: {model: {key: (mean, sd, n)}}}."""
+    """[{size, seed, models: {model: {val, test, minutes}}}] -> {size: {model: {key: (mean, sd,
+    n)}}}."""
     table = {}
     for run in runs:
         for model, scores in run["models"].items():
@@ -120,32 +162,50 @@ def summarize(runs):
             for key in ("val", "test", "minutes"):
                 if key in scores:
                     entry.setdefault(key, []).append(scores[key])
-    return {size: {model: {key: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"),
-                                 len(v)) for key, v in by_key.items()}
-                   for model, by_key in by_model.items()}
-            for size, by_model in sorted(table.items())}
+    return {
+        size: {
+            model: {
+                key: (
+                    float(np.mean(v)),
+                    float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"),
+                    len(v),
+                )
+                for key, v in by_key.items()
+            }
+            for model, by_key in by_model.items()
+        }
+        for size, by_model in sorted(table.items())
+    }
 
 
 def markdown(summary):
     """The learning-curve table: per size and model, mean ± sd over seeds (F1 in %)."""
-    lines = ["| objects per class | model | validation mean F1 | test mean F1 | CPU minutes | seeds |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| objects per class | model | validation mean F1 | test mean F1 | CPU minutes | seeds |",
+        "|---|---|---|---|---|---|",
+    ]
     for size, by_model in summary.items():
         for model, stats in by_model.items():
+
             def cell(key, scale=100.0, digits=1):
                 if key not in stats:
                     return "–"
                 mean, sd, _ = stats[key]
                 sd_text = "" if math.isnan(sd) else f" ± {scale * sd:.{digits}f}"
                 return f"{scale * mean:.{digits}f}{sd_text}"
+
             seeds = max(n for _, _, n in stats.values())
-            lines.append(f"| {size} | {model} | {cell('val')} | {cell('test')} | {cell('minutes', 1.0)} | {seeds} |")
+            lines.append(
+                f"| {size} | {model} | {cell('val')} | {cell('test')} | "
+                f"{cell('minutes', 1.0)} | {seeds} |"
+            )
     return "\n".join(lines)
 
 
 def plot(summary, path, title):
     """Test mean F1 (mean ± sd over seeds) against objects per class, one line per model."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -153,7 +213,9 @@ def plot(summary, path, title):
     sizes = list(summary)
     models = [m for m in summary[sizes[0]]]
     for model in models:
-        points = [(s, summary[s][model]["test"]) for s in sizes if "test" in summary[s].get(model, {})]
+        points = [
+            (s, summary[s][model]["test"]) for s in sizes if "test" in summary[s].get(model, {})
+        ]
         x = [s for s, _ in points]
         y = np.array([100 * m for _, (m, _, _) in points])
         e = np.array([0.0 if math.isnan(sd) else 100 * sd for _, (_, sd, _) in points])
@@ -179,25 +241,56 @@ def main(argv):
         for seed in seeds:
             root = os.path.join(FLAGS.output, "surveys", f"n{size}-seed{seed}")
             records, timings = survey_records(root, size, seed, FLAGS.test_fraction, FLAGS.workers)
-            run_root = os.path.join(FLAGS.output, "runs" + (f"-{FLAGS.tag}" if FLAGS.tag else ""),
-                                    f"n{size}-seed{seed}")
+            run_root = os.path.join(
+                FLAGS.output, "runs" + (f"-{FLAGS.tag}" if FLAGS.tag else ""), f"n{size}-seed{seed}"
+            )
             models = {RF: random_forest(records, os.path.join(run_root, "light_curve_rf"), seed)}
-            models.update(taonet(records, os.path.join(run_root, "taonet"), seed, FLAGS.minutes,
-                                 FLAGS.trainer_flags))
-            runs.append({"size": size, "seed": seed, "records": records, "models": models, **timings})
-            logging.info("n=%d seed=%d: %s", size, seed,
-                         {m: round(100 * s.get("test", float("nan")), 1) for m, s in models.items()})
+            models.update(
+                taonet(
+                    records,
+                    os.path.join(run_root, "taonet"),
+                    seed,
+                    FLAGS.minutes,
+                    FLAGS.trainer_flags,
+                )
+            )
+            runs.append(
+                {"size": size, "seed": seed, "records": records, "models": models, **timings}
+            )
+            logging.info(
+                "n=%d seed=%d: %s",
+                size,
+                seed,
+                {m: round(100 * s.get("test", float("nan")), 1) for m, s in models.items()},
+            )
     summary = summarize(runs)
     text = markdown(summary)
     name = f"learning_curve{'-' + FLAGS.tag if FLAGS.tag else ''}"
     with open(os.path.join(FLAGS.output, name + ".json"), "w") as f:
-        json.dump({"sizes": sizes, "seeds": seeds, "test_fraction": FLAGS.test_fraction,
-                   "minutes": FLAGS.minutes, "trainer_flags": FLAGS.trainer_flags, "runs": runs,
-                   "summary": {str(k): v for k, v in summary.items()}}, f, indent=2)
-    plot(summary, os.path.join(FLAGS.output, name + ".png"),
-         f"balanced simulated surveys, {len(seeds)} seed(s); {FLAGS.trainer_flags or 'default flags'}")
+        json.dump(
+            {
+                "sizes": sizes,
+                "seeds": seeds,
+                "test_fraction": FLAGS.test_fraction,
+                "minutes": FLAGS.minutes,
+                "trainer_flags": FLAGS.trainer_flags,
+                "runs": runs,
+                "summary": {str(k): v for k, v in summary.items()},
+            },
+            f,
+            indent=2,
+        )
+    plot(
+        summary,
+        os.path.join(FLAGS.output, name + ".png"),
+        f"balanced simulated surveys, {len(seeds)} seed(s); "
+        f"{FLAGS.trainer_flags or 'default flags'}",
+    )
     print(text)
-    print(f"table: {os.path.join(FLAGS.output, name + '.json')}; figure: {os.path.join(FLAGS.output, name + '.png')}")
+    print(
+        f"table: {os.path.join(FLAGS.output, name + '.json')}; "
+        f"figure: {os.path.join(FLAGS.output, name + '.png')}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Print parameter counts: the paper's DenseNet grid (k x L) and the TAO-Net presets.
 
-  python -m tools.model_summary
+python -m tools.model_summary
 """
 
 from absl import app, flags
@@ -21,14 +21,20 @@ def main(argv):
     print("| k \\ L | " + " | ".join(str(d) for d in depths) + " |")
     print("|---|" + "---|" * len(depths))
     for k in (int(g) for g in FLAGS.growth_rates):
-        counts = [densenet.build_densenet(densenet.DenseNetConfig(growth_rate=k, depth=d), num_classes).count_params()
-                  for d in depths]
+        counts = [
+            densenet.build_densenet(
+                densenet.DenseNetConfig(growth_rate=k, depth=d), num_classes
+            ).count_params()
+            for d in depths
+        ]
         print(f"| {k} | " + " | ".join(f"{c:,}" for c in counts) + " |")
     print("\nTAO-Net presets (6 classes):")
     for name, config in presets.PRESETS.items():
         model = taonet.build_taonet(config, num_classes)
-        print(f"- {name}: {model.count_params():,} parameters "
-              f"(DenseNet backbone {taonet.backbone_of(model).count_params():,})")
+        print(
+            f"- {name}: {model.count_params():,} parameters "
+            f"(DenseNet backbone {taonet.backbone_of(model).count_params():,})"
+        )
 
 
 if __name__ == "__main__":

@@ -21,28 +21,43 @@ import tempfile
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Exported SavedModel: version directory or model directory.", required=True)
-flags.DEFINE_string("input", None, "Records directory (dataset.json), .tfrecord directory, or FITS dataset.",
-                    required=True)
+flags.DEFINE_string(
+    "model", None, "Exported SavedModel: version directory or model directory.", required=True
+)
+flags.DEFINE_string(
+    "input",
+    None,
+    "Records directory (dataset.json), .tfrecord directory, or FITS dataset.",
+    required=True,
+)
 flags.DEFINE_string("output", "predictions.csv", "CSV to write.")
 flags.DEFINE_integer("batch_size", 32, "Objects per SavedModel call.", lower_bound=1)
-flags.DEFINE_integer("workers", None, "FITS reader processes when converting (default: all cores).", lower_bound=1)
+flags.DEFINE_integer(
+    "workers", None, "FITS reader processes when converting (default: all cores).", lower_bound=1
+)
 
 
 def resolve_model_dir(path):
     """A version directory (holds saved_model.pb) or the highest numbered version under path."""
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         return path
-    versions = sorted((int(d) for d in os.listdir(path) if d.isdigit()), reverse=True) if os.path.isdir(path) else []
+    versions = (
+        sorted((int(d) for d in os.listdir(path) if d.isdigit()), reverse=True)
+        if os.path.isdir(path)
+        else []
+    )
     for version in versions:
         candidate = os.path.join(path, str(version))
         if os.path.exists(os.path.join(candidate, "saved_model.pb")):
             return candidate
-    raise FileNotFoundError(f"{path}: no saved_model.pb here or in a numbered version directory below it")
+    raise FileNotFoundError(
+        f"{path}: no saved_model.pb here or in a numbered version directory below it"
+    )
 
 
 def record_sources(input_dir, roi_size, work_dir, workers):
-    """-> ([(shard path, split, records or None)], [skipped {object_id, path, reason}]) for any accepted input."""
+    """-> ([(shard path, split, records or None)], [skipped {object_id, path, reason}]) for any
+    accepted input."""
     manifest_path = os.path.join(input_dir, "dataset.json")
     converted = False
     if not os.path.exists(manifest_path):
@@ -50,33 +65,52 @@ def record_sources(input_dir, roi_size, work_dir, workers):
         if shards:
             return [(path, "", None) for path in shards], []
         from tools.conversion import convert
+
         options = convert.ConvertOptions(roi_size=roi_size, workers=workers)
         convert.convert([input_dir], work_dir, options)
         input_dir, manifest_path, converted = work_dir, os.path.join(work_dir, "dataset.json"), True
     with open(manifest_path) as f:
         manifest = json.load(f)
     if manifest["roi_size"] != roi_size:
-        raise ValueError(f"{manifest_path}: records have RoI {manifest['roi_size']}, the model expects {roi_size}")
-    # Splits mean something only for records converted for training; not for an on-the-fly conversion.
-    shards = [(os.path.join(input_dir, shard["file"]), "" if converted else split, shard["records"])
-              for split, entry in manifest["splits"].items() for shard in entry["shards"]]
-    skipped = [{"object_id": p.get("object_id") or "", "path": p["path"], "reason": p["reason"]}
-               for kind in ("objects_dropped", "files_skipped", "rows_rejected") for p in manifest["problems"][kind]]
+        raise ValueError(
+            f"{manifest_path}: records have RoI {manifest['roi_size']}, "
+            f"the model expects {roi_size}"
+        )
+    # Splits mean something only for records converted for training; not for an on-the-fly
+    # conversion.
+    shards = [
+        (os.path.join(input_dir, shard["file"]), "" if converted else split, shard["records"])
+        for split, entry in manifest["splits"].items()
+        for shard in entry["shards"]
+    ]
+    skipped = [
+        {"object_id": p.get("object_id") or "", "path": p["path"], "reason": p["reason"]}
+        for kind in ("objects_dropped", "files_skipped", "rows_rejected")
+        for p in manifest["problems"][kind]
+    ]
     return shards, skipped
 
 
 def _identity(record):
     """(object_id, label) of one serialized record, parsed without the pixels."""
     import tensorflow as tf
-    parsed = tf.io.parse_single_example(record, {"object_id": tf.io.FixedLenFeature([], tf.string),
-                                                 "label": tf.io.FixedLenFeature([], tf.int64)})
+
+    parsed = tf.io.parse_single_example(
+        record,
+        {
+            "object_id": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.int64),
+        },
+    )
     return parsed["object_id"].numpy().decode(), int(parsed["label"])
 
 
 def classify(signature, batch):
-    """-> ([outputs per object, or None], [error text per object]); a failing batch is retried object by
+    """-> ([outputs per object, or None], [error text per object]); a failing batch is retried
+    object by
     object so that one bad record costs only itself."""
     import tensorflow as tf
+
     try:
         out = signature(records=tf.constant(batch))
         return [{k: v[i] for k, v in out.items()} for i in range(len(batch))], [""] * len(batch)
@@ -96,7 +130,8 @@ def classify(signature, batch):
 
 
 def predict(model, shards, output, batch_size):
-    """Write the CSV; returns (rows written, [skipped], {split: (labels, probabilities)}, metadata)."""
+    """Write the CSV; returns (rows written, [skipped], {split: (labels, probabilities)},
+    metadata)."""
     import numpy as np
     import tensorflow as tf
     from tqdm import tqdm
@@ -109,19 +144,29 @@ def predict(model, shards, output, batch_size):
     signature = model.signatures["serialized"]
     skipped, labelled, rows = [], {}, 0
     counts = [n for _, _, n in shards]
-    total = None if None in counts else sum(counts)        # a bare .tfrecord folder has no counts
+    total = None if None in counts else sum(counts)  # a bare .tfrecord folder has no counts
     with open(output, "w", newline="") as f, tqdm(total=total, unit="obj", desc="predict") as bar:
         writer = csv.writer(f)
-        writer.writerow(["object_id", "split", "label", "predicted", *[f"p_{n}" for n in names], "num_dates"])
+        writer.writerow(
+            ["object_id", "split", "label", "predicted", *[f"p_{n}" for n in names], "num_dates"]
+        )
         for path, split, _ in shards:
-            for first, batch in zip(itertools.count(0, batch_size), tf.data.TFRecordDataset(path).batch(batch_size)):
+            for first, batch in zip(
+                itertools.count(0, batch_size), tf.data.TFRecordDataset(path).batch(batch_size)
+            ):
                 batch, object_ids, labels = list(batch.numpy()), [], []
                 for number, record in enumerate(batch):
                     try:
                         object_id, label = _identity(record)
                     except tf.errors.InvalidArgumentError:
-                        skipped.append({"object_id": "", "path": f"{path}, record {first + number}",
-                                        "reason": "not a record with object_id and label (corrupt or foreign)"})
+                        skipped.append(
+                            {
+                                "object_id": "",
+                                "path": f"{path}, record {first + number}",
+                                "reason": "not a record with object_id and label "
+                                "(corrupt or foreign)",
+                            }
+                        )
                         object_id, label = None, -1
                     object_ids.append(object_id)
                     labels.append(label)
@@ -136,9 +181,16 @@ def predict(model, shards, output, batch_size):
                         continue
                     task_label = table[label] if label >= 0 else -1
                     probabilities = result["probabilities"].numpy()
-                    writer.writerow([object_id, split, names[task_label] if task_label >= 0 else "",
-                                     result["class_name"].numpy().decode(),
-                                     *[f"{p:.6f}" for p in probabilities], int(result["num_dates"])])
+                    writer.writerow(
+                        [
+                            object_id,
+                            split,
+                            names[task_label] if task_label >= 0 else "",
+                            result["class_name"].numpy().decode(),
+                            *[f"{p:.6f}" for p in probabilities],
+                            int(result["num_dates"]),
+                        ]
+                    )
                     rows += 1
                     if task_label >= 0:
                         for key in (split, "all") if split else ("all",):
@@ -159,6 +211,7 @@ def main(argv):
     except FileNotFoundError as e:
         sys.exit(f"error: {e}")
     import tensorflow as tf
+
     model = tf.saved_model.load(model_dir)
     roi = json.loads(model.metadata()["json"].numpy())["roi_size"]
     if not os.path.isdir(FLAGS.input):
@@ -176,7 +229,7 @@ def main(argv):
         for s in skipped:
             print(f"  {s['object_id'] or s['path']}: {s['reason']}")
     names = metadata["class_names"]
-    if scored:      # classes without labelled objects show "–" and stay out of the mean
+    if scored:  # classes without labelled objects show "–" and stay out of the mean
         results = {split: metrics.evaluate(y, p, names) for split, (y, p) in scored.items()}
         print(reports.markdown({"SavedModel": results}, metadata["task"], names))
 

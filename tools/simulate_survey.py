@@ -1,6 +1,6 @@
 """Simulate a Catalina-Sky-Survey-like set of transient image sequences (catalog layout).
 
-  python -m tools.simulate_survey --output data/sim --num_objects 300 --seed 0
+python -m tools.simulate_survey --output data/sim --num_objects 300 --seed 0
 """
 
 import logging as std_logging
@@ -11,16 +11,25 @@ from tao_keras import classes
 from tools.simulation import calibration, survey
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output", None, "Directory to write catalog.csv and images/ into.", required=True)
+flags.DEFINE_string(
+    "output", None, "Directory to write catalog.csv and images/ into.", required=True
+)
 flags.DEFINE_integer("num_objects", 300, "Number of objects to simulate.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Random seed; the output is identical for a given seed.")
-flags.DEFINE_list("class_mix", None,
-                  "Relative class weights as NAME=WEIGHT pairs (e.g. SN=1,NT=1) or 'uniform'. "
-                  "Default: the paper's Table 2 imbalance "
-                  + ",".join(f"{k}={v}" for k, v in calibration.PAPER_CLASS_COUNTS.items()) + ".")
+flags.DEFINE_list(
+    "class_mix",
+    None,
+    "Relative class weights as NAME=WEIGHT pairs (e.g. SN=1,NT=1) or 'uniform'. "
+    "Default: the paper's Table 2 imbalance "
+    + ",".join(f"{k}={v}" for k, v in calibration.PAPER_CLASS_COUNTS.items())
+    + ".",
+)
 flags.DEFINE_float("median_nights", 19.0, "Median number of observation nights per object.")
-flags.DEFINE_float("missing_max_fraction", 0.03,
-                   "Fraction of transients whose maximum falls in an unobserved gap (dropped on conversion).")
+flags.DEFINE_float(
+    "missing_max_fraction",
+    0.03,
+    "Fraction of transients whose maximum falls in an unobserved gap (dropped on conversion).",
+)
 flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
 
 
@@ -57,8 +66,13 @@ def main(argv):
     )
     summary = survey.simulate_survey(FLAGS.output, config, workers=FLAGS.workers)
     logging.info("objects per class: %s", summary["objects_per_class"])
-    logging.info("wrote %s/catalog.csv: %d objects, %d exposures, %.0f exposures/s",
-                 FLAGS.output, summary["objects"], summary["exposures"], summary["exposures_per_second"])
+    logging.info(
+        "wrote %s/catalog.csv: %d objects, %d exposures, %.0f exposures/s",
+        FLAGS.output,
+        summary["objects"],
+        summary["exposures"],
+        summary["exposures_per_second"],
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@ def spawn_pool(workers):
     if workers <= 1:
         return None
     if not main_is_importable():
-        logging.warning("running in-process: worker processes cannot re-import the main script %r",
-                        sys.modules["__main__"].__file__)
+        logging.warning(
+            "running in-process: worker processes cannot re-import the main script %r",
+            sys.modules["__main__"].__file__,
+        )
         return None
     return multiprocessing.get_context("spawn").Pool(workers)

@@ -13,64 +13,111 @@ from trainers.data import prepare_records
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("preset", "cpu", ["cpu", "paper"], "Model and schedule preset.")
-flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
-                  "Compute precision; auto = mixed_bfloat16 on GPUs of compute capability >= 8 and on CPUs "
-                  "with AVX512-BF16/AMX (measured 1.6x on the paper preset here), else float32.")
+flags.DEFINE_enum(
+    "precision",
+    "auto",
+    ["auto", "float32", "mixed_bfloat16"],
+    "Compute precision; auto = mixed_bfloat16 on GPUs of compute capability >= 8 and on CPUs "
+    "with AVX512-BF16/AMX (measured 1.6x on the paper preset here), else float32.",
+)
 flags.DEFINE_list("stages", ["densenet", "gru", "joint"], "Stages to run, in order.")
 flags.DEFINE_integer("epochs_densenet", None, "Epochs of stage 1 (default: preset).")
 flags.DEFINE_integer("epochs_gru", None, "Epochs of stage 2 (default: preset).")
 flags.DEFINE_integer("epochs_joint", None, "Epochs of stage 3 (default: preset).")
-flags.DEFINE_float("learning_rate_scale", 1.0, "Multiplies every stage's learning rate (finetuning: ~0.1).")
-flags.DEFINE_integer("batch_size", None, "Global batch size of every stage (default: preset), split across replicas.")
-flags.DEFINE_integer("sequence_length", 19, "Fixed length S of joint training, in dates.", lower_bound=3)
+flags.DEFINE_float(
+    "learning_rate_scale", 1.0, "Multiplies every stage's learning rate (finetuning: ~0.1)."
+)
+flags.DEFINE_integer(
+    "batch_size", None, "Global batch size of every stage (default: preset), split across replicas."
+)
+flags.DEFINE_integer(
+    "sequence_length", 19, "Fixed length S of joint training, in dates.", lower_bound=3
+)
 flags.DEFINE_float("aux_weight", 1.0, "Weight of the auxiliary (per-step) loss in joint training.")
 flags.DEFINE_float("epoch_fraction", 1.0, "Fraction of the balanced epoch per training epoch.", 0.0)
-flags.DEFINE_list("freeze", [], "TAO-Net parts kept fixed in the gru/joint stages: backbone, recurrent "
-                  "(e.g. SN vs NT finetuning with the GRUs fixed, paper Table 5).")
-flags.DEFINE_enum("normalization", "object", ["object", "image"],
-                  "Pixel noise scale: one per object from its first dates (keeps flux ratios between dates) "
-                  "or one per image (the former rule, for comparison).")
-flags.DEFINE_enum("aggregation", None, ["last", "add", "mean"],
-                  "TAO-Net output over time (default: the preset's): last valid step, masked sum, masked mean.")
-flags.DEFINE_integer("roi_size", None, "Model RoI side in pixels, a central crop of the records' RoI "
-                     "(default: the preset's; paper Table 10: 64, 32, 16).", lower_bound=8)
-flags.DEFINE_float("max_minutes", None, "Wall-clock budget of the training stages: each stage gets its share "
-                   "(tao_keras.training.protocol.BUDGET_SHARE) and stops at the first epoch end past it.", 0.0)
-flags.DEFINE_string("init_from", None, "A previous run directory: start from its last stage's model "
-                    "(layers with matching names and shapes), e.g. binary tasks from a multiclass run.")
+flags.DEFINE_list(
+    "freeze",
+    [],
+    "TAO-Net parts kept fixed in the gru/joint stages: backbone, recurrent "
+    "(e.g. SN vs NT finetuning with the GRUs fixed, paper Table 5).",
+)
+flags.DEFINE_enum(
+    "normalization",
+    "object",
+    ["object", "image"],
+    "Pixel noise scale: one per object from its first dates (keeps flux ratios between dates) "
+    "or one per image (the former rule, for comparison).",
+)
+flags.DEFINE_enum(
+    "aggregation",
+    None,
+    ["last", "add", "mean"],
+    "TAO-Net output over time (default: the preset's): last valid step, masked sum, masked mean.",
+)
+flags.DEFINE_integer(
+    "roi_size",
+    None,
+    "Model RoI side in pixels, a central crop of the records' RoI "
+    "(default: the preset's; paper Table 10: 64, 32, 16).",
+    lower_bound=8,
+)
+flags.DEFINE_float(
+    "max_minutes",
+    None,
+    "Wall-clock budget of the training stages: each stage gets its share "
+    "(tao_keras.training.protocol.BUDGET_SHARE) and stops at the first epoch end past it.",
+    0.0,
+)
+flags.DEFINE_string(
+    "init_from",
+    None,
+    "A previous run directory: start from its last stage's model "
+    "(layers with matching names and shapes), e.g. binary tasks from a multiclass run.",
+)
 
 
 def train_config(task):
     from tao_keras.training import config as train_cfg
     from tao_keras.training import precision
+
     base = train_cfg.TRAINING_PRESETS[FLAGS.preset]
     stages = {}
     for stage in ("densenet", "gru", "joint"):
         s = getattr(base, stage)
         stages[stage] = dataclasses.replace(
-            s, epochs=getattr(FLAGS, f"epochs_{stage}") or s.epochs,
+            s,
+            epochs=getattr(FLAGS, f"epochs_{stage}") or s.epochs,
             learning_rate=s.learning_rate * FLAGS.learning_rate_scale,
-            batch_size=FLAGS.batch_size or s.batch_size)
-    return dataclasses.replace(base, task=task, sequence_length=FLAGS.sequence_length, aux_weight=FLAGS.aux_weight,
-                               epoch_fraction=FLAGS.epoch_fraction, frozen=tuple(FLAGS.freeze), seed=FLAGS.seed,
-                               precision=precision.resolve(FLAGS.precision),
-                               normalization=FLAGS.normalization, aggregation=FLAGS.aggregation, roi_size=FLAGS.roi_size,
-                               max_minutes=FLAGS.max_minutes,
-                               **stages)
+            batch_size=FLAGS.batch_size or s.batch_size,
+        )
+    return dataclasses.replace(
+        base,
+        task=task,
+        sequence_length=FLAGS.sequence_length,
+        aux_weight=FLAGS.aux_weight,
+        epoch_fraction=FLAGS.epoch_fraction,
+        frozen=tuple(FLAGS.freeze),
+        seed=FLAGS.seed,
+        precision=precision.resolve(FLAGS.precision),
+        normalization=FLAGS.normalization,
+        aggregation=FLAGS.aggregation,
+        roi_size=FLAGS.roi_size,
+        max_minutes=FLAGS.max_minutes,
+        **stages,
+    )
 
 
 def run(task):
     """Train `task` end to end; prints the report and where the logs and models are."""
     import keras
+
     from tao_keras import classes, export
     from tao_keras.pipeline.datasets import load_manifest
-    from tao_keras.training import protocol, reports
-
-    from tao_keras.training import multiworker
+    from tao_keras.training import multiworker, protocol, reports
 
     std_logging.getLogger().setLevel(std_logging.INFO)
     began = time.perf_counter()
-    strategy = protocol.make_strategy()          # first: multi-worker collectives start here
+    strategy = protocol.make_strategy()  # first: multi-worker collectives start here
     unknown = [s for s in FLAGS.stages if s not in protocol.STAGES]
     if unknown:
         raise ValueError(f"--stages: unknown {unknown}; choose from {protocol.STAGES}")
@@ -84,13 +131,26 @@ def run(task):
     os.makedirs(out_dir, exist_ok=True)
     config = train_config(task)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump({"records": os.path.abspath(records), "records_roi_size": load_manifest(records)["roi_size"],
-                   **dataclasses.asdict(config)}, f, indent=2)
-    logging.info("%d replica(s); records %s; output %s", strategy.num_replicas_in_sync, records, out_dir)
+        json.dump(
+            {
+                "records": os.path.abspath(records),
+                "records_roi_size": load_manifest(records)["roi_size"],
+                **dataclasses.asdict(config),
+            },
+            f,
+            indent=2,
+        )
+    logging.info(
+        "%d replica(s); records %s; output %s", strategy.num_replicas_in_sync, records, out_dir
+    )
 
     previous = None
     if FLAGS.init_from:
-        last = [s for s in protocol.STAGES if os.path.exists(os.path.join(FLAGS.init_from, s, "model.keras"))]
+        last = [
+            s
+            for s in protocol.STAGES
+            if os.path.exists(os.path.join(FLAGS.init_from, s, "model.keras"))
+        ]
         if not last:
             raise FileNotFoundError(f"--init_from {FLAGS.init_from}: no <stage>/model.keras in it")
         previous = keras.saving.load_model(os.path.join(FLAGS.init_from, last[-1], "model.keras"))
@@ -99,8 +159,13 @@ def run(task):
         previous, scores = protocol.run_stage(stage, records, out_dir, config, strategy, previous)
         results[protocol.MODEL_NAMES[stage]] = scores
     names = classes.task_class_names(task)
-    text = reports.write(out_dir, results, task, names,
-                         extra={"records": os.path.abspath(records), "seconds": time.perf_counter() - began})
+    text = reports.write(
+        out_dir,
+        results,
+        task,
+        names,
+        extra={"records": os.path.abspath(records), "seconds": time.perf_counter() - began},
+    )
     print(text)
     print(f"TensorBoard: tensorboard --logdir {os.path.join(out_dir, 'logs')}")
     print(f"Keras model: {os.path.join(out_dir, FLAGS.stages[-1], 'model.keras')}")
@@ -108,6 +173,9 @@ def run(task):
         target = export.export_run(out_dir, os.path.join(out_dir, "export"), stage=FLAGS.stages[-1])
         print(f"SavedModel: {target}   (python -m tools.predict --model {target} --input DIR ...)")
     elif not export.is_sequence_model(previous):
-        print("No SavedModel: the last stage is the DenseNet on triplets, which needs the catalog date of "
-              "maximum; run a TAO-Net stage (gru, joint) to get a servable model.")
+        print(
+            "No SavedModel: the last stage is the DenseNet on triplets, which needs the catalog "
+            "date of "
+            "maximum; run a TAO-Net stage (gru, joint) to get a servable model."
+        )
     print(f"Finished in {time.perf_counter() - began:.0f} s")

@@ -8,12 +8,21 @@ import sys
 from absl import flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data", None, "Converted records (a dir with dataset.json) or a FITS dataset to convert. "
-                    "Default: the embedded simulated survey, created once and cached.")
-flags.DEFINE_string("output", None, "Run directory (default: runs/<task>, runs/light_curve_rf_<task> for the RF).")
+flags.DEFINE_string(
+    "data",
+    None,
+    "Converted records (a dir with dataset.json) or a FITS dataset to convert. "
+    "Default: the embedded simulated survey, created once and cached.",
+)
+flags.DEFINE_string(
+    "output", None, "Run directory (default: runs/<task>, runs/light_curve_rf_<task> for the RF)."
+)
 flags.DEFINE_integer("num_objects", 300, "Size of the embedded simulated survey.", lower_bound=20)
-flags.DEFINE_string("cache_dir", os.path.join(os.path.expanduser("~"), ".cache", "tao-keras"),
-                    "Where the embedded survey and converted FITS data are kept between runs.")
+flags.DEFINE_string(
+    "cache_dir",
+    os.path.join(os.path.expanduser("~"), ".cache", "tao-keras"),
+    "Where the embedded survey and converted FITS data are kept between runs.",
+)
 flags.DEFINE_integer("seed", 0, "Seed of simulation, split, pipeline and initialization.")
 
 
@@ -27,18 +36,32 @@ def prepare_records(data, cache_dir, num_objects, seed):
     if data and os.path.exists(os.path.join(data, "dataset.json")):
         return data
     if data:
-        out = os.path.join(cache_dir, "converted", os.path.abspath(data).strip("/").replace("/", "_"))
+        out = os.path.join(
+            cache_dir, "converted", os.path.abspath(data).strip("/").replace("/", "_")
+        )
         if not os.path.exists(os.path.join(out, "dataset.json")):
-            _run_tool(["tools.fits_to_tfrecords", "--input", data, "--output", out, "--seed", str(seed)])
+            _run_tool(
+                ["tools.fits_to_tfrecords", "--input", data, "--output", out, "--seed", str(seed)]
+            )
         return out
     root = os.path.join(cache_dir, f"embedded-{num_objects}-seed{seed}")
     survey, records = os.path.join(root, "survey"), os.path.join(root, "records")
     if not os.path.exists(os.path.join(records, "dataset.json")):
         if not os.path.exists(os.path.join(survey, "catalog.csv")):
-            _run_tool(["tools.simulate_survey", "--output", survey, "--num_objects", str(num_objects),
-                       "--seed", str(seed)])
-        _run_tool(["tools.fits_to_tfrecords", "--input", survey, "--output", records, "--seed", str(seed)])
+            _run_tool(
+                [
+                    "tools.simulate_survey",
+                    "--output",
+                    survey,
+                    "--num_objects",
+                    str(num_objects),
+                    "--seed",
+                    str(seed),
+                ]
+            )
+        _run_tool(
+            ["tools.fits_to_tfrecords", "--input", survey, "--output", records, "--seed", str(seed)]
+        )
     else:
         logging.info("reusing the embedded survey in %s", root)
     return records
-

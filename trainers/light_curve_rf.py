@@ -22,7 +22,9 @@ from trainers.data import prepare_records
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("task", "multiclass", list(classes.TASKS), "Classification task.")
-flags.DEFINE_string("light_curves", None, "CSV of light curves to use instead of photometry on the records.")
+flags.DEFINE_string(
+    "light_curves", None, "CSV of light curves to use instead of photometry on the records."
+)
 flags.DEFINE_integer("trees", 200, "Trees of the Random Forest (paper: 200).", lower_bound=1)
 
 
@@ -40,9 +42,11 @@ def main(argv):
             source = os.path.abspath(FLAGS.light_curves)
             curves = dataset.from_csv(FLAGS.light_curves, seed=FLAGS.seed)
         else:
-            source = os.path.abspath(prepare_records(FLAGS.data, FLAGS.cache_dir, FLAGS.num_objects, FLAGS.seed))
+            source = os.path.abspath(
+                prepare_records(FLAGS.data, FLAGS.cache_dir, FLAGS.num_objects, FLAGS.seed)
+            )
             cached = os.path.join(source, "lightcurves.csv")
-            if os.path.exists(cached):      # photometry of these records, done by an earlier run
+            if os.path.exists(cached):  # photometry of these records, done by an earlier run
                 logging.info("reusing the light curves measured in %s", cached)
                 curves = dataset.from_csv(cached)
             else:
@@ -54,12 +58,23 @@ def main(argv):
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     names = classes.task_class_names(FLAGS.task)
-    text = reports.write(out_dir, {baseline.MODEL_NAME: results}, FLAGS.task, names,
-                         extra={"source": source, "seconds": time.perf_counter() - began,
-                                "light_curve_seconds": measured, **info})
+    text = reports.write(
+        out_dir,
+        {baseline.MODEL_NAME: results},
+        FLAGS.task,
+        names,
+        extra={
+            "source": source,
+            "seconds": time.perf_counter() - began,
+            "light_curve_seconds": measured,
+            **info,
+        },
+    )
     print(text)
-    print(f"objects per split: {json.dumps(info['objects'])}; left out with fewer than 5 dates: "
-          f"{info['too_few_dates']}")
+    print(
+        f"objects per split: {json.dumps(info['objects'])}; left out with fewer than 5 dates: "
+        f"{info['too_few_dates']}"
+    )
     print(f"Finished in {time.perf_counter() - began:.0f} s; report in {out_dir}")
 
 

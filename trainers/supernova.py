@@ -1,6 +1,6 @@
 """Train TAO-Net on the 'supernova' task (see trainers.common for the flags).
 
-  python -m trainers.supernova [--data DIR] [--preset cpu|paper] [--init_from RUN_DIR]
+python -m trainers.supernova [--data DIR] [--preset cpu|paper] [--init_from RUN_DIR]
 """
 
 from absl import app

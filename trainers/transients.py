@@ -1,6 +1,6 @@
 """Train TAO-Net on the 'transients' task (see trainers.common for the flags).
 
-  python -m trainers.transients [--data DIR] [--preset cpu|paper] [--init_from RUN_DIR]
+python -m trainers.transients [--data DIR] [--preset cpu|paper] [--init_from RUN_DIR]
 """
 
 from absl import app

@@ -1,1 +1,2 @@
-"""The paper's baseline: light curves from the images (photometry), light-curve features, Random Forest."""
+"""The paper's baseline: light curves from the images (photometry), light-curve features, Random
+Forest."""

@@ -32,7 +32,9 @@ def fit(train_curves, train_labels, num_classes, trees=200, seed=0):
     """Balance by resampling, extract features, fit the forest (all cores)."""
     present = set(np.unique(train_labels).tolist())
     if present != set(range(num_classes)):
-        raise ValueError(f"training light curves lack class(es) {sorted(set(range(num_classes)) - present)}")
+        raise ValueError(
+            f"training light curves lack class(es) {sorted(set(range(num_classes)) - present)}"
+        )
     curves, labels = resampling.balance(train_curves, train_labels, seed)
     forest = RandomForestClassifier(n_estimators=trees, n_jobs=-1, random_state=seed)
     forest.fit(features.compute(curves), labels)
@@ -44,13 +46,20 @@ def run(curves, task, trees=200, seed=0):
     names = classes.task_class_names(task)
     splits, too_short = task_curves(curves, task)
     if "train" not in splits:
-        raise ValueError(f"no training light curves with at least {features.MIN_DATES} dates for task {task}")
+        raise ValueError(
+            f"no training light curves with at least {features.MIN_DATES} dates for task {task}"
+        )
     forest = fit(*splits["train"], len(names), trees, seed)
     results = {}
     for split in ("val", "test"):
         if split in splits:
             probabilities = forest.predict_proba(features.compute(splits[split][0]))
             results[split] = metrics.evaluate(splits[split][1], probabilities, names)
-    info = {"too_few_dates": too_short, "objects": {s: len(v[1]) for s, v in splits.items()},
-            "feature_importance": dict(zip(features.FEATURE_NAMES, forest.feature_importances_.round(4).tolist()))}
+    info = {
+        "too_few_dates": too_short,
+        "objects": {s: len(v[1]) for s, v in splits.items()},
+        "feature_importance": dict(
+            zip(features.FEATURE_NAMES, forest.feature_importances_.round(4).tolist())
+        ),
+    }
     return results, info

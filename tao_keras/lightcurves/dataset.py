@@ -32,15 +32,19 @@ def from_records(records_dir, config=photometry.PhotometryConfig(), progress=Tru
     """Photometry of every record of every split of a converted dataset (dataset.json)."""
     from tqdm import tqdm
 
+    from tao_keras.pipeline import datasets
     from tfrecords import parser
 
-    from tao_keras.pipeline import datasets
-
     manifest = datasets.load_manifest(records_dir)
-    shards = [(split, os.path.join(records_dir, s["file"]), s["records"])
-              for split, entry in manifest["splits"].items() for s in entry["shards"]]
+    shards = [
+        (split, os.path.join(records_dir, s["file"]), s["records"])
+        for split, entry in manifest["splits"].items()
+        for s in entry["shards"]
+    ]
     curves = []
-    with tqdm(total=sum(n for _, _, n in shards), unit="obj", desc="photometry", disable=not progress) as bar:
+    with tqdm(
+        total=sum(n for _, _, n in shards), unit="obj", desc="photometry", disable=not progress
+    ) as bar:
         for split, path, _ in shards:
             for record in parser.read_records([path], manifest["roi_size"]):
                 flux, error = photometry.measure(record.images, config)
@@ -86,8 +90,14 @@ def from_csv(path, seed=0, test_fraction=0.05, val_fraction=0.3):
                 raise ValueError(f"{where}: mjd, mag and magerr must be numbers") from None
             if not all(np.isfinite(values)) or values[2] <= 0:
                 raise ValueError(f"{where}: mjd, mag must be finite and magerr > 0")
-            entry = rows.setdefault(row["object_id"], {"label": _label(row.get("label") or "", where),
-                                                       "split": (row.get("split") or "").strip(), "points": []})
+            entry = rows.setdefault(
+                row["object_id"],
+                {
+                    "label": _label(row.get("label") or "", where),
+                    "split": (row.get("split") or "").strip(),
+                    "points": [],
+                },
+            )
             entry["points"].append(values)
     curves = []
     for object_id, entry in rows.items():
@@ -102,7 +112,8 @@ def from_csv(path, seed=0, test_fraction=0.05, val_fraction=0.3):
 
 
 def _assign_splits(curves, seed, test_fraction, val_fraction):
-    """Per class, a seeded shuffle: the first test_fraction to test, val_fraction of the rest to val."""
+    """Per class, a seeded shuffle: the first test_fraction to test, val_fraction of the rest to
+    val."""
     rng = np.random.default_rng(seed)
     labels = np.array([c.label for c in curves])
     for label in np.unique(labels):
@@ -110,4 +121,6 @@ def _assign_splits(curves, seed, test_fraction, val_fraction):
         num_test = int(round(test_fraction * len(members)))
         num_val = int(round(val_fraction * (len(members) - num_test)))
         for rank, i in enumerate(members):
-            curves[i].split = "test" if rank < num_test else "val" if rank < num_test + num_val else "train"
+            curves[i].split = (
+                "test" if rank < num_test else "val" if rank < num_test + num_val else "train"
+            )

@@ -13,21 +13,23 @@ from astropy.stats import SigmaClip
 from photutils.aperture import ApertureStats, CircularAnnulus, CircularAperture, aperture_photometry
 from photutils.utils import calc_total_error
 
-ZERO_POINT = 25.0     # instrumental: m = 25 - 2.5 log10(flux in ADU); no field calibration
+ZERO_POINT = 25.0  # instrumental: m = 25 - 2.5 log10(flux in ADU); no field calibration
 
 
 @dataclasses.dataclass(frozen=True)
 class PhotometryConfig:
-    """Aperture radius ~1.2x the median seeing FWHM of CSS-like data (2.5 px); annulus clear of the PSF."""
+    """Aperture radius ~1.2x the median seeing FWHM of CSS-like data (2.5 px); annulus clear of the
+    PSF."""
 
     radius: float = 3.0
     annulus: tuple = (8.0, 14.0)
-    gain: float = 2.0             # e-/ADU, for the source's Poisson noise
+    gain: float = 2.0  # e-/ADU, for the source's Poisson noise
     clip_sigma: float = 3.0
 
 
 def measure(images, config=PhotometryConfig()):
-    """Background-subtracted central flux and its error per image: images [n, H, W] -> ([n], [n]) ADU.
+    """Background-subtracted central flux and its error per image: images [n, H, W] -> ([n], [n])
+    ADU.
 
     An image whose aperture or annulus has no finite pixel gives NaN flux and error.
     """
@@ -46,7 +48,9 @@ def measure(images, config=PhotometryConfig()):
         if not np.isfinite(background.median) or not np.isfinite(background.std):
             continue
         data = np.where(bad, background.median, image) - background.median
-        total_error = calc_total_error(np.clip(data, 0, None), np.full_like(data, background.std), config.gain)
+        total_error = calc_total_error(
+            np.clip(data, 0, None), np.full_like(data, background.std), config.gain
+        )
         table = aperture_photometry(data, aperture, error=total_error, mask=bad)
         flux[i], error[i] = float(table["aperture_sum"][0]), float(table["aperture_sum_err"][0])
     return flux, error

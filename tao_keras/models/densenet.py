@@ -16,13 +16,13 @@ from tao_keras.models import layers as tao_layers
 
 @dataclasses.dataclass(frozen=True)
 class DenseNetConfig:
-    growth_rate: int = 32          # k
-    depth: int = 70                # L
+    growth_rate: int = 32  # k
+    depth: int = 70  # L
     bottleneck: bool = True
     compression: float = 0.5
-    stem_stride: int = 1           # 2 halves the cost of every later layer (cpu preset)
+    stem_stride: int = 1  # 2 halves the cost of every later layer (cpu preset)
     dropout: float = 0.0
-    roi_size: int = 64             # 64, 32, 16 (paper Table 10)
+    roi_size: int = 64  # 64, 32, 16 (paper Table 10)
     # Batch statistics over the global batch across replicas/workers (set by the trainer when
     # it trains on several; costs ~17% of a CPU step for nothing on a single device).
     synchronized_batchnorm: bool = False
@@ -37,8 +37,9 @@ class DenseNetConfig:
 
 
 def _bn_relu(x, config, name):
-    x = layers.BatchNormalization(epsilon=1.001e-5, synchronized=config.synchronized_batchnorm,
-                                  name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(
+        epsilon=1.001e-5, synchronized=config.synchronized_batchnorm, name=f"{name}_bn"
+    )(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
@@ -48,7 +49,9 @@ def _dense_layer(x, config, name):
         y = _bn_relu(y, config, f"{name}_1")
         y = layers.Conv2D(4 * config.growth_rate, 1, use_bias=False, name=f"{name}_1_conv")(y)
     y = _bn_relu(y, config, f"{name}_2")
-    y = layers.Conv2D(config.growth_rate, 3, padding="same", use_bias=False, name=f"{name}_2_conv")(y)
+    y = layers.Conv2D(config.growth_rate, 3, padding="same", use_bias=False, name=f"{name}_2_conv")(
+        y
+    )
     if config.dropout:
         y = layers.Dropout(config.dropout, name=f"{name}_drop")(y)
     return layers.Concatenate(name=f"{name}_concat")([x, y])
@@ -64,8 +67,14 @@ def _transition(x, config, name):
 def build_backbone(config, channels=3, name="backbone"):
     """Feature extractor [B, roi, roi, channels] -> [B, F] (global average pooled)."""
     inputs = keras.Input((config.roi_size, config.roi_size, channels), name="images")
-    x = layers.Conv2D(2 * config.growth_rate, 3, strides=config.stem_stride, padding="same",
-                      use_bias=False, name="stem_conv")(inputs)
+    x = layers.Conv2D(
+        2 * config.growth_rate,
+        3,
+        strides=config.stem_stride,
+        padding="same",
+        use_bias=False,
+        name="stem_conv",
+    )(inputs)
     for block in range(3):
         for i in range(config.layers_per_block):
             x = _dense_layer(x, config, f"block{block + 1}_layer{i + 1}")
@@ -87,9 +96,13 @@ def build_densenet(config, num_classes, fusion="early", name="densenet"):
         features = build_backbone(config, channels=3)(inputs)
     elif fusion == "late":
         # [B, H, W, 3] -> [B*3, H, W, 1]: one shared backbone over the three dates.
-        streams = build_backbone(config, channels=1)(tao_layers.SplitChannels(name="split_dates")(inputs))
+        streams = build_backbone(config, channels=1)(
+            tao_layers.SplitChannels(name="split_dates")(inputs)
+        )
         features = tao_layers.MergeStreams(3, name="merge_streams")(streams)
     else:
         raise ValueError(f"fusion {fusion!r} is not 'early' or 'late'")
-    probabilities = layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(features)
+    probabilities = layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="classifier"
+    )(features)
     return keras.Model({"images": inputs}, probabilities, name=name)

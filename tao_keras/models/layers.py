@@ -30,8 +30,11 @@ class StepwiseBackbone(layers.Layer):
         self.backbone = backbone
 
     def build(self, images_shape, mask_shape=None):
-        self.backbone.build(tuple(images_shape[2:]) if images_shape[0] is None else
-                            (None,) + tuple(images_shape[2:]))
+        self.backbone.build(
+            tuple(images_shape[2:])
+            if images_shape[0] is None
+            else (None,) + tuple(images_shape[2:])
+        )
         self.built = True
 
     def call(self, images, mask, training=None):
@@ -45,10 +48,15 @@ class StepwiseBackbone(layers.Layer):
 
     def compute_output_spec(self, images, mask, training=None):
         width = self.backbone.output_shape[-1]
-        return keras.KerasTensor((images.shape[0], images.shape[1], width), dtype=self.compute_dtype)
+        return keras.KerasTensor(
+            (images.shape[0], images.shape[1], width), dtype=self.compute_dtype
+        )
 
     def get_config(self):
-        return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone)}
+        return {
+            **super().get_config(),
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -63,7 +71,9 @@ class ZeroPadded(layers.Layer):
 
     def call(self, sequence, mask):
         mask = ops.cast(mask, sequence.dtype)
-        return sequence * ops.reshape(mask, tuple(ops.shape(mask)) + (1,) * (len(sequence.shape) - 2))
+        return sequence * ops.reshape(
+            mask, tuple(ops.shape(mask)) + (1,) * (len(sequence.shape) - 2)
+        )
 
     def compute_output_spec(self, sequence, mask):
         return keras.KerasTensor(sequence.shape, dtype=self.compute_dtype)
@@ -75,7 +85,7 @@ class MaskedSum(layers.Layer):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.supports_masking = True      # consumes the GRU's mask; the output has none
+        self.supports_masking = True  # consumes the GRU's mask; the output has none
 
     def compute_mask(self, sequence, mask=None):
         return None

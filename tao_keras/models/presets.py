@@ -5,11 +5,19 @@ from tao_keras.models.taonet import TAONetConfig
 
 PRESETS = {
     # k=32, L=70 DenseNet-BC (3.0M parameters), GRU 2 x 128, masked sum over time.
-    "paper": TAONetConfig(backbone=DenseNetConfig(growth_rate=32, depth=70), gru_layers=2, gru_units=128,
-                          aggregation="add"),
+    "paper": TAONetConfig(
+        backbone=DenseNetConfig(growth_rate=32, depth=70),
+        gru_layers=2,
+        gru_units=128,
+        aggregation="add",
+    ),
     # k=12, L=28, stem stride 2 (32x32 maps from the start), one GRU of 64 units.
-    "cpu": TAONetConfig(backbone=DenseNetConfig(growth_rate=12, depth=28, stem_stride=2), gru_layers=1,
-                        gru_units=64, aggregation="add"),
+    "cpu": TAONetConfig(
+        backbone=DenseNetConfig(growth_rate=12, depth=28, stem_stride=2),
+        gru_layers=1,
+        gru_units=64,
+        aggregation="add",
+    ),
 }
 
 

@@ -21,10 +21,10 @@ AGGREGATIONS = ("last", "add", "mean")
 class TAONetConfig:
     backbone: densenet.DenseNetConfig = densenet.DenseNetConfig()
     gru_layers: int = 2
-    gru_units: int = 128              # H
+    gru_units: int = 128  # H
     bidirectional: bool = False
-    aggregation: str = "add"          # 'last' valid step, masked sum ('add') or mean over time
-    use_dt: bool = True               # concatenate the relative-date feature
+    aggregation: str = "add"  # 'last' valid step, masked sum ('add') or mean over time
+    use_dt: bool = True  # concatenate the relative-date feature
     dropout: float = 0.0
 
     def __post_init__(self):
@@ -41,15 +41,21 @@ def build_taonet(config, num_classes, name="taonet"):
 
     backbone = densenet.build_backbone(config.backbone, channels=3)
     features = tao_layers.StepwiseBackbone(backbone, name="stepwise_backbone")(images, mask)
-    aux = layers.Dense(num_classes, activation="softmax", dtype="float32", name="aux_classifier")(features)
+    aux = layers.Dense(num_classes, activation="softmax", dtype="float32", name="aux_classifier")(
+        features
+    )
     aux = tao_layers.ZeroPadded(name="aux_probabilities", dtype="float32")(aux, mask)
     x = layers.Concatenate(name="features_dt")([features, dt]) if config.use_dt else features
 
     for i in range(config.gru_layers):
         last_layer = i == config.gru_layers - 1
         return_sequences = not last_layer or config.aggregation != "last"
-        gru = layers.GRU(config.gru_units, return_sequences=return_sequences, dropout=config.dropout,
-                         name=f"gru{i + 1}")
+        gru = layers.GRU(
+            config.gru_units,
+            return_sequences=return_sequences,
+            dropout=config.dropout,
+            name=f"gru{i + 1}",
+        )
         if config.bidirectional:
             gru = layers.Bidirectional(gru, name=f"bigru{i + 1}")
         x = gru(x, mask=mask)
@@ -57,9 +63,14 @@ def build_taonet(config, num_classes, name="taonet"):
         x = tao_layers.MaskedSum(name="masked_sum")(x, mask)
     elif config.aggregation == "mean":
         x = tao_layers.MaskedMean(name="masked_mean")(x, mask)
-    probabilities = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model({"images": images, "dt": dt, "length": length},
-                       {"probabilities": probabilities, "aux_probabilities": aux}, name=name)
+    probabilities = layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="probabilities"
+    )(x)
+    return keras.Model(
+        {"images": images, "dt": dt, "length": length},
+        {"probabilities": probabilities, "aux_probabilities": aux},
+        name=name,
+    )
 
 
 def backbone_of(model):

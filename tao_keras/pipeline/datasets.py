@@ -1,4 +1,5 @@
-"""tf.data pipelines over converted records (the shards and dataset.json of tools.fits_to_tfrecords).
+"""tf.data pipelines over converted records (the shards and dataset.json of
+tools.fits_to_tfrecords).
 
 Training: one infinite stream per task class (its shards, interleaved and parsed in
 parallel), a fresh random exposure per date on every pass, merged by
@@ -38,13 +39,13 @@ class PipelineConfig:
     batch_size: int = 32
     balance: str = "balanced"
     augment: bool = True
-    shuffle_buffer: int = 32          # per class stream, in sequences (one image per date)
-    cache: bool = False               # keep parsed records in memory (bounded by max_cache_mb)
+    shuffle_buffer: int = 32  # per class stream, in sequences (one image per date)
+    cache: bool = False  # keep parsed records in memory (bounded by max_cache_mb)
     max_cache_mb: float = 2048.0
     deterministic: bool = False
     seed: int = 0
-    scale: str = "object"             # normalization: one noise scale per object, or "image"
-    crop: int | None = None           # model RoI side: central crop of the records' RoI (None: whole)
+    scale: str = "object"  # normalization: one noise scale per object, or "image"
+    crop: int | None = None  # model RoI side: central crop of the records' RoI (None: whole)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -52,7 +53,9 @@ class PipelineConfig:
         if self.balance not in BALANCING:
             raise ValueError(f"balance {self.balance!r} not in {BALANCING}")
         if self.sequence_length is not None and self.sequence_length < 3:
-            raise ValueError(f"sequence_length {self.sequence_length} < 3 (one triplet needs 3 dates)")
+            raise ValueError(
+                f"sequence_length {self.sequence_length} < 3 (one triplet needs 3 dates)"
+            )
         classes.task_class_names(self.task)
         if self.scale not in normalization.SCALES:
             raise ValueError(f"scale {self.scale!r} not in {normalization.SCALES}")
@@ -64,11 +67,14 @@ def load_manifest(records_dir):
         with open(path) as f:
             return json.load(f)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no dataset.json; convert the data with tools.fits_to_tfrecords first")
+        raise FileNotFoundError(
+            f"{path}: no dataset.json; convert the data with tools.fits_to_tfrecords first"
+        )
 
 
 def task_shards(manifest, records_dir, split, task):
-    """{task class index: [(shard path, records)]} for the split's shards that belong to the task."""
+    """{task class index: [(shard path, records)]} for the split's shards that belong to the
+    task."""
     if split not in manifest["splits"]:
         raise ValueError(f"{records_dir}: no '{split}' split (has {sorted(manifest['splits'])})")
     table = classes.task_label_table(task)
@@ -77,7 +83,9 @@ def task_shards(manifest, records_dir, split, task):
         if shard["class"] in classes.CLASS_NAMES and shard["records"] > 0:
             label = table[classes.CLASS_NAMES.index(shard["class"])]
             if label >= 0:
-                out.setdefault(label, []).append((os.path.join(records_dir, shard["file"]), shard["records"]))
+                out.setdefault(label, []).append(
+                    (os.path.join(records_dir, shard["file"]), shard["records"])
+                )
     return out
 
 
@@ -101,10 +109,20 @@ def _parse_fn(roi_size, task):
 
 def _select(record, seed):
     """Keep what the windows need, with one exposure per date."""
-    images, mjd = dates.select_dates(record["images"], record["mjd"], record["date_index"],
-                                     tf.cast(record["num_dates"], tf.int32), seed)
-    return {"images": images, "mjd": mjd, "max_date_index": record["max_date_index"],
-            "is_nt": tf.equal(record["label"], NT_INDEX), "label": record["task_label"]}
+    images, mjd = dates.select_dates(
+        record["images"],
+        record["mjd"],
+        record["date_index"],
+        tf.cast(record["num_dates"], tf.int32),
+        seed,
+    )
+    return {
+        "images": images,
+        "mjd": mjd,
+        "max_date_index": record["max_date_index"],
+        "is_nt": tf.equal(record["label"], NT_INDEX),
+        "label": record["task_label"],
+    }
 
 
 def _finish(config, augment):
@@ -116,16 +134,19 @@ def _finish(config, augment):
 
     def finish(item, seed=None):
         if config.mode == "triplet":
-            num = tf.shape(item["images"])[0]      # normalize only the three dates kept
+            num = tf.shape(item["images"])[0]  # normalize only the three dates kept
             chosen = windows.triplet_dates(num, item["max_date_index"], item["is_nt"])
             scale = normalization.object_scale(item["images"], config.scale)
-            images = features.center_crop(normalization.normalize_images(tf.gather(item["images"], chosen), scale),
-                                          config.crop)
+            images = features.center_crop(
+                normalization.normalize_images(tf.gather(item["images"], chosen), scale),
+                config.crop,
+            )
             if augment:
                 images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
             return {"images": tf.transpose(images, [1, 2, 0])}, item["label"]
-        images, mjd = features.prepare_dates(item["images"], item["mjd"], config.sequence_length,
-                                              config.scale, config.crop)
+        images, mjd = features.prepare_dates(
+            item["images"], item["mjd"], config.sequence_length, config.scale, config.crop
+        )
         if augment:
             images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
         return features.sequence_features(images, mjd, config.stride), item["label"]
@@ -141,10 +162,17 @@ def _batch(dataset, config, drop_remainder):
 
 def _records(files, num_files, roi_size, config, deterministic):
     """Parsed records of a dataset of file names, read in parallel (up to 4 files at a time)."""
-    dataset = files.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(num_files, 4)),
-                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    return dataset.map(_parse_fn(roi_size, config.task), num_parallel_calls=tf.data.AUTOTUNE,
-                       deterministic=deterministic)
+    dataset = files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=max(1, min(num_files, 4)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    return dataset.map(
+        _parse_fn(roi_size, config.task),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
 
 
 def _class_stream(shards, manifest, config, stream_seed, cache):
@@ -159,13 +187,15 @@ def _class_stream(shards, manifest, config, stream_seed, cache):
         dataset = _records(files, len(paths), roi, config, config.deterministic)
     seeds = tf.data.Dataset.random(seed=stream_seed).batch(2)
     dataset = tf.data.Dataset.zip((dataset, seeds))
-    dataset = dataset.map(_select, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
+    dataset = dataset.map(
+        _select, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic
+    )
     return dataset.shuffle(config.shuffle_buffer, seed=stream_seed)
 
 
 def _cache_fits(manifest, split, config):
     entry = manifest["splits"][split]
-    size_mb = entry["exposures"] * manifest["roi_size"] ** 2 * 4 / 2 ** 20
+    size_mb = entry["exposures"] * manifest["roi_size"] ** 2 * 4 / 2**20
     return config.cache and size_mb <= config.max_cache_mb
 
 
@@ -180,10 +210,15 @@ def training_dataset(records_dir, config, split="train"):
     names = classes.task_class_names(config.task)
     missing = [names[i] for i in range(len(names)) if i not in shards]
     if missing:
-        raise ValueError(f"{records_dir}: split '{split}' has no objects of {missing} for task {config.task}")
+        raise ValueError(
+            f"{records_dir}: split '{split}' has no objects of {missing} for task {config.task}"
+        )
     counts = [sum(n for _, n in shards[i]) for i in range(len(names))]
     cache = _cache_fits(manifest, split, config)
-    streams = [_class_stream(shards[i], manifest, config, config.seed * 1000 + i, cache) for i in range(len(names))]
+    streams = [
+        _class_stream(shards[i], manifest, config, config.seed * 1000 + i, cache)
+        for i in range(len(names))
+    ]
     if config.balance == "balanced":
         weights = [1.0 / len(names)] * len(names)
         epoch = len(names) * max(counts)
@@ -195,10 +230,14 @@ def training_dataset(records_dir, config, split="train"):
     if config.augment:
         seeds = tf.data.Dataset.random(seed=config.seed + 7919).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            lambda item, seed: finish(item, seed), num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=config.deterministic)
+            lambda item, seed: finish(item, seed),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=config.deterministic,
+        )
     else:
-        dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
+        dataset = dataset.map(
+            finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic
+        )
     dataset = _batch(dataset, config, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     return dataset.with_options(_options(config)), math.ceil(epoch / config.batch_size)
 
@@ -210,9 +249,17 @@ def evaluation_dataset(records_dir, config, split="val"):
     paths = [p for label in sorted(shards) for p, _ in shards[label]]
     if not paths:
         raise ValueError(f"{records_dir}: split '{split}' has no objects for task {config.task}")
-    dataset = tf.data.TFRecordDataset(paths).map(_parse_fn(manifest["roi_size"], config.task),
-                                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.map(lambda record: _select(record, None), num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=True)
-    dataset = dataset.map(_finish(config, augment=False), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = tf.data.TFRecordDataset(paths).map(
+        _parse_fn(manifest["roi_size"], config.task),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    dataset = dataset.map(
+        lambda record: _select(record, None),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    dataset = dataset.map(
+        _finish(config, augment=False), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
     return _batch(dataset, config, drop_remainder=False).prefetch(tf.data.AUTOTUNE)

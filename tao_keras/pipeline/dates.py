@@ -15,12 +15,16 @@ def group_dates(mjd):
     """Date index int64 [n] of sorted times mjd float64 [n]: a new date after a gap of at least
     schema.SAME_DATE_DAYS, the converter's rule (used where records are not at hand: serving)."""
     new_date = tf.cast(mjd[1:] - mjd[:-1] >= schema.SAME_DATE_DAYS, tf.int64)
-    return tf.concat([tf.zeros([tf.minimum(tf.size(mjd), 1)], tf.int64), tf.cumsum(new_date)], axis=0)
+    return tf.concat(
+        [tf.zeros([tf.minimum(tf.size(mjd), 1)], tf.int64), tf.cumsum(new_date)], axis=0
+    )
 
 
 def exposures_per_date(date_index, num_dates):
     """Row starts and counts of each date in a sorted date_index [n] -> ([D], [D]) int32."""
-    counts = tf.math.bincount(tf.cast(date_index, tf.int32), minlength=num_dates, maxlength=num_dates)
+    counts = tf.math.bincount(
+        tf.cast(date_index, tf.int32), minlength=num_dates, maxlength=num_dates
+    )
     starts = tf.cumsum(counts, exclusive=True)
     return starts, counts
 

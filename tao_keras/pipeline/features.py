@@ -16,7 +16,7 @@ def center_crop(images, size):
         raise ValueError(f"cannot crop {height}x{width} images to {size}x{size}")
     top = (tf.shape(images)[-2] - size) // 2
     left = (tf.shape(images)[-1] - size) // 2
-    return images[..., top:top + size, left:left + size]
+    return images[..., top : top + size, left : left + size]
 
 
 def prepare_dates(images, mjd, sequence_length=None, scale="object", crop=None):

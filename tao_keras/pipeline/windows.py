@@ -25,7 +25,7 @@ def fix_length(images, mjd, length):
     replicated before and the last after (the extra half rounded to the end)."""
     num = tf.shape(images)[0]
     extra = length - num
-    left = tf.where(extra < 0, (-extra) // 2, -(extra // 2))    # start offset into the dates
+    left = tf.where(extra < 0, (-extra) // 2, -(extra // 2))  # start offset into the dates
     index = tf.clip_by_value(tf.range(length) + left, 0, num - 1)
     return tf.gather(images, index), tf.gather(mjd, index)
 

@@ -41,8 +41,14 @@ class ValidationF1(keras.callbacks.Callback):
                 tf.summary.scalar("mean_f1", result["mean_f1"])
                 for name, value in result["f1"].items():
                     tf.summary.scalar(f"f1/{name}", value)
-            tensorboard_views.write_evaluation(self.writer, epoch, labels, probabilities, self.class_names,
-                                               result["confusion_matrix"])
+            tensorboard_views.write_evaluation(
+                self.writer,
+                epoch,
+                labels,
+                probabilities,
+                self.class_names,
+                result["confusion_matrix"],
+            )
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -58,7 +64,11 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if time.perf_counter() - self.began > self.seconds:
-            logging.info("time budget of %.0f s spent after epoch %d: stopping this stage", self.seconds, epoch + 1)
+            logging.info(
+                "time budget of %.0f s spent after epoch %d: stopping this stage",
+                self.seconds,
+                epoch + 1,
+            )
             self.model.stop_training = True
 
 
@@ -80,8 +90,10 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         super().__init__(backup_dir, double_checkpoint=False)
 
     def _paths(self, slot):
-        return (os.path.join(self.backup_dir, f"{slot}.weights.h5"),
-                os.path.join(self.backup_dir, f"{slot}.json"))
+        return (
+            os.path.join(self.backup_dir, f"{slot}.weights.h5"),
+            os.path.join(self.backup_dir, f"{slot}.json"),
+        )
 
     def _usable(self, slot):
         """(epoch, weights path) of a verified backup slot, else None (with the reason logged)."""
@@ -95,7 +107,9 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
             if _sha256(weights) != info["sha256"]:
                 raise ValueError("weights do not match their recorded hash")
         except (OSError, ValueError, KeyError, TypeError) as e:
-            logging.warning("backup %s in %s is unusable (%s); trying an older one", slot, self.backup_dir, e)
+            logging.warning(
+                "backup %s in %s is unusable (%s); trying an older one", slot, self.backup_dir, e
+            )
             return None
         return epoch, weights
 
@@ -111,9 +125,14 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                 if self.model.optimizer is not None and not self.model.optimizer.built:
                     self.model.optimizer.build(self.model.trainable_variables)
                 self.model.load_weights(weights)
-            except Exception as e:       # h5py/Keras raise many kinds on a damaged file
-                logging.warning("backup %s in %s does not load (%s: %s); trying an older one", slot,
-                                self.backup_dir, type(e).__name__, e)
+            except Exception as e:  # h5py/Keras raise many kinds on a damaged file
+                logging.warning(
+                    "backup %s in %s does not load (%s: %s); trying an older one",
+                    slot,
+                    self.backup_dir,
+                    type(e).__name__,
+                    e,
+                )
                 continue
             self.model._initial_epoch = epoch
             logging.info("resuming after epoch %d from %s", epoch, weights)
@@ -132,7 +151,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                 f.write(info)
                 f.flush()
                 os.fsync(f.fileno())
-            if os.path.exists(meta):            # keep the last good backup until the new one is complete
+            if os.path.exists(meta):  # keep the last good backup until the new one is complete
                 old_weights, old_meta = self._paths("previous")
                 os.replace(weights, old_weights)
                 os.replace(meta, old_meta)
@@ -140,8 +159,11 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
             os.replace(meta + ".partial", meta)
         except OSError as e:
             if e.errno == errno.ENOSPC:
-                raise OSError(e.errno, f"disk full while writing the training backup in {self.backup_dir}: "
-                                       "free space and run the same command again to resume") from e
+                raise OSError(
+                    e.errno,
+                    f"disk full while writing the training backup in {self.backup_dir}: "
+                    "free space and run the same command again to resume",
+                ) from e
             raise
 
 
@@ -159,7 +181,11 @@ def best_so_far(history_csv, monitor="val_mean_f1"):
     best weights saved before it."""
     try:
         with open(history_csv, newline="") as f:
-            values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor) not in (None, "")]
+            values = [
+                float(row[monitor])
+                for row in csv.DictReader(f)
+                if row.get(monitor) not in (None, "")
+            ]
     except (OSError, ValueError, KeyError):
         return None
     return max(values) if values else None

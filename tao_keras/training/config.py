@@ -23,27 +23,35 @@ class TrainConfig:
     sequence_length: int = 19
     aux_weight: float = 1.0
     weight_decay: float = 1e-4
-    epoch_fraction: float = 1.0      # fraction of the balanced epoch per Keras epoch (quick runs)
-    frozen: tuple = ()               # parts kept fixed in TAO-Net stages: "backbone", "recurrent"
-    precision: str = "float32"       # Keras dtype policy of the models: float32 or mixed_bfloat16
-    normalization: str = "object"    # pixel noise scale per object (first dates) or per "image"
-    aggregation: str | None = None   # TAO-Net output over time: None = the model preset's
-    roi_size: int | None = None      # model RoI side (central crop of the records'): None = the preset's
-    max_minutes: float | None = None  # wall-clock budget of the whole run (stages share it by planned steps)
+    epoch_fraction: float = 1.0  # fraction of the balanced epoch per Keras epoch (quick runs)
+    frozen: tuple = ()  # parts kept fixed in TAO-Net stages: "backbone", "recurrent"
+    precision: str = "float32"  # Keras dtype policy of the models: float32 or mixed_bfloat16
+    normalization: str = "object"  # pixel noise scale per object (first dates) or per "image"
+    aggregation: str | None = None  # TAO-Net output over time: None = the model preset's
+    roi_size: int | None = (
+        None  # model RoI side (central crop of the records'): None = the preset's
+    )
+    max_minutes: float | None = (
+        None  # wall-clock budget of the whole run (stages share it by planned steps)
+    )
     seed: int = 0
 
     def __post_init__(self):
         unknown = set(self.frozen) - {"backbone", "recurrent"}
         if unknown:
-            raise ValueError(f"frozen parts {sorted(unknown)} unknown; choose from backbone, recurrent")
+            raise ValueError(
+                f"frozen parts {sorted(unknown)} unknown; choose from backbone, recurrent"
+            )
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ValueError(f"precision {self.precision!r}: float32 or mixed_bfloat16")
 
 
 TRAINING_PRESETS = {
     "cpu": TrainConfig(),
-    "paper": TrainConfig(model_preset="paper",
-                         densenet=StageConfig(epochs=60, learning_rate=1e-3, batch_size=64),
-                         gru=StageConfig(epochs=30, learning_rate=1e-3, batch_size=32),
-                         joint=StageConfig(epochs=20, learning_rate=1e-4, batch_size=8)),
+    "paper": TrainConfig(
+        model_preset="paper",
+        densenet=StageConfig(epochs=60, learning_rate=1e-3, batch_size=64),
+        gru=StageConfig(epochs=30, learning_rate=1e-3, batch_size=32),
+        joint=StageConfig(epochs=20, learning_rate=1e-4, batch_size=8),
+    ),
 }

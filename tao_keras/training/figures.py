@@ -34,8 +34,15 @@ def confusion_figure(matrix, class_names, title=None):
     for i in range(len(class_names)):
         for j in range(len(class_names)):
             colour = "white" if rows[i, j] > 0.5 else "black"
-            ax.text(j, i, f"{int(matrix[i, j])}\n{100 * rows[i, j]:.0f}%", ha="center", va="center",
-                    fontsize=8, color=colour)
+            ax.text(
+                j,
+                i,
+                f"{int(matrix[i, j])}\n{100 * rows[i, j]:.0f}%",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color=colour,
+            )
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
@@ -66,7 +73,9 @@ def example_dates(images, dt=None, max_dates=8):
         per_date = np.moveaxis(images, -1, 1)
         days = np.full(per_date.shape[:2], np.nan)
     else:
-        per_date = np.concatenate([images[..., 0], np.moveaxis(images[:, -1], -1, 1)[:, 1:]], axis=1)
+        per_date = np.concatenate(
+            [images[..., 0], np.moveaxis(images[:, -1], -1, 1)[:, 1:]], axis=1
+        )
         gaps = np.concatenate([np.asarray(dt)[:, :, 0], np.asarray(dt)[:, -1:, 1]], axis=1) * 365.25
         days = np.concatenate([np.zeros((len(gaps), 1)), np.cumsum(gaps, axis=1)], axis=1)
     return per_date[:, :max_dates], days[:, :max_dates]

@@ -31,7 +31,9 @@ def _maybe_symbolic_build(self, iterator=None, data_batch=None):
     if self._distribute_strategy is None or iterator is None:
         return _ORIGINAL_BUILD(self, iterator=iterator, data_batch=data_batch)
     for _, _, it in iterator:
-        data_batch = tree.map_structure(lambda v: _first_replica(v, self.distribute_strategy), next(it))
+        data_batch = tree.map_structure(
+            lambda v: _first_replica(v, self.distribute_strategy), next(it)
+        )
         break
     with self.distribute_strategy.scope():
         self._symbolic_build(data_batch=data_batch)
@@ -40,10 +42,15 @@ def _maybe_symbolic_build(self, iterator=None, data_batch=None):
 def _reduce_per_replica(values, strategy, reduction):
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     if multi_worker and reduction in ("auto", "mean"):
+
         def reduce(value):
-            rank = len(value.values[0].shape) if isinstance(value, tf.distribute.DistributedValues) \
+            rank = (
+                len(value.values[0].shape)
+                if isinstance(value, tf.distribute.DistributedValues)
                 else len(value.shape)
+            )
             return strategy.reduce("MEAN", value, axis=0 if rank else None)
+
         return tree.map_structure(reduce, values)
     return _ORIGINAL_REDUCE(values, strategy, reduction)
 

@@ -15,8 +15,10 @@ def has_fast_bfloat16(cpuinfo="/proc/cpuinfo"):
     with AVX512-BF16 or AMX-BF16 instructions."""
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        return all(tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) >= (8, 0)
-                   for g in gpus)
+        return all(
+            tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) >= (8, 0)
+            for g in gpus
+        )
     try:
         with open(cpuinfo) as f:
             flags = {word for line in f if line.startswith("flags") for word in line.split()}

@@ -19,13 +19,23 @@ import tensorflow as tf
 from tao_keras import classes
 from tao_keras.models import densenet, presets, taonet
 from tao_keras.pipeline import datasets
-from tao_keras.training import callbacks, evaluation, losses, multiworker, precision, tensorboard_views
+from tao_keras.training import (
+    callbacks,
+    evaluation,
+    losses,
+    multiworker,
+    precision,
+    tensorboard_views,
+)
 
 STAGES = ("densenet", "gru", "joint")
 # Shares of TrainConfig.max_minutes per stage (about what each stage takes with the cpu preset).
 BUDGET_SHARE = {"densenet": 0.3, "gru": 0.2, "joint": 0.5}
-MODEL_NAMES = {"densenet": "DenseNet (triplets)", "gru": "TAO-Net, GRU on frozen DenseNet",
-               "joint": "TAO-Net, joint + double supervision"}
+MODEL_NAMES = {
+    "densenet": "DenseNet (triplets)",
+    "gru": "TAO-Net, GRU on frozen DenseNet",
+    "joint": "TAO-Net, joint + double supervision",
+}
 
 
 def make_strategy():
@@ -40,13 +50,20 @@ def make_strategy():
 
 def _pipeline_config(config, stage):
     stage_config = getattr(config, stage)
-    common = dict(task=config.task, batch_size=stage_config.batch_size, seed=config.seed,
-                  scale=config.normalization, crop=model_config(config).backbone.roi_size)
+    common = dict(
+        task=config.task,
+        batch_size=stage_config.batch_size,
+        seed=config.seed,
+        scale=config.normalization,
+        crop=model_config(config).backbone.roi_size,
+    )
     if stage == "densenet":
         return datasets.PipelineConfig(mode="triplet", **common)
     if stage == "gru":
         return datasets.PipelineConfig(mode="sequence", sequence_length=None, **common)
-    return datasets.PipelineConfig(mode="sequence", sequence_length=config.sequence_length, **common)
+    return datasets.PipelineConfig(
+        mode="sequence", sequence_length=config.sequence_length, **common
+    )
 
 
 def _two_outputs(features, label):
@@ -59,10 +76,14 @@ def _compile(model, stage, config, stage_config):
         model.compile(optimizer, loss=keras.losses.SparseCategoricalCrossentropy())
         return
     aux_weight = config.aux_weight if stage == "joint" else 0.0
-    model.compile(optimizer,
-                  loss={"probabilities": keras.losses.SparseCategoricalCrossentropy(),
-                        "aux_probabilities": losses.masked_step_crossentropy},
-                  loss_weights={"probabilities": 1.0, "aux_probabilities": aux_weight})
+    model.compile(
+        optimizer,
+        loss={
+            "probabilities": keras.losses.SparseCategoricalCrossentropy(),
+            "aux_probabilities": losses.masked_step_crossentropy,
+        },
+        loss_weights={"probabilities": 1.0, "aux_probabilities": aux_weight},
+    )
 
 
 def model_config(config):
@@ -71,31 +92,40 @@ def model_config(config):
     if config.aggregation is not None:
         out = dataclasses.replace(out, aggregation=config.aggregation)
     if config.roi_size is not None:
-        out = dataclasses.replace(out, backbone=dataclasses.replace(out.backbone, roi_size=config.roi_size))
+        out = dataclasses.replace(
+            out, backbone=dataclasses.replace(out.backbone, roi_size=config.roi_size)
+        )
     return out
 
 
 def _build(stage, config, num_classes, previous, replicas=1):
     net = model_config(config)
-    if replicas > 1:   # every replica and worker then keeps the same BatchNorm statistics
-        net = dataclasses.replace(net, backbone=dataclasses.replace(
-            net.backbone, synchronized_batchnorm=True))
+    if replicas > 1:  # every replica and worker then keeps the same BatchNorm statistics
+        net = dataclasses.replace(
+            net, backbone=dataclasses.replace(net.backbone, synchronized_batchnorm=True)
+        )
     if stage == "densenet":
         return densenet.build_densenet(net.backbone, num_classes, "early")
     model = taonet.build_taonet(net, num_classes)
     if previous is not None:
-        if stage == "gru" and not any(layer.name == "stepwise_backbone" for layer in previous.layers):
+        if stage == "gru" and not any(
+            layer.name == "stepwise_backbone" for layer in previous.layers
+        ):
             taonet.load_backbone_weights(model, previous)
         else:
             transfer_matching_weights(model, previous)
-    taonet.set_trainable(model, backbone=stage == "joint" and "backbone" not in config.frozen,
-                         recurrent="recurrent" not in config.frozen)
+    taonet.set_trainable(
+        model,
+        backbone=stage == "joint" and "backbone" not in config.frozen,
+        recurrent="recurrent" not in config.frozen,
+    )
     return model
 
 
 def transfer_matching_weights(target, source):
     """Copy weights layer by layer where names and shapes agree (finetuning across tasks:
-    the classifier heads differ in size and keep their fresh initialization). Returns the names copied."""
+    the classifier heads differ in size and keep their fresh initialization). Returns the names
+    copied."""
     copied = []
     for layer in target.layers:
         try:
@@ -109,7 +139,7 @@ def transfer_matching_weights(target, source):
     return copied
 
 
-STAGE_SCORES = "scores.json"     # written last: its presence marks a finished stage
+STAGE_SCORES = "scores.json"  # written last: its presence marks a finished stage
 
 
 def _finished_stage(stage_dir, config):
@@ -155,30 +185,59 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs", stage, "evaluation"))
     features, labels = next(iter(val))
     tensorboard_views.write_examples(writer, features["images"], labels, names, features.get("dt"))
-    tensorboard_views.write_hparams(writer, {"stage": stage, "preset": config.model_preset, "task": config.task,
-                                             "sequence_length": config.sequence_length,
-                                             "aux_weight": config.aux_weight, "seed": config.seed,
-                                             **dataclasses.asdict(stage_config)})
+    tensorboard_views.write_hparams(
+        writer,
+        {
+            "stage": stage,
+            "preset": config.model_preset,
+            "task": config.task,
+            "sequence_length": config.sequence_length,
+            "aux_weight": config.aux_weight,
+            "seed": config.seed,
+            **dataclasses.asdict(stage_config),
+        },
+    )
     stage_callbacks = [
         callbacks.ValidationF1(val, names, writer),
-        keras.callbacks.ModelCheckpoint(best, monitor="val_mean_f1", mode="max", save_best_only=True,
-                                        save_weights_only=True, initial_value_threshold=(
-                                            callbacks.best_so_far(history) if os.path.exists(best) else None)),
+        keras.callbacks.ModelCheckpoint(
+            best,
+            monitor="val_mean_f1",
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=(
+                callbacks.best_so_far(history) if os.path.exists(best) else None
+            ),
+        ),
         keras.callbacks.TensorBoard(os.path.join(out_dir, "logs", stage)),
         keras.callbacks.CSVLogger(history, append=True),
         # Last: an epoch is only marked done once everything above has recorded it.
         callbacks.ResumableBackup(os.path.join(stage_dir, "backup")),
     ]
     if config.max_minutes:
-        stage_callbacks.insert(-1, callbacks.TimeBudget(60 * config.max_minutes * BUDGET_SHARE[stage]))
-    logging.info("stage %s: %d epochs x %d steps of %d", stage, stage_config.epochs, steps, pipeline.batch_size)
-    model.fit(train, epochs=stage_config.epochs, steps_per_epoch=steps, callbacks=stage_callbacks, verbose=2)
+        stage_callbacks.insert(
+            -1, callbacks.TimeBudget(60 * config.max_minutes * BUDGET_SHARE[stage])
+        )
+    logging.info(
+        "stage %s: %d epochs x %d steps of %d",
+        stage,
+        stage_config.epochs,
+        steps,
+        pipeline.batch_size,
+    )
+    model.fit(
+        train,
+        epochs=stage_config.epochs,
+        steps_per_epoch=steps,
+        callbacks=stage_callbacks,
+        verbose=2,
+    )
     if os.path.exists(best):
         model.load_weights(best)
     splits = {"val": val}
     try:
         splits["test"] = datasets.evaluation_dataset(records_dir, eval_config, "test")
-    except ValueError as e:               # e.g. a tiny data set without a test split for this task
+    except ValueError as e:  # e.g. a tiny data set without a test split for this task
         logging.warning("not scoring test: %s", e)
     scores = {split: evaluation.score(model, dataset, names) for split, dataset in splits.items()}
     model.save(os.path.join(stage_dir, "model.keras"))

@@ -75,7 +75,7 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
 
     Raises ConversionError when nothing usable was written, or at the first problem when strict.
     """
-    from tfrecords import writer   # imported here: spawned readers re-import the entry module
+    from tfrecords import writer  # imported here: spawned readers re-import the entry module
 
     began = time.perf_counter()
     found, problems, ignored, layouts = src.discover(inputs)
@@ -88,12 +88,17 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
     mine = [shard for g, shard in enumerate(shards) if g % options.num_tasks == options.task_index]
     by_id = {s.object_id: s for s in found}
     os.makedirs(output_dir, exist_ok=True)
-    for shard in mine:   # leftovers of an interrupted run of this task (other tasks own other shards)
+    for (
+        shard
+    ) in mine:  # leftovers of an interrupted run of this task (other tasks own other shards)
         for stale in glob.glob(os.path.join(output_dir, f".{glob.escape(shard.filename)}.tmp-*")):
             os.remove(stale)
 
-    tasks = [(by_id[oid], options.roi_size, options.max_date_tolerance_days)
-             for shard in mine for oid in shard.object_ids]
+    tasks = [
+        (by_id[oid], options.roi_size, options.max_date_tolerance_days)
+        for shard in mine
+        for oid in shard.object_ids
+    ]
     workers = options.workers or os.cpu_count() or 1
     results = _ordered_results(tasks, workers, window=4 * workers)
     records = {split: collections.Counter() for split in (*src.SPLITS, splits.UNLABELLED_SPLIT)}
@@ -101,7 +106,7 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
     shard_entries = collections.defaultdict(list)
     object_problems, file_problems = [], []
     duplicates = padded = 0
-    distances = {}           # object id -> days between the catalog max_mjd and the nearest exposure
+    distances = {}  # object id -> days between the catalog max_mjd and the nearest exposure
     bar = tqdm(total=len(tasks), unit="obj", desc="convert", disable=not progress)
     try:
         for shard in mine:
@@ -113,7 +118,9 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
                     padded += stats["padded"]
                     for problem in trouble:
                         logging.warning("%s", problem)
-                        (object_problems if problem.kind == "object" else file_problems).append(problem)
+                        (object_problems if problem.kind == "object" else file_problems).append(
+                            problem
+                        )
                     if options.strict and trouble:
                         raise src.ConversionError(f"strict mode: {trouble[0]}")
                     if record is not None:
@@ -125,8 +132,14 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
                     bar.update(1)
                     bar.set_postfix(exposures=sum(exposures_written.values()) + shard_exposures)
             exposures_written[shard.split] += shard_exposures
-            shard_entries[shard.split].append({"file": shard.filename, "class": shard.class_name,
-                                               "records": out.count, "exposures": shard_exposures})
+            shard_entries[shard.split].append(
+                {
+                    "file": shard.filename,
+                    "class": shard.class_name,
+                    "records": out.count,
+                    "exposures": shard_exposures,
+                }
+            )
     finally:
         bar.close()
         results.close()
@@ -140,12 +153,17 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
         "class_names": list(classes.CLASS_NAMES),
         "inputs": [os.path.abspath(p) for p in inputs],
         "layouts": layouts,
-        "options": {k: v for k, v in dataclasses.asdict(options).items() if k not in ("workers", "strict")},
+        "options": {
+            k: v for k, v in dataclasses.asdict(options).items() if k not in ("workers", "strict")
+        },
         "splits": {
-            split: {"records": {c: n for c, n in records[split].items() if n},
-                    "exposures": exposures_written[split],
-                    "shards": shard_entries[split]}
-            for split in records if shard_entries[split]
+            split: {
+                "records": {c: n for c, n in records[split].items() if n},
+                "exposures": exposures_written[split],
+                "shards": shard_entries[split],
+            }
+            for split in records
+            if shard_entries[split]
         },
         "problems": {
             "rows_rejected": [_problem_dict(p) for p in problems],
@@ -169,13 +187,20 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
         },
     }
     if not written and (tasks or options.num_tasks == 1):
-        raise src.ConversionError(f"nothing usable was written to {output_dir}: "
-                                  f"{len(object_problems)} objects dropped, {len(file_problems)} files skipped")
+        raise src.ConversionError(
+            f"nothing usable was written to {output_dir}: "
+            f"{len(object_problems)} objects dropped, {len(file_problems)} files skipped"
+        )
     if options.num_tasks == 1:
         _write_json(os.path.join(output_dir, MANIFEST), manifest)
     else:
-        _write_json(os.path.join(output_dir, _part_name(options.task_index, options.num_tasks)), manifest)
-        if len(glob.glob(os.path.join(output_dir, _part_name("*", options.num_tasks)))) == options.num_tasks:
+        _write_json(
+            os.path.join(output_dir, _part_name(options.task_index, options.num_tasks)), manifest
+        )
+        if (
+            len(glob.glob(os.path.join(output_dir, _part_name("*", options.num_tasks))))
+            == options.num_tasks
+        ):
             merge_manifests(output_dir, options.num_tasks)
     return manifest
 
@@ -188,10 +213,12 @@ def _distance_summary(distances):
     object further than FAR_FROM_MAX_DAYS (the paper would have dropped those)."""
     values = np.array(list(distances.values()), float)
     far = sorted((oid, round(d, 3)) for oid, d in distances.items() if d > FAR_FROM_MAX_DAYS)
-    return {"objects_with_catalog_max": len(values),
-            "median_days": round(float(np.median(values)), 3) if len(values) else None,
-            "further_than_days": FAR_FROM_MAX_DAYS,
-            "further": [{"object_id": oid, "days": d} for oid, d in far]}
+    return {
+        "objects_with_catalog_max": len(values),
+        "median_days": round(float(np.median(values)), 3) if len(values) else None,
+        "further_than_days": FAR_FROM_MAX_DAYS,
+        "further": [{"object_id": oid, "days": d} for oid, d in far],
+    }
 
 
 def _part_name(index, count):
@@ -212,15 +239,21 @@ def merge_manifests(output_dir, num_tasks):
     for index in range(num_tasks):
         path = os.path.join(output_dir, _part_name(index, num_tasks))
         if not os.path.exists(path):
-            raise src.ConversionError(f"{path}: missing; task {index} of {num_tasks} has not finished")
+            raise src.ConversionError(
+                f"{path}: missing; task {index} of {num_tasks} has not finished"
+            )
         with open(path) as f:
             parts.append(json.load(f))
     merged = dict(parts[0])
-    merged["options"] = {k: v for k, v in merged["options"].items() if k not in ("num_tasks", "task_index")}
+    merged["options"] = {
+        k: v for k, v in merged["options"].items() if k not in ("num_tasks", "task_index")
+    }
     splits_out = {}
     for part in parts:
         for split, entry in part["splits"].items():
-            into = splits_out.setdefault(split, {"records": collections.Counter(), "exposures": 0, "shards": []})
+            into = splits_out.setdefault(
+                split, {"records": collections.Counter(), "exposures": 0, "shards": []}
+            )
             into["records"].update(entry["records"])
             into["exposures"] += entry["exposures"]
             into["shards"].extend(entry["shards"])
@@ -229,15 +262,17 @@ def merge_manifests(output_dir, num_tasks):
         entry["shards"].sort(key=lambda s: s["file"])
     merged["splits"] = splits_out
     merged["problems"] = {
-        "rows_rejected": parts[0]["problems"]["rows_rejected"],   # every task reads the same catalog
+        "rows_rejected": parts[0]["problems"]["rows_rejected"],  # every task reads the same catalog
         "objects_dropped": [p for part in parts for p in part["problems"]["objects_dropped"]],
         "files_skipped": [p for part in parts for p in part["problems"]["files_skipped"]],
     }
     summary = {key: sum(part["summary"][key] for part in parts) for key in parts[0]["summary"]}
     for key in ("objects_listed", "rows_rejected"):
         summary[key] = parts[0]["summary"][key]
-    summary["exposures_per_second"] = round(summary["exposures_written"] / max(
-        max(part["summary"]["seconds"] for part in parts), 1e-9), 1)
+    summary["exposures_per_second"] = round(
+        summary["exposures_written"] / max(max(part["summary"]["seconds"] for part in parts), 1e-9),
+        1,
+    )
     merged["summary"] = summary
     _write_json(os.path.join(output_dir, MANIFEST), merged)
     return merged

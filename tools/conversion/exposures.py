@@ -19,7 +19,6 @@ from astropy.wcs import WCS, Wcsprm
 
 from tools.conversion import sources as src
 
-
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -30,10 +29,12 @@ class ExposureError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Exposure:
     mjd: float
-    roi: np.ndarray        # float32 [roi_size, roi_size]
+    roi: np.ndarray  # float32 [roi_size, roi_size]
     path: str
-    padded: bool = False   # part of the RoI lay beyond the image edge (NaN there)
-    night: str | None = None   # the observing night as the survey labelled it (release `Date`/`DATE`)
+    padded: bool = False  # part of the RoI lay beyond the image edge (NaN there)
+    night: str | None = (
+        None  # the observing night as the survey labelled it (release `Date`/`DATE`)
+    )
 
 
 def _number(header, key):
@@ -50,7 +51,7 @@ def _number(header, key):
 
 def _date_obs_mjd(header):
     date = str(header["DATE-OBS"]).strip()
-    if _DATE_ONLY.fullmatch(date):                    # only a date: the time is in TIME-OBS
+    if _DATE_ONLY.fullmatch(date):  # only a date: the time is in TIME-OBS
         if "TIME-OBS" not in header:
             raise ExposureError(f"DATE-OBS {date!r} holds only a date and TIME-OBS is missing")
         date = f"{date}T{str(header['TIME-OBS']).strip()}"
@@ -94,7 +95,9 @@ def pixels(hdu):
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]
     if data.ndim != 2:
-        raise ExposureError(f"image has shape {data.shape}, expected 2-D (or a cube with one plane)")
+        raise ExposureError(
+            f"image has shape {data.shape}, expected 2-D (or a cube with one plane)"
+        )
     header = hdu.header
     blank = None
     if data.dtype.kind in "iu" and "BLANK" in header:
@@ -114,14 +117,20 @@ def region_of_interest(image, roi_size, position=None):
     """
     height, width = image.shape
     if height < roi_size or width < roi_size:
-        raise ExposureError(f"image is {height}x{width}, smaller than the {roi_size}x{roi_size} region of interest")
+        raise ExposureError(
+            f"image is {height}x{width}, smaller than the {roi_size}x{roi_size} region of interest"
+        )
     if position is None:
         position = ((width - 1) / 2.0, (height - 1) / 2.0)
     try:
-        cutout = Cutout2D(image, position, (roi_size, roi_size), mode="partial", fill_value=np.nan, copy=True)
+        cutout = Cutout2D(
+            image, position, (roi_size, roi_size), mode="partial", fill_value=np.nan, copy=True
+        )
     except NoOverlapError:
-        raise ExposureError(f"the object's position (pixel x={position[0]:.1f}, y={position[1]:.1f}) "
-                            f"falls outside the {width}x{height} image")
+        raise ExposureError(
+            f"the object's position (pixel x={position[0]:.1f}, y={position[1]:.1f}) "
+            f"falls outside the {width}x{height} image"
+        )
     padded = cutout.slices_cutout != (slice(0, roi_size), slice(0, roi_size))
     return cutout.data.astype(np.float32, copy=False), padded
 
@@ -129,9 +138,11 @@ def region_of_interest(image, roi_size, position=None):
 # Keywords wcslib reads for a celestial WCS (papers I-III, TPV/PV, SIP and lookup-table
 # distortions), with optional alternate-WCS letter. Handing wcslib only these cards, as one
 # string, avoids astropy verifying every card of the header (that cost more than the read).
-_WCS_KEYWORD = re.compile(r"(WCSAXES|CTYPE|CUNIT|CRVAL|CRPIX|CDELT|CROTA|CD\d_|PC\d_|PV\d_|PS\d_|LONPOLE|"
-                          r"LATPOLE|RADESYS|RADECSYS|EQUINOX|EPOCH|A_|B_|AP_|BP_|CPDIS|CQDIS|DP\d|DQ\d|"
-                          r"CPERR|CQERR|D2IM|MJD-OBS|DATE-OBS)")
+_WCS_KEYWORD = re.compile(
+    r"(WCSAXES|CTYPE|CUNIT|CRVAL|CRPIX|CDELT|CROTA|CD\d_|PC\d_|PV\d_|PS\d_|LONPOLE|"
+    r"LATPOLE|RADESYS|RADECSYS|EQUINOX|EPOCH|A_|B_|AP_|BP_|CPDIS|CQDIS|DP\d|DQ\d|"
+    r"CPERR|CQERR|D2IM|MJD-OBS|DATE-OBS)"
+)
 _DISTORTION_KEYWORD = re.compile(r"(A_ORDER|B_ORDER|CPDIS|CQDIS|D2IM)")
 
 
@@ -150,11 +161,17 @@ def _sky_position(header, ra, dec):
         try:
             if any(_DISTORTION_KEYWORD.match(card.keyword) for card in cards):
                 wcs = WCS(text, naxis=2)
-                transform, prm = (lambda world: wcs.all_world2pix(world, 0)), wcs.wcs
+                prm = wcs.wcs
+
+                def transform(world):
+                    return wcs.all_world2pix(world, 0)
             else:
                 prm = Wcsprm(header=text.encode("ascii"), relax=True)
                 prm.fix()
-                transform = (lambda world: prm.s2p(world, 0)["pixcrd"])
+
+                def transform(world):
+                    return prm.s2p(world, 0)["pixcrd"]
+
             celestial = prm.lng >= 0 and prm.lat >= 0 and prm.naxis == 2
             if not celestial:
                 return None
@@ -163,7 +180,7 @@ def _sky_position(header, ra, dec):
             x, y = transform([world])[0]
         except ExposureError:
             raise
-        except Exception as e:     # wcslib raises several types for malformed keywords
+        except Exception as e:  # wcslib raises several types for malformed keywords
             raise ExposureError(f"unreadable WCS: {type(e).__name__}: {e}")
     if not (np.isfinite(x) and np.isfinite(y)):
         raise ExposureError(f"WCS cannot place RA={ra}, Dec={dec} on the image")
@@ -199,8 +216,11 @@ def read_folder(source, roi_size):
     """
     problems = []
     if not os.path.isdir(source.path):
-        return [], [src.Problem("object", source.path, "no image folder for this catalog row",
-                                source.object_id)]
+        return [], [
+            src.Problem(
+                "object", source.path, "no image folder for this catalog row", source.object_id
+            )
+        ]
     exposures, times = [], set()
     for name in sorted(os.listdir(source.path)):
         path = os.path.join(source.path, name)
@@ -212,8 +232,11 @@ def read_folder(source, roi_size):
             problems.append(src.Problem("file", path, str(e), source.object_id))
             continue
         if exposure.mjd in times:
-            problems.append(src.Problem("file", path, f"duplicate exposure time MJD {exposure.mjd}",
-                                        source.object_id))
+            problems.append(
+                src.Problem(
+                    "file", path, f"duplicate exposure time MJD {exposure.mjd}", source.object_id
+                )
+            )
             continue
         times.add(exposure.mjd)
         exposures.append(exposure)
@@ -246,7 +269,9 @@ def _column(table, *names):
 def _release_position(hdul):
     """(ra, dec) in degrees: HDU 1's header (where the release keeps the object's metadata), else
     the primary's, else the first image HDU that has them; None for what is found nowhere."""
-    headers = [hdul[1].header, hdul[0].header] + [h.header for h in hdul[2:] if isinstance(h, fits.ImageHDU)]
+    headers = [hdul[1].header, hdul[0].header] + [
+        h.header for h in hdul[2:] if isinstance(h, fits.ImageHDU)
+    ]
     for header in headers:
         ra, dec = _hierarch(header, "RA_(J2000)"), _hierarch(header, "DEC_(J2000)")
         try:
@@ -272,7 +297,9 @@ def read_release_file(source, roi_size):
     try:
         with fits.open(path, memmap=False) as hdul:
             if len(hdul) < 3 or not isinstance(hdul[1], fits.BinTableHDU):
-                raise ExposureError("expected a primary HDU, an image table in HDU 1 and images after it")
+                raise ExposureError(
+                    "expected a primary HDU, an image table in HDU 1 and images after it"
+                )
             ra, dec = _release_position(hdul)
             table = hdul[1].data
             names = {}
@@ -282,7 +309,9 @@ def read_release_file(source, roi_size):
                     raise ExposureError(f"image table (HDU 1) has no {column} column")
             night_column = _column(table, "Date", "DATE")
             nights = table[night_column] if night_column else [None] * len(table)
-            for row, (ext, mjd, night) in enumerate(zip(table[names["HDU_Ext"]], table[names["MJD"]], nights)):
+            for row, (ext, mjd, night) in enumerate(
+                zip(table[names["HDU_Ext"]], table[names["MJD"]], nights)
+            ):
                 where = f"{path}[HDU {_text(ext)}, table row {row}]"
                 try:
                     try:
@@ -299,8 +328,10 @@ def read_release_file(source, roi_size):
                         duplicates += 1
                         continue
                     if not 2 <= ext < len(hdul) or not isinstance(hdul[ext], fits.ImageHDU):
-                        raise ExposureError(f"HDU_Ext {ext} is not an image extension of this file "
-                                            f"({len(hdul)} HDUs)")
+                        raise ExposureError(
+                            f"HDU_Ext {ext} is not an image extension of this file "
+                            f"({len(hdul)} HDUs)"
+                        )
                     image = pixels(hdul[ext])
                     roi, padded = region_of_interest(image, roi_size)
                     _check_not_blank(roi)
@@ -313,7 +344,18 @@ def read_release_file(source, roi_size):
     except ExposureError as e:
         return [], [src.Problem("object", path, str(e), source.object_id)], 0, {}
     except (OSError, ValueError, TypeError, IndexError, KeyError) as e:
-        return [], [src.Problem("object", path, f"unreadable FITS file: {type(e).__name__}: {e}",
-                                source.object_id)], 0, {}
+        return (
+            [],
+            [
+                src.Problem(
+                    "object",
+                    path,
+                    f"unreadable FITS file: {type(e).__name__}: {e}",
+                    source.object_id,
+                )
+            ],
+            0,
+            {},
+        )
     metadata = {} if ra is None else {"ra": ra, "dec": dec}
     return exposures, problems, duplicates, metadata

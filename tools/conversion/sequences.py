@@ -7,7 +7,7 @@ from tfrecords import schema
 from tools.conversion import exposures as exp
 from tools.conversion import sources as src
 
-MIN_DATES = 3            # paper 2.5: fewer observation dates -> dropped
+MIN_DATES = 3  # paper 2.5: fewer observation dates -> dropped
 
 
 def group_dates(mjd):
@@ -63,8 +63,14 @@ def brightest_date(images, date_index):
     """Index of the date whose median central flux is highest (robust to one cosmic ray)."""
     flux = central_flux(images)
     num_dates = int(date_index[-1]) + 1
-    medians = np.array([np.nanmedian(flux[date_index == d]) if np.isfinite(flux[date_index == d]).any()
-                        else -np.inf for d in range(num_dates)])
+    medians = np.array(
+        [
+            np.nanmedian(flux[date_index == d])
+            if np.isfinite(flux[date_index == d]).any()
+            else -np.inf
+            for d in range(num_dates)
+        ]
+    )
     return int(np.argmax(medians))
 
 
@@ -84,24 +90,30 @@ def build_record(source, exposures, max_date_tolerance_days, metadata=None):
     mjd = np.array([exposures[i].mjd for i in order], dtype=np.float64)
     images = np.stack([exposures[i].roi for i in order]).astype(np.float32, copy=False)
     nights = [exposures[i].night for i in order]
-    if all(nights):       # the survey's own night labels (release layout)
+    if all(nights):  # the survey's own night labels (release layout)
         date_index, _ = group_nights(mjd, nights)
     else:
         date_index = group_dates(mjd)
     num_dates = int(date_index[-1]) + 1
     if num_dates < MIN_DATES:
-        return None, src.Problem("object", source.path,
-                                 f"only {num_dates} observation date(s), at least {MIN_DATES} needed",
-                                 source.object_id)
+        return None, src.Problem(
+            "object",
+            source.path,
+            f"only {num_dates} observation date(s), at least {MIN_DATES} needed",
+            source.object_id,
+        )
     if source.max_mjd is not None:
         nearest = int(np.argmin(np.abs(mjd - source.max_mjd)))
         distance = abs(mjd[nearest] - source.max_mjd)
         metadata["max_date_distance_days"] = float(distance)
         if max_date_tolerance_days is not None and distance > max_date_tolerance_days:
             return None, src.Problem(
-                "object", source.path,
+                "object",
+                source.path,
                 f"no observation at the date of maximum: nearest exposure is {distance:.1f} d from "
-                f"max_mjd {source.max_mjd} (tolerance {max_date_tolerance_days} d)", source.object_id)
+                f"max_mjd {source.max_mjd} (tolerance {max_date_tolerance_days} d)",
+                source.object_id,
+            )
         max_date, max_mjd, estimated = int(date_index[nearest]), source.max_mjd, False
     else:
         max_date = brightest_date(images, date_index)
@@ -136,6 +148,11 @@ def read_object(source, roi_size, max_date_tolerance_days):
     record, dropped = build_record(source, found, max_date_tolerance_days, metadata)
     if dropped is not None and not any(p.kind == "object" for p in problems):
         problems.append(dropped)
-    stats = {"duplicates": duplicates, "padded": sum(e.padded for e in found),
-             "max_date_distance_days": metadata.get("max_date_distance_days") if record is not None else None}
+    stats = {
+        "duplicates": duplicates,
+        "padded": sum(e.padded for e in found),
+        "max_date_distance_days": metadata.get("max_date_distance_days")
+        if record is not None
+        else None,
+    }
     return record, problems, stats

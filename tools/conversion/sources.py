@@ -17,7 +17,14 @@ RELEASE_LAYOUT = "tao-release"
 SPLITS = ("train", "val", "test")
 _OBJECT_ID = re.compile(r"[A-Za-z0-9._+:-]+")
 _EXPOSURE_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fz")
-RELEASE_CLASS_FOLDERS = {"AGN": "AGN", "BZ": "BZ", "CV": "CV", "SN": "SN", "OTHER": "OTHER", "NON": "NT"}
+RELEASE_CLASS_FOLDERS = {
+    "AGN": "AGN",
+    "BZ": "BZ",
+    "CV": "CV",
+    "SN": "SN",
+    "OTHER": "OTHER",
+    "NON": "NT",
+}
 
 
 class ConversionError(Exception):
@@ -45,7 +52,7 @@ class ObjectSource:
     """One object to read: a folder of exposures (catalog layout) or one release file."""
 
     object_id: str
-    label: str | None              # canonical class name, None = unlabelled
+    label: str | None  # canonical class name, None = unlabelled
     layout: str
     path: str
     ra: float | None = None
@@ -59,8 +66,10 @@ def validate_object_id(object_id):
     if not object_id:
         raise ValueError("object_id is empty")
     if object_id.startswith(".") or not _OBJECT_ID.fullmatch(object_id):
-        raise ValueError(f"object_id {object_id!r} is not allowed: use letters, digits and . _ - + : "
-                         "and do not start with '.'")
+        raise ValueError(
+            f"object_id {object_id!r} is not allowed: use letters, digits and . _ - + : "
+            "and do not start with '.'"
+        )
 
 
 def is_exposure_file(name):
@@ -68,14 +77,19 @@ def is_exposure_file(name):
 
 
 def detect_layout(directory):
-    """'catalog' if DIR/catalog.csv exists, 'tao-release' if DIR/data/<CLASS>/ or DIR/<CLASS>/ exist."""
+    """'catalog' if DIR/catalog.csv exists, 'tao-release' if DIR/data/<CLASS>/ or DIR/<CLASS>/
+    exist."""
     if os.path.isfile(os.path.join(directory, "catalog.csv")):
         return CATALOG_LAYOUT
     for root in (os.path.join(directory, "data"), directory):
-        if os.path.isdir(root) and any(os.path.isdir(os.path.join(root, c)) for c in RELEASE_CLASS_FOLDERS):
+        if os.path.isdir(root) and any(
+            os.path.isdir(os.path.join(root, c)) for c in RELEASE_CLASS_FOLDERS
+        ):
             return RELEASE_LAYOUT
-    raise ConversionError(f"{directory}: neither a catalog layout (no catalog.csv) nor a TAO release "
-                          f"layout (no data/<CLASS>/ folders with CLASS in {sorted(RELEASE_CLASS_FOLDERS)})")
+    raise ConversionError(
+        f"{directory}: neither a catalog layout (no catalog.csv) nor a TAO release "
+        f"layout (no data/<CLASS>/ folders with CLASS in {sorted(RELEASE_CLASS_FOLDERS)})"
+    )
 
 
 def _optional_float(row, column, low=-math.inf, high=math.inf):
@@ -119,12 +133,15 @@ def read_catalog(directory):
             if split is not None and split not in SPLITS:
                 raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
             source = ObjectSource(
-                object_id=object_id, label=label, layout=CATALOG_LAYOUT,
+                object_id=object_id,
+                label=label,
+                layout=CATALOG_LAYOUT,
                 path=os.path.join(images, object_id),
                 ra=_optional_float(row, "ra", 0.0, 360.0),
                 dec=_optional_float(row, "dec", -90.0, 90.0),
                 max_mjd=_optional_float(row, "max_mjd"),
-                split=split)
+                split=split,
+            )
         except ValueError as e:
             problems.append(Problem("row", where, str(e), object_id or None))
             continue
@@ -134,13 +151,17 @@ def read_catalog(directory):
     ignored = []
     if os.path.isdir(images):
         ids = {s.object_id for s in sources} | {p.object_id for p in problems}
-        ignored = sorted(name for name in os.listdir(images)
-                         if os.path.isdir(os.path.join(images, name)) and name not in ids)
+        ignored = sorted(
+            name
+            for name in os.listdir(images)
+            if os.path.isdir(os.path.join(images, name)) and name not in ids
+        )
     return sources, problems, ignored
 
 
 def list_release(directory):
-    """Objects of a TAO release: <dir>[/data]/<CLASS>/<CRTS_ID>.fits -> (sources, problems, ignored)."""
+    """Objects of a TAO release: <dir>[/data]/<CLASS>/<CRTS_ID>.fits -> (sources, problems,
+    ignored)."""
     root = os.path.join(directory, "data")
     if not os.path.isdir(root):
         root = directory
@@ -161,8 +182,14 @@ def list_release(directory):
             except ValueError as e:
                 problems.append(Problem("row", os.path.join(full, name), str(e)))
                 continue
-            sources.append(ObjectSource(object_id=object_id, label=RELEASE_CLASS_FOLDERS[folder],
-                                        layout=RELEASE_LAYOUT, path=os.path.join(full, name)))
+            sources.append(
+                ObjectSource(
+                    object_id=object_id,
+                    label=RELEASE_CLASS_FOLDERS[folder],
+                    layout=RELEASE_LAYOUT,
+                    path=os.path.join(full, name),
+                )
+            )
     return sources, problems, ignored
 
 
@@ -178,14 +205,21 @@ def discover(directories):
             raise ConversionError(f"{directory}: input directory does not exist")
         layout = detect_layout(directory)
         layouts.append(layout)
-        found, trouble, skipped = (read_catalog if layout == CATALOG_LAYOUT else list_release)(directory)
+        found, trouble, skipped = (read_catalog if layout == CATALOG_LAYOUT else list_release)(
+            directory
+        )
         problems.extend(trouble)
         ignored.extend(os.path.join(directory, name) for name in skipped)
         for source in found:
             if source.object_id in seen:
-                problems.append(Problem("row", source.path,
-                                        f"object_id {source.object_id!r} already read from an earlier input",
-                                        source.object_id))
+                problems.append(
+                    Problem(
+                        "row",
+                        source.path,
+                        f"object_id {source.object_id!r} already read from an earlier input",
+                        source.object_id,
+                    )
+                )
                 continue
             seen.add(source.object_id)
             sources.append(source)

@@ -21,7 +21,7 @@ UNLABELLED_CLASS = "UNLABELLED"
 @dataclasses.dataclass(frozen=True)
 class SplitFractions:
     test: float = 0.05
-    train_transient: float = 0.7     # of what remains after the test set
+    train_transient: float = 0.7  # of what remains after the test set
     train_non_transient: float = 0.6
 
 
@@ -39,7 +39,7 @@ class Shard:
 
 
 def _round(x):
-    return int(math.floor(x + 0.5))       # half up, not Python's half-to-even
+    return int(math.floor(x + 0.5))  # half up, not Python's half-to-even
 
 
 def _counts(n, test_fraction, train_fraction):
@@ -70,10 +70,16 @@ def assign_splits(sources, fractions, seed):
         if label is None:
             assigned.extend((s, UNLABELLED_SPLIT) for s in free)
             continue
-        train = fractions.train_transient if classes.is_transient(label) else fractions.train_non_transient
+        train = (
+            fractions.train_transient
+            if classes.is_transient(label)
+            else fractions.train_non_transient
+        )
         n_test, n_train, _ = _counts(len(free), fractions.test, train)
         for i, s in enumerate(free):
-            assigned.append((s, "test" if i < n_test else "train" if i < n_test + n_train else "val"))
+            assigned.append(
+                (s, "test" if i < n_test else "train" if i < n_test + n_train else "val")
+            )
     return assigned
 
 

@@ -78,7 +78,7 @@ def class_counts(num_objects, mix):
     counts = np.floor(exact).astype(int)
     if num_objects >= len(names):
         counts = np.maximum(counts, 1)
-    while counts.sum() > num_objects:          # the minimum of one overshot: take from the largest
+    while counts.sum() > num_objects:  # the minimum of one overshot: take from the largest
         counts[np.argmax(counts)] -= 1
     order = np.argsort(-(exact - counts), kind="stable")
     for i in order[: num_objects - counts.sum()]:

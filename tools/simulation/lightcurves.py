@@ -20,7 +20,7 @@ class Galaxy:
     mag: float
     r_eff_arcsec: float
     axis_ratio: float
-    position_angle: float          # radians, from north through east
+    position_angle: float  # radians, from north through east
     offset_arcsec: tuple = (0.0, 0.0)
 
 
@@ -29,9 +29,9 @@ class SourceModel:
     label: str
     subtype: str
     peak_mag: float
-    max_mjd: float | None          # None for non-transients
-    point_mag: np.ndarray          # [num_exposures], inf where absent
-    point_offset: np.ndarray       # [num_exposures, 2] arcsec (east, north)
+    max_mjd: float | None  # None for non-transients
+    point_mag: np.ndarray  # [num_exposures], inf where absent
+    point_offset: np.ndarray  # [num_exposures, 2] arcsec (east, north)
     host: Galaxy | None = None
 
 
@@ -59,16 +59,20 @@ def damped_random_walk(rng, times, tau, sf_inf):
     for i in order:
         if previous is not None:
             decay = np.exp(-(times[i] - previous) / tau)
-            x = x * decay + sigma * np.sqrt(1.0 - decay ** 2) * rng.normal()
+            x = x * decay + sigma * np.sqrt(1.0 - decay**2) * rng.normal()
         values[i] = x
         previous = times[i]
     return values
 
 
 def _host(rng, mag, r_low, r_high, offset=(0.0, 0.0)):
-    return Galaxy(mag=float(mag), r_eff_arcsec=rng.uniform(r_low, r_high),
-                  axis_ratio=rng.uniform(0.3, 1.0), position_angle=rng.uniform(0, np.pi),
-                  offset_arcsec=tuple(offset))
+    return Galaxy(
+        mag=float(mag),
+        r_eff_arcsec=rng.uniform(r_low, r_high),
+        axis_ratio=rng.uniform(0.3, 1.0),
+        position_angle=rng.uniform(0, np.pi),
+        offset_arcsec=tuple(offset),
+    )
 
 
 def _static(times):
@@ -76,7 +80,8 @@ def _static(times):
 
 
 def _pinned(curve, peak_mag):
-    """Shift a curve evaluated at [*times, t_peak] so it equals peak_mag at t_peak; drop that point."""
+    """Shift a curve evaluated at [*times, t_peak] so it equals peak_mag at t_peak; drop that
+    point."""
     return curve[:-1] - curve[-1] + peak_mag
 
 
@@ -84,7 +89,7 @@ def supernova(rng, times, t_peak, peak_mag):
     """Bazin rise/decline (rise 2-6 d, decline e-fold 20-70 d) on a host galaxy (90%)."""
     tau_rise = rng.uniform(2.0, 6.0)
     tau_fall = float(np.clip(35.0 * np.exp(rng.normal(0.0, 0.35)), 20.0, 70.0))
-    x_max = tau_rise * np.log(tau_fall / tau_rise - 1.0)   # Bazin maximum, relative to t0
+    x_max = tau_rise * np.log(tau_fall / tau_rise - 1.0)  # Bazin maximum, relative to t0
 
     def bazin(x):
         return np.exp(-x / tau_fall) / (1.0 + np.exp(-np.clip(x, -500, 500) / tau_rise))
@@ -96,12 +101,15 @@ def supernova(rng, times, t_peak, peak_mag):
         galaxy = _host(rng, peak_mag + rng.uniform(-0.5, 2.5), 1.5, 6.0)
         radius = rng.uniform(0.0, 1.2) * galaxy.r_eff_arcsec
         angle = rng.uniform(0, 2 * np.pi)
-        host = dataclasses.replace(galaxy, offset_arcsec=(radius * np.cos(angle), radius * np.sin(angle)))
+        host = dataclasses.replace(
+            galaxy, offset_arcsec=(radius * np.cos(angle), radius * np.sin(angle))
+        )
     return SourceModel("SN", "SN", peak_mag, t_peak, mags, _static(times), host)
 
 
 def agn(rng, times, t_peak, peak_mag):
-    """Nucleus with damped-random-walk variability plus the slow brightening CRTS flagged, in its host."""
+    """Nucleus with damped-random-walk variability plus the slow brightening CRTS flagged, in its
+    host."""
     t = np.append(times, t_peak)
     drw = damped_random_walk(rng, t, _log_uniform(rng, 100.0, 600.0), rng.uniform(0.15, 0.4))
     amplitude, width = rng.uniform(0.5, 1.3), _log_uniform(rng, 20.0, 120.0)
@@ -118,7 +126,9 @@ def blazar(rng, times, t_peak, peak_mag):
     amplitude = rng.uniform(1.0, 2.5)
     rise, decay = rng.uniform(3.0, 20.0), rng.uniform(5.0, 40.0)
     dt = t - t_peak
-    profile = np.where(dt < 0, np.exp(np.clip(dt / rise, -500, 0)), np.exp(-np.clip(dt, 0, None) / decay))
+    profile = np.where(
+        dt < 0, np.exp(np.clip(dt / rise, -500, 0)), np.exp(-np.clip(dt, 0, None) / decay)
+    )
     flare = _mag(1.0 + (10 ** (0.4 * amplitude) - 1.0) * profile)
     mags = _pinned(drw + flare, peak_mag)
     host = _host(rng, peak_mag + rng.uniform(1.5, 3.0), 1.0, 3.0) if rng.uniform() < 0.3 else None
@@ -126,7 +136,8 @@ def blazar(rng, times, t_peak, peak_mag):
 
 
 def cataclysmic_variable(rng, times, t_peak, peak_mag):
-    """Dwarf nova: faint quiescence (2-6 mag below peak) and recurrent outbursts, the largest at t_peak."""
+    """Dwarf nova: faint quiescence (2-6 mag below peak) and recurrent outbursts, the largest at
+    t_peak."""
     amplitude = rng.uniform(2.0, 6.0)
     recurrence = _log_uniform(rng, 20.0, 300.0)
     times = np.asarray(times)
@@ -134,20 +145,29 @@ def cataclysmic_variable(rng, times, t_peak, peak_mag):
     amplitudes = [amplitude]
     t0 = starts[0] - recurrence * rng.uniform(0.8, 1.2)
     while t0 > times.min() - 30:
-        starts.append(t0); amplitudes.append(amplitude - rng.uniform(0.0, 1.0))
+        starts.append(t0)
+        amplitudes.append(amplitude - rng.uniform(0.0, 1.0))
         t0 -= recurrence * rng.uniform(0.7, 1.3)
     t0 = starts[0] + recurrence * rng.uniform(0.8, 1.2)
     while t0 < times.max() + 1:
-        starts.append(t0); amplitudes.append(amplitude - rng.uniform(0.0, 1.0))
+        starts.append(t0)
+        amplitudes.append(amplitude - rng.uniform(0.0, 1.0))
         t0 += recurrence * rng.uniform(0.7, 1.3)
     dm = np.zeros(len(times))
     for start, amp in zip(starts, amplitudes):
-        plateau, decline, rise = rng.uniform(3.0, 10.0), rng.uniform(0.3, 1.0), rng.uniform(0.5, 2.0)
+        plateau, decline, rise = (
+            rng.uniform(3.0, 10.0),
+            rng.uniform(0.3, 1.0),
+            rng.uniform(0.5, 2.0),
+        )
         if start is starts[0]:
             plateau = max(plateau, t_peak - start + 0.5)
         dt = times - start
-        shape = np.where(dt < 0, amp + dt * amp / rise,
-                         np.where(dt <= plateau, amp, amp - (dt - plateau) * decline))
+        shape = np.where(
+            dt < 0,
+            amp + dt * amp / rise,
+            np.where(dt <= plateau, amp, amp - (dt - plateau) * decline),
+        )
         dm = np.maximum(dm, np.clip(shape, 0.0, None))
     mags = peak_mag + amplitude - dm
     return SourceModel("CV", "CV", peak_mag, t_peak, mags, _static(times), None)
@@ -211,13 +231,16 @@ def unknown_transient(rng, times, t_peak, peak_mag):
 
 
 def non_transient(rng, times, t_peak, peak_mag):
-    """A constant source: a star (80%) or a compact galaxy (20%), as bright as transients at peak."""
+    """A constant source: a star (80%) or a compact galaxy (20%), as bright as transients at
+    peak."""
     del t_peak
     if rng.uniform() < 0.8:
         mags = peak_mag + rng.normal(0.0, 0.01, size=len(times))
         return SourceModel("NT", "STAR", peak_mag, None, mags, _static(times), None)
     galaxy = _host(rng, peak_mag, 1.0, 4.0)
-    return SourceModel("NT", "GALAXY", peak_mag, None, np.full(len(times), np.inf), _static(times), galaxy)
+    return SourceModel(
+        "NT", "GALAXY", peak_mag, None, np.full(len(times), np.inf), _static(times), galaxy
+    )
 
 
 OTHER_MODELS = {

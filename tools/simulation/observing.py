@@ -10,16 +10,16 @@ import dataclasses
 import numpy as np
 
 PIXEL_SCALE_ARCSEC = 2.5
-RAW_SIZE = 120                 # raw cutout side, pixels
+RAW_SIZE = 120  # raw cutout side, pixels
 EXPOSURE_S = 30.0
-ZERO_POINT = 26.5              # magnitude giving 1 electron in one exposure at transparency 1
-GAIN = 2.0                     # electrons per ADU
+ZERO_POINT = 26.5  # magnitude giving 1 electron in one exposure at transparency 1
+GAIN = 2.0  # electrons per ADU
 READ_NOISE_E = 10.0
 SATURATION_ADU = 65535
-WINDOW_DAYS = 3 * 365.25       # the paper's three-year window, maximum in year 2
+WINDOW_DAYS = 3 * 365.25  # the paper's three-year window, maximum in year 2
 SYNODIC_MONTH = 29.530589
-NEW_MOON_MJD = 51550.26        # 2000-01-06 18:14 UTC
-MONSOON_DAY_OF_YEAR = (191, 236)   # ~10 July to ~24 August: CSS closes for the monsoon
+NEW_MOON_MJD = 51550.26  # 2000-01-06 18:14 UTC
+MONSOON_DAY_OF_YEAR = (191, 236)  # ~10 July to ~24 August: CSS closes for the monsoon
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Exposure:
     sky_mag_arcsec2: float
     transparency: float
     bias_adu: float
-    offset_px: tuple   # where the catalogue position falls, relative to the cutout centre
+    offset_px: tuple  # where the catalogue position falls, relative to the cutout centre
 
 
 def allowed_nights(ra_deg, start_mjd, end_mjd):
@@ -81,7 +81,8 @@ def schedule_exposures(rng, nights):
 
     Night-level: seeing FWHM (~1.5-3.5 px), transparency (clouds on ~20% of nights), sky
     brightness from the Moon, bias level, pointing offset of the cutout (object near, not at,
-    the centre). Exposure-level: ~10 min spacing, small seeing/transparency changes, sub-pixel jitter.
+    the centre). Exposure-level: ~10 min spacing, small seeing/transparency changes, sub-pixel
+    jitter.
     """
     exposures = []
     for night, count in zip(nights, num_exposures_per_night(rng, len(nights))):
@@ -94,20 +95,22 @@ def schedule_exposures(rng, nights):
         offset = rng.uniform(-8.0, 8.0, size=2)
         gaps = np.concatenate([[0.0], np.cumsum(rng.normal(10.0, 1.5, size=count - 1))])
         for gap in gaps:
-            exposures.append(Exposure(
-                mjd=float(start + gap / 1440.0),
-                night=int(night),
-                fwhm_px=float(np.clip(fwhm * rng.normal(1.0, 0.04), 1.3, 4.2)),
-                sky_mag_arcsec2=float(sky + rng.normal(0.0, 0.02)),
-                transparency=float(np.clip(transparency * rng.normal(1.0, 0.02), 0.05, 1.0)),
-                bias_adu=float(bias),
-                offset_px=tuple((offset + rng.normal(0.0, 0.3, size=2)).tolist()),
-            ))
+            exposures.append(
+                Exposure(
+                    mjd=float(start + gap / 1440.0),
+                    night=int(night),
+                    fwhm_px=float(np.clip(fwhm * rng.normal(1.0, 0.04), 1.3, 4.2)),
+                    sky_mag_arcsec2=float(sky + rng.normal(0.0, 0.02)),
+                    transparency=float(np.clip(transparency * rng.normal(1.0, 0.02), 0.05, 1.0)),
+                    bias_adu=float(bias),
+                    offset_px=tuple((offset + rng.normal(0.0, 0.3, size=2)).tolist()),
+                )
+            )
     return exposures
 
 
 def sky_electrons_per_pixel(sky_mag_arcsec2):
-    pixel_mag = sky_mag_arcsec2 - 2.5 * np.log10(PIXEL_SCALE_ARCSEC ** 2)
+    pixel_mag = sky_mag_arcsec2 - 2.5 * np.log10(PIXEL_SCALE_ARCSEC**2)
     return 10.0 ** (-0.4 * (pixel_mag - ZERO_POINT))
 
 
@@ -119,8 +122,8 @@ def electrons(mag, transparency=1.0):
 def limiting_magnitude(fwhm_px, sky_mag_arcsec2, transparency=1.0, snr=5.0):
     """Point-source magnitude detected at `snr` (Gaussian PSF, optimal-extraction area 4πσ²)."""
     sigma = fwhm_px / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-    area = 4.0 * np.pi * sigma ** 2
-    noise2 = area * (sky_electrons_per_pixel(sky_mag_arcsec2) + READ_NOISE_E ** 2)
+    area = 4.0 * np.pi * sigma**2
+    noise2 = area * (sky_electrons_per_pixel(sky_mag_arcsec2) + READ_NOISE_E**2)
     # Solve s = snr * sqrt(s + noise2) for the signal s.
-    signal = 0.5 * (snr ** 2 + np.sqrt(snr ** 4 + 4.0 * snr ** 2 * noise2))
+    signal = 0.5 * (snr**2 + np.sqrt(snr**4 + 4.0 * snr**2 * noise2))
     return ZERO_POINT - 2.5 * np.log10(signal / transparency)

@@ -14,9 +14,9 @@ from scipy.special import erf
 from tools.simulation import observing as obs
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-PSF_COMPONENTS = ((0.9, 1.0), (0.1, 2.0))            # (flux fraction, sigma multiple)
-GALAXY_COMPONENTS = ((0.35, 0.25), (0.5, 0.6), (0.15, 1.2))   # (flux fraction, sigma / r_eff)
-BLANK_RAW = -32768                                    # stored value of physical 0 in uint16 FITS
+PSF_COMPONENTS = ((0.9, 1.0), (0.1, 2.0))  # (flux fraction, sigma multiple)
+GALAXY_COMPONENTS = ((0.35, 0.25), (0.5, 0.6), (0.15, 1.2))  # (flux fraction, sigma / r_eff)
+BLANK_RAW = -32768  # stored value of physical 0 in uint16 FITS
 
 
 def field_sources(rng):
@@ -34,8 +34,15 @@ def field_sources(rng):
     for _ in range(rng.poisson(3)):
         offset = rng.uniform(-half, half, size=2)
         if np.hypot(*offset) > 8.0:
-            galaxies.append((rng.uniform(18.0, 21.0), rng.uniform(1.0, 4.0), rng.uniform(0.3, 1.0),
-                             rng.uniform(0, np.pi), tuple(offset)))
+            galaxies.append(
+                (
+                    rng.uniform(18.0, 21.0),
+                    rng.uniform(1.0, 4.0),
+                    rng.uniform(0.3, 1.0),
+                    rng.uniform(0, np.pi),
+                    tuple(offset),
+                )
+            )
     return mags[keep], offsets[keep], galaxies
 
 
@@ -68,7 +75,7 @@ def render_galaxy(image, x, y, flux, r_eff_px, axis_ratio, position_angle, fwhm)
     for g_fraction, g_scale in GALAXY_COMPONENTS:
         a = g_scale * r_eff_px
         b = a * axis_ratio
-        base = a ** 2 * np.outer(major, major) + b ** 2 * np.outer(minor, minor)
+        base = a**2 * np.outer(major, major) + b**2 * np.outer(minor, minor)
         for p_fraction, p_scale in PSF_COMPONENTS:
             cov = base + (fwhm * FWHM_TO_SIGMA * p_scale) ** 2 * np.eye(2)
             half = int(np.ceil(4.0 * np.sqrt(np.linalg.eigvalsh(cov).max())))
@@ -78,7 +85,7 @@ def render_galaxy(image, x, y, flux, r_eff_px, axis_ratio, position_angle, fwhm)
                 continue
             gx, gy = np.meshgrid(np.arange(x0, x1) - x, np.arange(y0, y1) - y)
             inv = np.linalg.inv(cov)
-            q = inv[0, 0] * gx ** 2 + 2 * inv[0, 1] * gx * gy + inv[1, 1] * gy ** 2
+            q = inv[0, 0] * gx**2 + 2 * inv[0, 1] * gx * gy + inv[1, 1] * gy**2
             norm = flux * g_fraction * p_fraction / (2 * np.pi * np.sqrt(np.linalg.det(cov)))
             image[y0:y1, x0:x1] += norm * np.exp(-0.5 * q)
 
@@ -111,11 +118,21 @@ def render_exposure(rng, exposure, source, index, field):
         extended.append((h.mag, h.r_eff_arcsec, h.axis_ratio, h.position_angle, h.offset_arcsec))
     for mag, r_eff, q, pa, offset in extended:
         gx, gy = _to_pixels(centre, offset)
-        render_galaxy(electrons, gx[0], gy[0], obs.electrons(mag, exposure.transparency),
-                      r_eff / obs.PIXEL_SCALE_ARCSEC, q, pa, exposure.fwhm_px)
+        render_galaxy(
+            electrons,
+            gx[0],
+            gy[0],
+            obs.electrons(mag, exposure.transparency),
+            r_eff / obs.PIXEL_SCALE_ARCSEC,
+            q,
+            pa,
+            exposure.fwhm_px,
+        )
 
-    counts = rng.poisson(electrons).astype(float) + rng.normal(0.0, obs.READ_NOISE_E, electrons.shape)
-    for _ in range(rng.poisson(0.5)):                       # cosmic rays: short sharp tracks
+    counts = rng.poisson(electrons).astype(float) + rng.normal(
+        0.0, obs.READ_NOISE_E, electrons.shape
+    )
+    for _ in range(rng.poisson(0.5)):  # cosmic rays: short sharp tracks
         length = rng.integers(1, 5)
         r0, c0 = rng.integers(0, size, size=2)
         dr, dc = rng.integers(-1, 2, size=2)
@@ -123,7 +140,7 @@ def render_exposure(rng, exposure, source, index, field):
         cols = np.clip(c0 + dc * np.arange(length), 0, size - 1)
         counts[rows, cols] += rng.uniform(500.0, 20000.0, size=length)
     adu = np.clip(np.round(counts / obs.GAIN + exposure.bias_adu), 1, obs.SATURATION_ADU)
-    if rng.uniform() < 0.02:                                # dead column -> BLANK
+    if rng.uniform() < 0.02:  # dead column -> BLANK
         adu[:, rng.integers(0, size)] = 0
     return adu.astype(np.uint16), target_mag
 

@@ -23,9 +23,18 @@ from tao_keras import classes
 from tools import worker_pool
 from tools.simulation import calibration, lightcurves, observing, rendering
 
-CATALOG_COLUMNS = ("object_id", "label", "ra", "dec", "max_mjd", "subtype", "peak_mag",
-                   "num_exposures", "num_nights")
-SURVEY_START_MJD = (53000.0, 55000.0)     # window starts 2004-2009: CSS images 2003-2012
+CATALOG_COLUMNS = (
+    "object_id",
+    "label",
+    "ra",
+    "dec",
+    "max_mjd",
+    "subtype",
+    "peak_mag",
+    "num_exposures",
+    "num_nights",
+)
+SURVEY_START_MJD = (53000.0, 55000.0)  # window starts 2004-2009: CSS images 2003-2012
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +78,17 @@ def plan_survey(config):
     labels = np.array([name for name, n in counts.items() for _ in range(n)])
     rng.shuffle(labels)
     ra = rng.uniform(0.0, 360.0, size=config.num_objects)
-    dec = np.degrees(np.arcsin(rng.uniform(np.sin(np.radians(-30.0)), np.sin(np.radians(70.0)),
-                                           size=config.num_objects)))
-    return [ObjectPlan(i, _crts_like_id(i, ra[i], dec[i]), str(labels[i]), float(ra[i]), float(dec[i]))
-            for i in range(config.num_objects)]
+    dec = np.degrees(
+        np.arcsin(
+            rng.uniform(
+                np.sin(np.radians(-30.0)), np.sin(np.radians(70.0)), size=config.num_objects
+            )
+        )
+    )
+    return [
+        ObjectPlan(i, _crts_like_id(i, ra[i], dec[i]), str(labels[i]), float(ra[i]), float(dec[i]))
+        for i in range(config.num_objects)
+    ]
 
 
 def _num_nights(rng, config):
@@ -90,7 +106,9 @@ def simulate_object(plan, config, images_dir):
     peak_night = float(rng.choice(year2))
     num_nights = _num_nights(rng, config)
     if plan.label != "NT" and rng.uniform() < config.missing_max_fraction:
-        nights = observing.choose_nights(rng, candidates, num_nights, avoid_near=peak_night, avoid_days=15.0)
+        nights = observing.choose_nights(
+            rng, candidates, num_nights, avoid_near=peak_night, avoid_days=15.0
+        )
     else:
         nights = observing.choose_nights(rng, candidates, num_nights, must_include=peak_night)
     exposures = observing.schedule_exposures(rng, nights)
@@ -100,15 +118,19 @@ def simulate_object(plan, config, images_dir):
     field = rendering.field_sources(rng)
 
     folder = os.path.join(images_dir, plan.object_id)
-    shutil.rmtree(folder, ignore_errors=True)       # no stale exposures from an earlier run
+    shutil.rmtree(folder, ignore_errors=True)  # no stale exposures from an earlier run
     os.makedirs(folder)
     dates = Time(times, format="mjd", scale="utc").isot
     for i, exposure in enumerate(exposures):
         data, true_mag = rendering.render_exposure(rng, exposure, source, i, field)
-        header = rendering.exposure_header(plan.ra, plan.dec, exposure, dates[i], plan.object_id, true_mag)
+        header = rendering.exposure_header(
+            plan.ra, plan.dec, exposure, dates[i], plan.object_id, true_mag
+        )
         fits.PrimaryHDU(data=data, header=header).writeto(
-            os.path.join(folder, f"exp{i:03d}_{exposure.mjd:.5f}.fits"), overwrite=True,
-            output_verify="ignore")   # headers are built valid; verification doubles the cost
+            os.path.join(folder, f"exp{i:03d}_{exposure.mjd:.5f}.fits"),
+            overwrite=True,
+            output_verify="ignore",
+        )  # headers are built valid; verification doubles the cost
     return {
         "object_id": plan.object_id,
         "label": plan.label,
@@ -132,7 +154,7 @@ def simulate_survey(output_dir, config, workers=None, progress=True):
     os.makedirs(images_dir, exist_ok=True)
     catalog_path = os.path.join(output_dir, "catalog.csv")
     if os.path.exists(catalog_path):
-        os.remove(catalog_path)          # the directory is being rewritten: not a dataset until the end
+        os.remove(catalog_path)  # the directory is being rewritten: not a dataset until the end
     plans = plan_survey(config)
     workers = workers or os.cpu_count() or 1
     tasks = [(plan, config, images_dir) for plan in plans]
@@ -140,7 +162,11 @@ def simulate_survey(output_dir, config, workers=None, progress=True):
     rows = []
     bar = tqdm(total=len(tasks), unit="obj", desc="simulate", disable=not progress)
     pool = worker_pool.spawn_pool(workers)
-    results = map(_simulate_task, tasks) if pool is None else pool.imap(_simulate_task, tasks, chunksize=2)
+    results = (
+        map(_simulate_task, tasks)
+        if pool is None
+        else pool.imap(_simulate_task, tasks, chunksize=2)
+    )
     try:
         for row in results:
             rows.append(row)
@@ -155,7 +181,9 @@ def simulate_survey(output_dir, config, workers=None, progress=True):
         "config": dataclasses.asdict(config),
         "objects": len(rows),
         "exposures": num_exposures,
-        "objects_per_class": {name: sum(r["label"] == name for r in rows) for name in classes.CLASS_NAMES},
+        "objects_per_class": {
+            name: sum(r["label"] == name for r in rows) for name in classes.CLASS_NAMES
+        },
         "seconds": round(elapsed, 2),
         "exposures_per_second": round(num_exposures / elapsed, 1),
         "workers": workers,
@@ -168,6 +196,12 @@ def simulate_survey(output_dir, config, workers=None, progress=True):
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, catalog_path)
-    logging.info("simulated %d objects, %d exposures in %.1f s (%.0f exposures/s, %d workers)",
-                 len(rows), num_exposures, elapsed, num_exposures / elapsed, workers)
+    logging.info(
+        "simulated %d objects, %d exposures in %.1f s (%.0f exposures/s, %d workers)",
+        len(rows),
+        num_exposures,
+        elapsed,
+        num_exposures / elapsed,
+        workers,
+    )
     return summary

@@ -1,20 +1,10 @@
-"""Export a trained TAO-Net as a self-contained SavedModel (raw cutouts and times in, class
-probabilities out), for TF Serving and alert brokers: no project code is needed to serve it.
+"""Write a trained TAO-Net as a self-contained SavedModel (raw cutouts and times in, class
+probabilities out) for TF Serving and alert brokers: no project code is needed to serve it.
 
-Signatures (every output has the batch as its first axis, as TF Serving's row format needs):
-  serving_default(images float32 [B, E, H, W] raw pixels (NaN = bad), mjd float64 [B, E],
-                  num_exposures int32 [B]: exposures beyond it are padding and ignored)
-  serialized(records string [B]: records as written by tools.fits_to_tfrecords)
-    -> probabilities float32 [B, C], class_id int32 [B], class_name string [B],
-       class_names string [B, C], num_dates int32 [B] (observation dates used)
-  metadata() -> json string: task, class names, schema version, RoI, sequence length, training
-  config.
-
-Inside the graph, with the functions the pipeline uses (tao_keras.pipeline): exposures sorted by
-time, exposures without a single finite pixel dropped (as the converter drops such files),
-dates grouped by the converter's rule, the first exposure of each date (the evaluation choice),
-normalization, fixed length S (when the model was evaluated at one), sliding triplets, the model.
-Malformed requests fail with InvalidArgument and a message naming the batch row.
+The graph functions and their checks are tao_keras.serving.ServingModule; this module writes
+them with the model, the metadata() signature (JSON: task, class names, schema version, RoI,
+sequence length, normalization, training config) and assets.extra/tao_keras.json, and finds
+the model to export in a trainer's run directory (tao_keras.run_layout).
 """
 
 import json
@@ -24,18 +14,13 @@ import os
 import keras
 import tensorflow as tf
 
-from tao_keras import classes
+from tao_keras import classes, run_layout, serving
 from tao_keras.models import layers as _custom_layers  # noqa: F401  registers them for load_model
-from tao_keras.pipeline import dates, features
-from tfrecords import parser, schema
+from tao_keras.training import precision
+from tfrecords import schema
 
-MIN_DATES = 3  # one triplet
 METADATA_FILE = "tao_keras.json"
-
-
-def _check(condition, message_format, values):
-    """An assertion whose message is formatted only in the graph (values: list of tensors)."""
-    return tf.debugging.Assert(condition, [tf.strings.format(message_format, values)])
+MIN_DATES = serving.MIN_DATES
 
 
 class _DropCapturedInputNames(logging.Filter):
@@ -43,188 +28,6 @@ class _DropCapturedInputNames(logging.Filter):
 
     def filter(self, record):
         return "contains input name(s)" not in str(record.msg)
-
-
-def _padded(features_per_object):
-    """Ragged per-object features -> padded model inputs {"images", "dt", "length"}."""
-    images = features_per_object["images"]
-    return {
-        "images": images.to_tensor(),
-        "dt": features_per_object["dt"].to_tensor(),
-        "length": tf.cast(images.row_lengths(), tf.int32),
-    }
-
-
-class _Server:
-    """The graph functions of the export, closing over the model and its settings."""
-
-    def __init__(
-        self, model, class_names, roi_size, sequence_length, stride, objects_per_call, scale, crop
-    ):
-        self.model = model
-        self.scale = scale
-        self.crop = crop
-        self.objects_per_call = objects_per_call
-        self.class_names = tf.constant(class_names)
-        self.roi_size = roi_size
-        self.sequence_length = sequence_length
-        self.stride = stride
-
-    def _output_signature(self):
-        roi = self.roi_size
-        return {
-            "images": tf.RaggedTensorSpec([None, roi, roi, 3], tf.float32, ragged_rank=0),
-            "dt": tf.RaggedTensorSpec([None, 2], tf.float32, ragged_rank=0),
-            "num_dates": tf.TensorSpec([], tf.int32),
-        }
-
-    def _object_features(self, images, mjd, date_index, row):
-        """One object's exposures sorted by time -> its model input and number of dates."""
-        num_dates = tf.cast(tf.reduce_max(tf.concat([[-1], date_index], 0)) + 1, tf.int32)
-        check = _check(
-            num_dates >= MIN_DATES,
-            "batch row {}: {} observation date(s) with usable pixels; at least 3 are needed",
-            [row, num_dates],
-        )
-        with tf.control_dependencies([check]):
-            images, mjd = dates.select_dates(images, mjd, date_index, num_dates)
-        out = features.evaluation_features(
-            images, mjd, self.sequence_length, self.stride, self.scale, self.crop
-        )
-        return {"images": out["images"], "dt": out["dt"], "num_dates": num_dates}
-
-    def _raw_object(self, item):
-        images, mjd, count, row = item
-        images, mjd = images[:count], mjd[:count]
-        check = _check(
-            tf.reduce_all(tf.math.is_finite(mjd)),
-            "batch row {}: mjd has NaN or infinite values",
-            [row],
-        )
-        with tf.control_dependencies([check]):
-            images, mjd = tf.identity(images), tf.identity(mjd)
-        usable = tf.reduce_any(tf.math.is_finite(images), axis=[1, 2])
-        images, mjd = tf.boolean_mask(images, usable), tf.boolean_mask(mjd, usable)
-        order = tf.argsort(mjd, stable=True)
-        images, mjd = tf.gather(images, order), tf.gather(mjd, order)
-        return self._object_features(images, mjd, dates.group_dates(mjd), row)
-
-    def _record_object(self, item):
-        serialized, row = item
-        record = parser.parse(serialized, self.roi_size)
-        return self._object_features(record["images"], record["mjd"], record["date_index"], row)
-
-    def _probabilities(self, inputs):
-        """The model over chunks of at most objects_per_call objects, one after the other, so that
-        the backbone's activations stay bounded whatever the request's batch. Chunks are made as
-        even as possible; the last is filled up with copies of the first object (results
-        dropped)."""
-        batch = tf.shape(inputs["length"])[0]
-        chunks = tf.maximum((batch + self.objects_per_call - 1) // self.objects_per_call, 1)
-        size = (batch + chunks - 1) // chunks
-        index = tf.concat([tf.range(batch), tf.zeros([chunks * size - batch], tf.int32)], axis=0)
-
-        def split(x):
-            return tf.reshape(
-                tf.gather(x, index), tf.concat([[chunks, size], tf.shape(x)[1:]], axis=0)
-            )
-
-        num_classes = self.class_names.shape[0]
-        out = tf.map_fn(
-            lambda part: tf.cast(self.model(part, training=False)["probabilities"], tf.float32),
-            {k: split(v) for k, v in inputs.items()},
-            parallel_iterations=1,
-            fn_output_signature=tf.TensorSpec([None, num_classes], tf.float32),
-        )
-        return tf.reshape(out, [-1, num_classes])[:batch]
-
-    def _classify(self, per_object):
-        probabilities = self._probabilities(_padded(per_object))
-        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        batch = tf.shape(probabilities)[0]
-        return {
-            "probabilities": probabilities,
-            "class_id": class_id,
-            "class_name": tf.gather(self.class_names, class_id),
-            "class_names": tf.tile(self.class_names[None], [batch, 1]),
-            "num_dates": per_object["num_dates"],
-        }
-
-    def serve_raw(self, images, mjd, num_exposures):
-        shape = tf.shape(images)
-        checks = [
-            _check(
-                tf.reduce_all(tf.equal(shape[2:], self.roi_size)),
-                f"images has shape {{}}; it must be "
-                f"[batch, exposures, {self.roi_size}, {self.roi_size}]",
-                [shape],
-            ),
-            _check(
-                tf.reduce_all(tf.equal(tf.shape(mjd), shape[:2])),
-                "mjd has shape {} but images {}: both must be [batch, exposures]",
-                [tf.shape(mjd), shape],
-            ),
-            _check(
-                tf.equal(tf.shape(num_exposures)[0], shape[0]),
-                "num_exposures has {} rows but images {}",
-                [tf.shape(num_exposures)[0], shape[0]],
-            ),
-            _check(
-                tf.reduce_all((num_exposures >= 0) & (num_exposures <= shape[1])),
-                "num_exposures {} must lie in [0, {}] (the exposures axis of images)",
-                [num_exposures, shape[1]],
-            ),
-        ]
-        with tf.control_dependencies(checks):  # nothing reads the inputs before the checks pass
-            images, mjd, num_exposures = (
-                tf.identity(images),
-                tf.identity(mjd),
-                tf.identity(num_exposures),
-            )
-            rows = tf.range(shape[0])
-        per_object = tf.map_fn(
-            self._raw_object,
-            (images, mjd, num_exposures, rows),
-            fn_output_signature=self._output_signature(),
-        )
-        return self._classify(per_object)
-
-    def serve_records(self, records):
-        rows = tf.range(tf.shape(records)[0])
-        per_object = tf.map_fn(
-            self._record_object, (records, rows), fn_output_signature=self._output_signature()
-        )
-        return self._classify(per_object)
-
-
-def _float32_policies(config):
-    """A copy of a serialized Keras object with every dtype policy set to float32."""
-    if isinstance(config, list):
-        return [_float32_policies(v) for v in config]
-    if not isinstance(config, dict):
-        return config
-    if config.get("class_name") == "DTypePolicy":
-        return {**config, "config": {**config.get("config", {}), "name": "float32"}}
-    return {k: _float32_policies(v) for k, v in config.items()}
-
-
-def compute_precision(model):
-    """The model's compute dtype policy: "float32", or the mixed policy its layers were built
-    with."""
-    mixed = sorted({layer.dtype_policy.name for layer in model._flatten_layers()} - {"float32"})
-    return mixed[0] if mixed else "float32"
-
-
-def float32_copy(model):
-    """The model computing in float32 with the same weights (mixed-precision training keeps its
-    weights in float32): served models then run at full precision on any CPU, bfloat16 hardware
-    or not, and give the same answer whatever the batch."""
-    if compute_precision(model) == "float32":
-        return model
-    config = _float32_policies(keras.saving.serialize_keras_object(model))
-    copy = keras.saving.deserialize_keras_object(config)
-    copy.set_weights(model.get_weights())
-    return copy
 
 
 def is_sequence_model(model):
@@ -271,8 +74,8 @@ def export_model(
         raise ValueError(
             f"model has {num_classes} outputs but task {task!r} has {len(class_names)} classes"
         )
-    trained_precision = compute_precision(model)
-    model = float32_copy(model)
+    trained_precision = precision.compute_precision(model)
+    model = precision.float32_copy(model)
     metadata = {
         "task": task,
         "class_names": list(class_names),
@@ -290,7 +93,7 @@ def export_model(
         "training_config": training_config or {},
     }
     text = json.dumps(metadata, indent=2, sort_keys=True)
-    server = _Server(
+    server = serving.ServingModule(
         model, class_names, roi, sequence_length, stride, objects_per_call, normalization, model_roi
     )
 
@@ -327,16 +130,7 @@ def export_model(
     return metadata
 
 
-SERVED_STAGES = ("joint", "gru")  # TAO-Net stages, preferred first
 STAGE_SEQUENCE_LENGTH = {"joint": "fixed", "gru": None}
-
-
-def next_version(model_root):
-    """1 + the highest integer version directory under model_root (TF Serving numbering)."""
-    versions = (
-        [int(d) for d in os.listdir(model_root) if d.isdigit()] if os.path.isdir(model_root) else []
-    )
-    return max(versions, default=0) + 1
 
 
 def export_run(run_dir, export_root, name=None, version=None, stage=None):
@@ -344,7 +138,7 @@ def export_run(run_dir, export_root, name=None, version=None, stage=None):
 
     stage: which stage's model.keras (default: joint, else gru); name: default taonet_<task>.
     """
-    config_path = os.path.join(run_dir, "config.json")
+    config_path = run_layout.config_path(run_dir)
     try:
         with open(config_path) as f:
             config = json.load(f)
@@ -352,9 +146,7 @@ def export_run(run_dir, export_root, name=None, version=None, stage=None):
         raise FileNotFoundError(
             f"{config_path}: not found; --run must be a directory written by a trainer"
         )
-    available = [
-        s for s in SERVED_STAGES if os.path.exists(os.path.join(run_dir, s, "model.keras"))
-    ]
+    available = run_layout.finished_models(run_dir, run_layout.SERVED_STAGES)
     if stage is None:
         if not available:
             raise FileNotFoundError(
@@ -365,10 +157,10 @@ def export_run(run_dir, export_root, name=None, version=None, stage=None):
         raise FileNotFoundError(
             f"{run_dir}: stage {stage!r} has no model.keras (served stages found: {available})"
         )
-    model = keras.saving.load_model(os.path.join(run_dir, stage, "model.keras"), compile=False)
+    model = keras.saving.load_model(run_layout.stage_model(run_dir, stage), compile=False)
     sequence_length = config["sequence_length"] if STAGE_SEQUENCE_LENGTH[stage] == "fixed" else None
     model_root = os.path.join(export_root, name or f"taonet_{config['task']}")
-    target = os.path.join(model_root, str(version or next_version(model_root)))
+    target = os.path.join(model_root, str(version or run_layout.next_version(model_root)))
     if os.path.exists(target):
         raise FileExistsError(f"{target} exists; choose another --version")
     # Runs written before the per-object scale existed have no "normalization": they used per-image

@@ -24,15 +24,15 @@ records = sys.argv[1]
 config = train_config.TrainConfig(
     gru=train_config.StageConfig(epochs=1, learning_rate=1e-2, batch_size=4)
 )
-train, _ = datasets.training_dataset(records, protocol._pipeline_config(config, "gru"))
-batch = next(iter(train.map(protocol._two_outputs)))
+train, _ = datasets.training_dataset(records, protocol.pipeline_config(config, "gru"))
+batch = next(iter(train.map(protocol.two_outputs)))
 weights, replicas = {}, {}
 for name, devices in (("one", ["/cpu:0"]), ("two", ["/cpu:0", "/cpu:1"])):
     keras.utils.set_random_seed(0)
     strategy = tf.distribute.MirroredStrategy(devices)
     with strategy.scope():
-        model = protocol._build("gru", config, 6, None)
-        protocol._compile(model, "gru", config, config.gru)
+        model = protocol.build_model("gru", config, 6, None)
+        protocol.compile_model(model, "gru", config, config.gru)
     initial = [w.numpy() for w in model.trainable_weights]
     history = model.fit(
         tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=2, epochs=1, verbose=0

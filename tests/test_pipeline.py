@@ -13,6 +13,7 @@ import tensorflow as tf
 from tao_keras import classes
 from tao_keras.pipeline import augmentation, datasets, dates, normalization, windows
 from tao_keras.pipeline import features as model_inputs
+from tfrecords import manifest as manifest_file
 from tfrecords import parser
 
 
@@ -223,7 +224,7 @@ def test_evaluation_sequences_mask_and_labels(tiny_records):
             by_length[int(length)] += 1
             seen += 1
         assert labels.dtype == tf.int32
-    manifest = datasets.load_manifest(str(out))
+    manifest = manifest_file.load(str(out))
     assert seen == sum(manifest["splits"]["train"]["records"].values())
     train_ids = {
         r.object_id
@@ -326,7 +327,7 @@ def test_natural_frequencies_follow_the_counts(tiny_records):
     )
     dataset, steps = datasets.training_dataset(str(out), config)
     labels = _labels(dataset, 40)
-    manifest = datasets.load_manifest(str(out))
+    manifest = manifest_file.load(str(out))
     counts = manifest["splits"]["train"]["records"]
     expected_nt = counts["NT"] / sum(counts.values())
     assert abs(np.mean(labels == 1) - expected_nt) < 0.05
@@ -340,7 +341,7 @@ def test_task_filters_and_relabels(tiny_records):
     for features, labels in datasets.evaluation_dataset(str(out), config, split="train"):
         assert int(labels[0]) in (0, 1)
         ids.append(int(labels[0]))
-    manifest = datasets.load_manifest(str(out))
+    manifest = manifest_file.load(str(out))
     counts = manifest["splits"]["train"]["records"]
     assert sorted(ids) == [0] * counts.get("SN", 0) + [1] * counts.get("NT", 0)
     config = dataclasses.replace(config, task="transients")

@@ -13,6 +13,8 @@ import tensorflow as tf
 
 from tao_keras import classes, export
 from tao_keras.pipeline import datasets
+from tao_keras.training import precision
+from tfrecords import manifest as manifest_file
 from tfrecords import parser
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,8 +30,8 @@ def served(trained_run):
 def objects(trained_run):
     """(serialized records, decoded records) of the train split, in evaluation order."""
     records_dir = json.load(open(trained_run / "config.json"))["records"]
-    shards = datasets.task_shards(
-        datasets.load_manifest(records_dir), records_dir, "train", "multiclass"
+    shards = manifest_file.task_shards(
+        manifest_file.load(records_dir), records_dir, "train", "multiclass"
     )
     paths = [p for label in sorted(shards) for p, _ in shards[label]]
     serialized = [s.numpy() for s in tf.data.TFRecordDataset(paths)]
@@ -60,7 +62,7 @@ def test_fresh_tensorflow_only_process_reproduces_keras_probabilities(
 ):
     records_dir, serialized, records = objects
     trained = keras.saving.load_model(str(trained_run / "joint" / "model.keras"), compile=False)
-    model = export.float32_copy(trained)  # what is exported: same weights, float32 compute
+    model = precision.float32_copy(trained)  # what is exported: same weights, float32 compute
     config = datasets.PipelineConfig(sequence_length=SEQUENCE_LENGTH, augment=False, batch_size=4)
     expected = np.concatenate(
         [
@@ -217,7 +219,7 @@ def test_export_cli_versions_and_refuses_triplet_models(trained_run, objects, tm
         json.loads(gru.metadata()["json"].numpy())["sequence_length"] is None
     )  # all dates, padded
     records_dir, serialized, _ = objects
-    model = export.float32_copy(
+    model = precision.float32_copy(
         keras.saving.load_model(str(trained_run / "gru" / "model.keras"), compile=False)
     )
     config = datasets.PipelineConfig(sequence_length=None, augment=False, batch_size=5)

@@ -140,10 +140,11 @@ def _pipeline(workdir, num_objects, workers, warmup=5, batches=40):
     import tensorflow as tf
 
     from tao_keras.pipeline import datasets
+    from tfrecords import manifest as manifest_file
     from tfrecords import parser
 
     records = os.path.join(workdir, "records")
-    manifest = datasets.load_manifest(records)
+    manifest = manifest_file.load(records)
     shards = manifest["splits"]["train"]["shards"]
     paths = [os.path.join(records, s["file"]) for s in shards if s["records"]]
     bare = (

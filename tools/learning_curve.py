@@ -26,6 +26,8 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
+from tfrecords import manifest
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "output", "runs/learning_curve", "Directory of the surveys, runs, table and figure."
@@ -76,7 +78,7 @@ def survey_records(root, size, seed, test_fraction, workers):
         )
         survey.simulate_survey(survey_dir, config, workers=workers)
         timings["simulate_s"] = time.perf_counter() - began
-    if not os.path.exists(os.path.join(records, "dataset.json")):
+    if not manifest.exists(records):
         began = time.perf_counter()
         # Every object is kept (the date nearest the catalog maximum is the maximum): the
         # light-curve and pixel models then see exactly the same objects.

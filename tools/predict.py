@@ -20,6 +20,9 @@ import tempfile
 
 from absl import app, flags
 
+from tao_keras import run_layout
+from tfrecords import manifest as manifest_file
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "model", None, "Exported SavedModel: version directory or model directory.", required=True
@@ -37,30 +40,11 @@ flags.DEFINE_integer(
 )
 
 
-def resolve_model_dir(path):
-    """A version directory (holds saved_model.pb) or the highest numbered version under path."""
-    if os.path.exists(os.path.join(path, "saved_model.pb")):
-        return path
-    versions = (
-        sorted((int(d) for d in os.listdir(path) if d.isdigit()), reverse=True)
-        if os.path.isdir(path)
-        else []
-    )
-    for version in versions:
-        candidate = os.path.join(path, str(version))
-        if os.path.exists(os.path.join(candidate, "saved_model.pb")):
-            return candidate
-    raise FileNotFoundError(
-        f"{path}: no saved_model.pb here or in a numbered version directory below it"
-    )
-
-
 def record_sources(input_dir, roi_size, work_dir, workers):
     """-> ([(shard path, split, records or None)], [skipped {object_id, path, reason}]) for any
     accepted input."""
-    manifest_path = os.path.join(input_dir, "dataset.json")
     converted = False
-    if not os.path.exists(manifest_path):
+    if not manifest_file.exists(input_dir):
         shards = sorted(glob.glob(os.path.join(input_dir, "*.tfrecord")))
         if shards:
             return [(path, "", None) for path in shards], []
@@ -68,12 +52,11 @@ def record_sources(input_dir, roi_size, work_dir, workers):
 
         options = convert.ConvertOptions(roi_size=roi_size, workers=workers)
         convert.convert([input_dir], work_dir, options)
-        input_dir, manifest_path, converted = work_dir, os.path.join(work_dir, "dataset.json"), True
-    with open(manifest_path) as f:
-        manifest = json.load(f)
+        input_dir, converted = work_dir, True
+    manifest = manifest_file.load(input_dir)
     if manifest["roi_size"] != roi_size:
-        raise ValueError(
-            f"{manifest_path}: records have RoI {manifest['roi_size']}, "
+        raise manifest_file.ManifestError(
+            f"{manifest_file.path(input_dir)}: records have RoI {manifest['roi_size']}, "
             f"the model expects {roi_size}"
         )
     # Splits mean something only for records converted for training; not for an on-the-fly
@@ -207,7 +190,7 @@ def main(argv):
     from tao_keras.training import reports
 
     try:
-        model_dir = resolve_model_dir(FLAGS.model)
+        model_dir = run_layout.saved_model_dir(FLAGS.model)
     except FileNotFoundError as e:
         sys.exit(f"error: {e}")
     import tensorflow as tf

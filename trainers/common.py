@@ -9,6 +9,7 @@ import time
 
 from absl import flags, logging
 
+from tfrecords import manifest
 from trainers.data import prepare_records
 
 FLAGS = flags.FLAGS
@@ -111,8 +112,7 @@ def run(task):
     """Train `task` end to end; prints the report and where the logs and models are."""
     import keras
 
-    from tao_keras import classes, export
-    from tao_keras.pipeline.datasets import load_manifest
+    from tao_keras import classes, export, run_layout
     from tao_keras.training import multiworker, protocol, reports
 
     std_logging.getLogger().setLevel(std_logging.INFO)
@@ -130,11 +130,11 @@ def run(task):
         out_dir = os.path.join(out_dir, f".worker-{strategy.cluster_resolver.task_id}")
     os.makedirs(out_dir, exist_ok=True)
     config = train_config(task)
-    with open(os.path.join(out_dir, "config.json"), "w") as f:
+    with open(run_layout.config_path(out_dir), "w") as f:
         json.dump(
             {
                 "records": os.path.abspath(records),
-                "records_roi_size": load_manifest(records)["roi_size"],
+                "records_roi_size": manifest.load(records)["roi_size"],
                 **dataclasses.asdict(config),
             },
             f,
@@ -146,14 +146,7 @@ def run(task):
 
     previous = None
     if FLAGS.init_from:
-        last = [
-            s
-            for s in protocol.STAGES
-            if os.path.exists(os.path.join(FLAGS.init_from, s, "model.keras"))
-        ]
-        if not last:
-            raise FileNotFoundError(f"--init_from {FLAGS.init_from}: no <stage>/model.keras in it")
-        previous = keras.saving.load_model(os.path.join(FLAGS.init_from, last[-1], "model.keras"))
+        previous = keras.saving.load_model(run_layout.last_model(FLAGS.init_from))
     results = {}
     for stage in FLAGS.stages:
         previous, scores = protocol.run_stage(stage, records, out_dir, config, strategy, previous)
@@ -167,15 +160,14 @@ def run(task):
         extra={"records": os.path.abspath(records), "seconds": time.perf_counter() - began},
     )
     print(text)
-    print(f"TensorBoard: tensorboard --logdir {os.path.join(out_dir, 'logs')}")
-    print(f"Keras model: {os.path.join(out_dir, FLAGS.stages[-1], 'model.keras')}")
+    print(f"TensorBoard: tensorboard --logdir {run_layout.logs_dir(out_dir)}")
+    print(f"Keras model: {run_layout.stage_model(out_dir, FLAGS.stages[-1])}")
     if multiworker.is_chief() and export.is_sequence_model(previous):
-        target = export.export_run(out_dir, os.path.join(out_dir, "export"), stage=FLAGS.stages[-1])
+        target = export.export_run(out_dir, run_layout.export_root(out_dir), stage=FLAGS.stages[-1])
         print(f"SavedModel: {target}   (python -m tools.predict --model {target} --input DIR ...)")
     elif not export.is_sequence_model(previous):
         print(
             "No SavedModel: the last stage is the DenseNet on triplets, which needs the catalog "
-            "date of "
-            "maximum; run a TAO-Net stage (gru, joint) to get a servable model."
+            "date of maximum; run a TAO-Net stage (gru, joint) to get a servable model."
         )
     print(f"Finished in {time.perf_counter() - began:.0f} s")

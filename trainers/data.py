@@ -7,6 +7,8 @@ import sys
 
 from absl import flags, logging
 
+from tfrecords import manifest
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "data",
@@ -33,20 +35,20 @@ def _run_tool(args):
 
 def prepare_records(data, cache_dir, num_objects, seed):
     """A directory of converted records: given, converted from FITS, or the embedded default."""
-    if data and os.path.exists(os.path.join(data, "dataset.json")):
+    if data and manifest.exists(data):
         return data
     if data:
         out = os.path.join(
             cache_dir, "converted", os.path.abspath(data).strip("/").replace("/", "_")
         )
-        if not os.path.exists(os.path.join(out, "dataset.json")):
+        if not manifest.exists(out):
             _run_tool(
                 ["tools.fits_to_tfrecords", "--input", data, "--output", out, "--seed", str(seed)]
             )
         return out
     root = os.path.join(cache_dir, f"embedded-{num_objects}-seed{seed}")
     survey, records = os.path.join(root, "survey"), os.path.join(root, "records")
-    if not os.path.exists(os.path.join(records, "dataset.json")):
+    if not manifest.exists(records):
         if not os.path.exists(os.path.join(survey, "catalog.csv")):
             _run_tool(
                 [

@@ -32,10 +32,10 @@ def from_records(records_dir, config=photometry.PhotometryConfig(), progress=Tru
     """Photometry of every record of every split of a converted dataset (dataset.json)."""
     from tqdm import tqdm
 
-    from tao_keras.pipeline import datasets
+    from tfrecords import manifest as manifest_file
     from tfrecords import parser
 
-    manifest = datasets.load_manifest(records_dir)
+    manifest = manifest_file.load(records_dir)
     shards = [
         (split, os.path.join(records_dir, s["file"]), s["records"])
         for split, entry in manifest["splits"].items()

@@ -13,14 +13,13 @@ Elements are (features, label): features["images"] is [B, H, W, 3] (triplet mode
 """
 
 import dataclasses
-import json
 import math
-import os
 
 import tensorflow as tf
 
 from tao_keras import classes
 from tao_keras.pipeline import augmentation, dates, features, normalization, windows
+from tfrecords import manifest as manifest_file
 from tfrecords import parser
 
 MODES = ("triplet", "sequence")
@@ -59,34 +58,6 @@ class PipelineConfig:
         classes.task_class_names(self.task)
         if self.scale not in normalization.SCALES:
             raise ValueError(f"scale {self.scale!r} not in {normalization.SCALES}")
-
-
-def load_manifest(records_dir):
-    path = os.path.join(records_dir, "dataset.json")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{path}: no dataset.json; convert the data with tools.fits_to_tfrecords first"
-        )
-
-
-def task_shards(manifest, records_dir, split, task):
-    """{task class index: [(shard path, records)]} for the split's shards that belong to the
-    task."""
-    if split not in manifest["splits"]:
-        raise ValueError(f"{records_dir}: no '{split}' split (has {sorted(manifest['splits'])})")
-    table = classes.task_label_table(task)
-    out = {}
-    for shard in manifest["splits"][split]["shards"]:
-        if shard["class"] in classes.CLASS_NAMES and shard["records"] > 0:
-            label = table[classes.CLASS_NAMES.index(shard["class"])]
-            if label >= 0:
-                out.setdefault(label, []).append(
-                    (os.path.join(records_dir, shard["file"]), shard["records"])
-                )
-    return out
 
 
 def _options(config):
@@ -205,8 +176,8 @@ def training_dataset(records_dir, config, split="train"):
     An epoch is num_task_classes x largest class count sequences when balanced (the paper
     balances to the majority class), the total count when natural.
     """
-    manifest = load_manifest(records_dir)
-    shards = task_shards(manifest, records_dir, split, config.task)
+    manifest = manifest_file.load(records_dir)
+    shards = manifest_file.task_shards(manifest, records_dir, split, config.task)
     names = classes.task_class_names(config.task)
     missing = [names[i] for i in range(len(names)) if i not in shards]
     if missing:
@@ -244,8 +215,8 @@ def training_dataset(records_dir, config, split="train"):
 
 def evaluation_dataset(records_dir, config, split="val"):
     """Every object of the split that belongs to the task, once, in file order, no augmentation."""
-    manifest = load_manifest(records_dir)
-    shards = task_shards(manifest, records_dir, split, config.task)
+    manifest = manifest_file.load(records_dir)
+    shards = manifest_file.task_shards(manifest, records_dir, split, config.task)
     paths = [p for label in sorted(shards) for p, _ in shards[label]]
     if not paths:
         raise ValueError(f"{records_dir}: split '{split}' has no objects for task {config.task}")

@@ -45,3 +45,33 @@ def policy(precision):
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def _float32_policies(config):
+    """A copy of a serialized Keras object with every dtype policy set to float32."""
+    if isinstance(config, list):
+        return [_float32_policies(v) for v in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") == "DTypePolicy":
+        return {**config, "config": {**config.get("config", {}), "name": "float32"}}
+    return {k: _float32_policies(v) for k, v in config.items()}
+
+
+def compute_precision(model):
+    """The model's compute dtype policy: "float32", or the mixed policy its layers were built
+    with."""
+    mixed = sorted({layer.dtype_policy.name for layer in model._flatten_layers()} - {"float32"})
+    return mixed[0] if mixed else "float32"
+
+
+def float32_copy(model):
+    """The model computing in float32 with the same weights (mixed-precision training keeps its
+    weights in float32): served models then run at full precision on any CPU, bfloat16 hardware
+    or not, and give the same answer whatever the batch."""
+    if compute_precision(model) == "float32":
+        return model
+    config = _float32_policies(keras.saving.serialize_keras_object(model))
+    copy = keras.saving.deserialize_keras_object(config)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -16,7 +16,7 @@ import os
 import keras
 import tensorflow as tf
 
-from tao_keras import classes
+from tao_keras import classes, run_layout
 from tao_keras.models import densenet, presets, taonet
 from tao_keras.pipeline import datasets
 from tao_keras.training import (
@@ -27,8 +27,9 @@ from tao_keras.training import (
     precision,
     tensorboard_views,
 )
+from tfrecords import manifest as manifest_file
 
-STAGES = ("densenet", "gru", "joint")
+STAGES = run_layout.STAGES
 # Shares of TrainConfig.max_minutes per stage (about what each stage takes with the cpu preset).
 BUDGET_SHARE = {"densenet": 0.3, "gru": 0.2, "joint": 0.5}
 MODEL_NAMES = {
@@ -48,7 +49,10 @@ def make_strategy():
     return tf.distribute.MirroredStrategy()
 
 
-def _pipeline_config(config, stage):
+def pipeline_config(config, stage):
+    """The input pipeline settings of one stage of a TrainConfig: triplets (densenet),
+    variable-length sequences (gru) or fixed length S (joint), at the stage's batch size,
+    with the run's normalization and the model's RoI crop."""
     stage_config = getattr(config, stage)
     common = dict(
         task=config.task,
@@ -66,11 +70,16 @@ def _pipeline_config(config, stage):
     )
 
 
-def _two_outputs(features, label):
+def two_outputs(features, label):
+    """(features, label) -> (features, {probabilities: label, aux_probabilities: label}): the
+    targets of a TAO-Net, whose auxiliary per-step head is supervised with the object's label."""
     return features, {"probabilities": label, "aux_probabilities": label}
 
 
-def _compile(model, stage, config, stage_config):
+def compile_model(model, stage, config, stage_config):
+    """Compile a stage's model with AdamW (the stage's learning rate, the run's weight decay):
+    cross-entropy for the DenseNet; for TAO-Net the final loss plus the masked per-step
+    auxiliary loss, weighted aux_weight in the joint stage and 0 before it."""
     optimizer = keras.optimizers.AdamW(stage_config.learning_rate, weight_decay=config.weight_decay)
     if stage == "densenet":
         model.compile(optimizer, loss=keras.losses.SparseCategoricalCrossentropy())
@@ -98,7 +107,11 @@ def model_config(config):
     return out
 
 
-def _build(stage, config, num_classes, previous, replicas=1):
+def build_model(stage, config, num_classes, previous, replicas=1):
+    """The model of one stage: the DenseNet on triplets (densenet), or TAO-Net with weights
+    carried from `previous` (the earlier stage's model, or a run to finetune from) and the
+    backbone/GRUs frozen as the stage and config.frozen say. replicas > 1 synchronizes
+    BatchNorm across replicas and workers."""
     net = model_config(config)
     if replicas > 1:  # every replica and worker then keeps the same BatchNorm statistics
         net = dataclasses.replace(
@@ -139,18 +152,15 @@ def transfer_matching_weights(target, source):
     return copied
 
 
-STAGE_SCORES = "scores.json"  # written last: its presence marks a finished stage
-
-
-def _finished_stage(stage_dir, config):
+def _finished_stage(out_dir, stage, config):
     """The scores of a stage finished earlier with the same settings, else None."""
     try:
-        with open(os.path.join(stage_dir, STAGE_SCORES)) as f:
+        with open(run_layout.stage_file(out_dir, stage, run_layout.SCORES)) as f:
             done = json.load(f)
     except (OSError, ValueError):
         return None
     same = done.get("config") == json.loads(json.dumps(dataclasses.asdict(config)))
-    if not same or not os.path.exists(os.path.join(stage_dir, "model.keras")):
+    if not same or not os.path.exists(run_layout.stage_model(out_dir, stage)):
         return None
     return done["scores"]
 
@@ -163,26 +173,31 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     its model and scores and goes on.
     """
     stage_config = getattr(config, stage)
-    stage_dir = os.path.join(out_dir, stage)
+    stage_dir = run_layout.stage_dir(out_dir, stage)
     os.makedirs(stage_dir, exist_ok=True)
-    scores = _finished_stage(stage_dir, config)
+    scores = _finished_stage(out_dir, stage, config)
     if scores is not None:
         logging.info("stage %s finished earlier with these settings: reusing %s", stage, stage_dir)
-        return keras.saving.load_model(os.path.join(stage_dir, "model.keras")), scores
+        return keras.saving.load_model(run_layout.stage_model(out_dir, stage)), scores
     names = classes.task_class_names(config.task)
-    pipeline = _pipeline_config(config, stage)
+    manifest_file.check_roi(
+        manifest_file.load(records_dir), records_dir, model_config(config).backbone.roi_size
+    )
+    pipeline = pipeline_config(config, stage)
     train, steps = datasets.training_dataset(records_dir, pipeline)
     steps = max(1, math.ceil(steps * config.epoch_fraction))
     eval_config = dataclasses.replace(pipeline, augment=False)
     val = datasets.evaluation_dataset(records_dir, eval_config, split="val")
     if stage != "densenet":
-        train = train.map(_two_outputs)
+        train = train.map(two_outputs)
     with strategy.scope(), precision.policy(config.precision):
-        model = _build(stage, config, len(names), previous, strategy.num_replicas_in_sync)
-        _compile(model, stage, config, stage_config)
-    best = os.path.join(stage_dir, "best.weights.h5")
-    history = os.path.join(stage_dir, "history.csv")
-    writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs", stage, "evaluation"))
+        model = build_model(stage, config, len(names), previous, strategy.num_replicas_in_sync)
+        compile_model(model, stage, config, stage_config)
+    best = run_layout.stage_file(out_dir, stage, "best.weights.h5")
+    history = run_layout.stage_file(out_dir, stage, "history.csv")
+    writer = tf.summary.create_file_writer(
+        os.path.join(run_layout.logs_dir(out_dir, stage), "evaluation")
+    )
     features, labels = next(iter(val))
     tensorboard_views.write_examples(writer, features["images"], labels, names, features.get("dt"))
     tensorboard_views.write_hparams(
@@ -209,10 +224,10 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
                 callbacks.best_so_far(history) if os.path.exists(best) else None
             ),
         ),
-        keras.callbacks.TensorBoard(os.path.join(out_dir, "logs", stage)),
+        keras.callbacks.TensorBoard(run_layout.logs_dir(out_dir, stage)),
         keras.callbacks.CSVLogger(history, append=True),
         # Last: an epoch is only marked done once everything above has recorded it.
-        callbacks.ResumableBackup(os.path.join(stage_dir, "backup")),
+        callbacks.ResumableBackup(run_layout.stage_file(out_dir, stage, "backup")),
     ]
     if config.max_minutes:
         stage_callbacks.insert(
@@ -240,10 +255,11 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     except ValueError as e:  # e.g. a tiny data set without a test split for this task
         logging.warning("not scoring test: %s", e)
     scores = {split: evaluation.score(model, dataset, names) for split, dataset in splits.items()}
-    model.save(os.path.join(stage_dir, "model.keras"))
+    model.save(run_layout.stage_model(out_dir, stage))
     scores = json.loads(json.dumps(scores, default=float))
-    partial = os.path.join(stage_dir, STAGE_SCORES + ".tmp")
+    done = run_layout.stage_file(out_dir, stage, run_layout.SCORES)
+    partial = done + ".tmp"
     with open(partial, "w") as f:
         json.dump({"config": dataclasses.asdict(config), "scores": scores}, f, indent=1)
-    os.replace(partial, os.path.join(stage_dir, STAGE_SCORES))
+    os.replace(partial, done)
     return model, scores

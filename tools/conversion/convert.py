@@ -17,12 +17,11 @@ import numpy as np
 from tqdm import tqdm
 
 from tao_keras import classes
+from tfrecords import manifest as manifest_file
 from tfrecords import schema
 from tools import worker_pool
 from tools.conversion import sequences, splits
 from tools.conversion import sources as src
-
-MANIFEST = "dataset.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +191,7 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
             f"{len(object_problems)} objects dropped, {len(file_problems)} files skipped"
         )
     if options.num_tasks == 1:
-        _write_json(os.path.join(output_dir, MANIFEST), manifest)
+        _write_json(manifest_file.path(output_dir), manifest)
     else:
         _write_json(
             os.path.join(output_dir, _part_name(options.task_index, options.num_tasks)), manifest
@@ -274,5 +273,5 @@ def merge_manifests(output_dir, num_tasks):
         1,
     )
     merged["summary"] = summary
-    _write_json(os.path.join(output_dir, MANIFEST), merged)
+    _write_json(manifest_file.path(output_dir), merged)
     return merged

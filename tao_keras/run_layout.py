@@ -1,0 +1,95 @@
+"""The layout of a trainer's run directory, in one place.
+
+    RUN/config.json                  the run's settings (TrainConfig + records)
+    RUN/<stage>/model.keras          each stage's best model (stages: densenet, gru, joint)
+    RUN/<stage>/best.weights.h5      best weights by validation mean F1 while training
+    RUN/<stage>/history.csv          one row per epoch
+    RUN/<stage>/backup/              per-epoch backups for resuming (removed when the stage ends)
+    RUN/<stage>/scores.json          written last: the stage is finished
+    RUN/logs/<stage>/                TensorBoard
+    RUN/report.md, report.json       the paper-style report (+ confusion-matrix PNGs)
+    RUN/export/<name>/<version>/     SavedModels, TF Serving numbering
+
+Training, export, prediction and the benchmarks find files through these functions.
+"""
+
+import os
+
+STAGES = ("densenet", "gru", "joint")  # in training order
+SERVED_STAGES = ("joint", "gru")  # TAO-Net stages that can be exported, preferred first
+CONFIG = "config.json"
+REPORT = "report.json"
+SCORES = "scores.json"  # a stage's last file: its presence marks the stage finished
+
+
+def config_path(run_dir):
+    return os.path.join(run_dir, CONFIG)
+
+
+def report_path(run_dir):
+    return os.path.join(run_dir, REPORT)
+
+
+def stage_dir(run_dir, stage):
+    return os.path.join(run_dir, stage)
+
+
+def stage_model(run_dir, stage):
+    """RUN/<stage>/model.keras."""
+    return os.path.join(run_dir, stage, "model.keras")
+
+
+def stage_file(run_dir, stage, name):
+    """A stage's bookkeeping file: best.weights.h5, history.csv, scores.json, backup."""
+    return os.path.join(run_dir, stage, name)
+
+
+def logs_dir(run_dir, stage=None):
+    return os.path.join(run_dir, "logs", *([stage] if stage else []))
+
+
+def finished_models(run_dir, stages=STAGES):
+    """The stages of `stages` that have a model.keras, in the order given."""
+    return [s for s in stages if os.path.exists(stage_model(run_dir, s))]
+
+
+def last_model(run_dir):
+    """model.keras of the run's last trained stage (FileNotFoundError when none)."""
+    done = finished_models(run_dir)
+    if not done:
+        raise FileNotFoundError(
+            f"{run_dir}: no <stage>/model.keras in it (stages {', '.join(STAGES)})"
+        )
+    return stage_model(run_dir, done[-1])
+
+
+def export_root(run_dir):
+    """Where a trainer exports its SavedModels: RUN/export."""
+    return os.path.join(run_dir, "export")
+
+
+def next_version(model_root):
+    """1 + the highest integer version directory under model_root (TF Serving numbering)."""
+    versions = (
+        [int(d) for d in os.listdir(model_root) if d.isdigit()] if os.path.isdir(model_root) else []
+    )
+    return max(versions, default=0) + 1
+
+
+def saved_model_dir(path):
+    """A version directory (holds saved_model.pb) or the highest numbered version under path
+    that holds one (FileNotFoundError otherwise)."""
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = (
+        sorted((int(d) for d in os.listdir(path) if d.isdigit()), reverse=True)
+        if os.path.isdir(path)
+        else []
+    )
+    for version in versions:
+        candidate = os.path.join(path, str(version))
+        if os.path.exists(os.path.join(candidate, "saved_model.pb")):
+            return candidate
+    raise FileNotFoundError(
+        f"{path}: no saved_model.pb here or in a numbered version directory below it"
+    )

@@ -1,0 +1,187 @@
+"""The serving module of a TAO-Net: its graph functions (signatures) and the checks that
+guard them, apart from the code that writes the SavedModel (tao_keras.export).
+
+Signatures (every output has the batch as its first axis, as TF Serving's row format needs):
+  serving_default(images float32 [B, E, H, W] raw pixels (NaN = bad), mjd float64 [B, E],
+                  num_exposures int32 [B]: exposures beyond it are padding and ignored)
+  serialized(records string [B]: records as written by tools.fits_to_tfrecords)
+    -> probabilities float32 [B, C], class_id int32 [B], class_name string [B],
+       class_names string [B, C], num_dates int32 [B] (observation dates used)
+
+Inside the graph, with the functions the pipeline uses (tao_keras.pipeline): exposures sorted by
+time, exposures without a single finite pixel dropped (as the converter drops such files),
+dates grouped by the converter's rule, the first exposure of each date (the evaluation choice),
+normalization, fixed length S (when the model was evaluated at one), sliding triplets, the model.
+Malformed requests fail with InvalidArgument and a message naming the batch row.
+"""
+
+import tensorflow as tf
+
+from tao_keras.pipeline import dates, features
+from tfrecords import parser
+
+MIN_DATES = 3  # one triplet
+
+
+def _check(condition, message_format, values):
+    """An assertion whose message is formatted only in the graph (values: list of tensors)."""
+    return tf.debugging.Assert(condition, [tf.strings.format(message_format, values)])
+
+
+def _padded(features_per_object):
+    """Ragged per-object features -> padded model inputs {"images", "dt", "length"}."""
+    images = features_per_object["images"]
+    return {
+        "images": images.to_tensor(),
+        "dt": features_per_object["dt"].to_tensor(),
+        "length": tf.cast(images.row_lengths(), tf.int32),
+    }
+
+
+class ServingModule:
+    """The graph functions of a served TAO-Net, closing over the model and its settings.
+
+    model: a float32 TAO-Net; class_names: the task's [C] names; roi_size: side of the
+    cutouts a request carries; sequence_length: the fixed S the model was evaluated at, or
+    None (all dates); stride: of the sliding triplets; objects_per_call: objects the model
+    sees at once (bounds memory whatever the batch); scale: the normalization's noise scale
+    ("object" or "image"); crop: the model's RoI side when smaller than roi_size.
+    """
+
+    def __init__(
+        self, model, class_names, roi_size, sequence_length, stride, objects_per_call, scale, crop
+    ):
+        self.model = model
+        self.scale = scale
+        self.crop = crop
+        self.objects_per_call = objects_per_call
+        self.class_names = tf.constant(class_names)
+        self.roi_size = roi_size
+        self.sequence_length = sequence_length
+        self.stride = stride
+
+    def _output_signature(self):
+        roi = self.roi_size
+        return {
+            "images": tf.RaggedTensorSpec([None, roi, roi, 3], tf.float32, ragged_rank=0),
+            "dt": tf.RaggedTensorSpec([None, 2], tf.float32, ragged_rank=0),
+            "num_dates": tf.TensorSpec([], tf.int32),
+        }
+
+    def _object_features(self, images, mjd, date_index, row):
+        """One object's exposures sorted by time -> its model input and number of dates."""
+        num_dates = tf.cast(tf.reduce_max(tf.concat([[-1], date_index], 0)) + 1, tf.int32)
+        check = _check(
+            num_dates >= MIN_DATES,
+            "batch row {}: {} observation date(s) with usable pixels; at least 3 are needed",
+            [row, num_dates],
+        )
+        with tf.control_dependencies([check]):
+            images, mjd = dates.select_dates(images, mjd, date_index, num_dates)
+        out = features.evaluation_features(
+            images, mjd, self.sequence_length, self.stride, self.scale, self.crop
+        )
+        return {"images": out["images"], "dt": out["dt"], "num_dates": num_dates}
+
+    def _raw_object(self, item):
+        images, mjd, count, row = item
+        images, mjd = images[:count], mjd[:count]
+        check = _check(
+            tf.reduce_all(tf.math.is_finite(mjd)),
+            "batch row {}: mjd has NaN or infinite values",
+            [row],
+        )
+        with tf.control_dependencies([check]):
+            images, mjd = tf.identity(images), tf.identity(mjd)
+        usable = tf.reduce_any(tf.math.is_finite(images), axis=[1, 2])
+        images, mjd = tf.boolean_mask(images, usable), tf.boolean_mask(mjd, usable)
+        order = tf.argsort(mjd, stable=True)
+        images, mjd = tf.gather(images, order), tf.gather(mjd, order)
+        return self._object_features(images, mjd, dates.group_dates(mjd), row)
+
+    def _record_object(self, item):
+        serialized, row = item
+        record = parser.parse(serialized, self.roi_size)
+        return self._object_features(record["images"], record["mjd"], record["date_index"], row)
+
+    def _probabilities(self, inputs):
+        """The model over chunks of at most objects_per_call objects, one after the other, so that
+        the backbone's activations stay bounded whatever the request's batch. Chunks are made as
+        even as possible; the last is filled up with copies of the first object (results
+        dropped)."""
+        batch = tf.shape(inputs["length"])[0]
+        chunks = tf.maximum((batch + self.objects_per_call - 1) // self.objects_per_call, 1)
+        size = (batch + chunks - 1) // chunks
+        index = tf.concat([tf.range(batch), tf.zeros([chunks * size - batch], tf.int32)], axis=0)
+
+        def split(x):
+            return tf.reshape(
+                tf.gather(x, index), tf.concat([[chunks, size], tf.shape(x)[1:]], axis=0)
+            )
+
+        num_classes = self.class_names.shape[0]
+        out = tf.map_fn(
+            lambda part: tf.cast(self.model(part, training=False)["probabilities"], tf.float32),
+            {k: split(v) for k, v in inputs.items()},
+            parallel_iterations=1,
+            fn_output_signature=tf.TensorSpec([None, num_classes], tf.float32),
+        )
+        return tf.reshape(out, [-1, num_classes])[:batch]
+
+    def _classify(self, per_object):
+        probabilities = self._probabilities(_padded(per_object))
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        batch = tf.shape(probabilities)[0]
+        return {
+            "probabilities": probabilities,
+            "class_id": class_id,
+            "class_name": tf.gather(self.class_names, class_id),
+            "class_names": tf.tile(self.class_names[None], [batch, 1]),
+            "num_dates": per_object["num_dates"],
+        }
+
+    def serve_raw(self, images, mjd, num_exposures):
+        shape = tf.shape(images)
+        checks = [
+            _check(
+                tf.reduce_all(tf.equal(shape[2:], self.roi_size)),
+                f"images has shape {{}}; it must be "
+                f"[batch, exposures, {self.roi_size}, {self.roi_size}]",
+                [shape],
+            ),
+            _check(
+                tf.reduce_all(tf.equal(tf.shape(mjd), shape[:2])),
+                "mjd has shape {} but images {}: both must be [batch, exposures]",
+                [tf.shape(mjd), shape],
+            ),
+            _check(
+                tf.equal(tf.shape(num_exposures)[0], shape[0]),
+                "num_exposures has {} rows but images {}",
+                [tf.shape(num_exposures)[0], shape[0]],
+            ),
+            _check(
+                tf.reduce_all((num_exposures >= 0) & (num_exposures <= shape[1])),
+                "num_exposures {} must lie in [0, {}] (the exposures axis of images)",
+                [num_exposures, shape[1]],
+            ),
+        ]
+        with tf.control_dependencies(checks):  # nothing reads the inputs before the checks pass
+            images, mjd, num_exposures = (
+                tf.identity(images),
+                tf.identity(mjd),
+                tf.identity(num_exposures),
+            )
+            rows = tf.range(shape[0])
+        per_object = tf.map_fn(
+            self._raw_object,
+            (images, mjd, num_exposures, rows),
+            fn_output_signature=self._output_signature(),
+        )
+        return self._classify(per_object)
+
+    def serve_records(self, records):
+        rows = tf.range(tf.shape(records)[0])
+        per_object = tf.map_fn(
+            self._record_object, (records, rows), fn_output_signature=self._output_signature()
+        )
+        return self._classify(per_object)

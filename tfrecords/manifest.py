@@ -1,0 +1,89 @@
+"""dataset.json, the manifest of a converted records directory: its one file name, reading it
+(with the schema-version check), and the shards of a split and task.
+
+Written by tools.conversion.convert; read by the input pipeline, the trainers, the light-curve
+baseline and tools.predict, all through this module.
+"""
+
+import json
+import os
+
+from tfrecords import schema
+
+MANIFEST = "dataset.json"
+
+
+class ManifestError(ValueError):
+    """The manifest is missing, unreadable or newer than this code; the message says which."""
+
+
+def path(records_dir):
+    """The manifest's path inside a records directory."""
+    return os.path.join(records_dir, MANIFEST)
+
+
+def exists(records_dir):
+    """True when records_dir holds a finished conversion (its manifest is written last)."""
+    return os.path.exists(path(records_dir))
+
+
+def load(records_dir):
+    """The manifest dict of a records directory. Refuses (ManifestError, naming the file) a
+    missing or unparsable manifest and one written by a newer schema version than this code
+    reads; FileNotFoundError when there is none, with what to run."""
+    where = path(records_dir)
+    try:
+        with open(where, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{where}: no {MANIFEST}; convert the data with tools.fits_to_tfrecords first"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ManifestError(f"{where}: unreadable manifest ({type(e).__name__}: {e})") from None
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if not isinstance(version, int):
+        raise ManifestError(
+            f"{where}: no schema_version; not a manifest written by tools.fits_to_tfrecords"
+        )
+    if version > schema.SCHEMA_VERSION:
+        raise ManifestError(
+            f"{where}: records of schema version {version}, newer than this code reads "
+            f"({schema.SCHEMA_VERSION}); upgrade tao-keras or convert the data again"
+        )
+    return manifest
+
+
+def check_roi(manifest, records_dir, roi_size):
+    """Refuse up front records whose RoI is smaller than a model's (ManifestError)."""
+    side = manifest["roi_size"]
+    if side < roi_size:
+        raise ManifestError(
+            f"{path(records_dir)}: records have {side}x{side} RoIs, "
+            f"smaller than the model's {roi_size}x{roi_size}"
+        )
+
+
+def shards(manifest, records_dir, split):
+    """[(shard path, class name, records)] of one split, in manifest order."""
+    if split not in manifest["splits"]:
+        raise ValueError(f"{records_dir}: no '{split}' split (has {sorted(manifest['splits'])})")
+    return [
+        (os.path.join(records_dir, s["file"]), s["class"], s["records"])
+        for s in manifest["splits"][split]["shards"]
+    ]
+
+
+def task_shards(manifest, records_dir, split, task):
+    """{task class index: [(shard path, records)]} for the split's non-empty shards whose class
+    belongs to the task (see tao_keras.classes for the tasks)."""
+    from tao_keras import classes
+
+    table = classes.task_label_table(task)
+    out = {}
+    for shard_path, class_name, records in shards(manifest, records_dir, split):
+        if class_name in classes.CLASS_NAMES and records > 0:
+            label = table[classes.CLASS_NAMES.index(class_name)]
+            if label >= 0:
+                out.setdefault(label, []).append((shard_path, records))
+    return out

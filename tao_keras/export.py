@@ -20,7 +20,6 @@ from tao_keras.training import precision
 from tfrecords import schema
 
 METADATA_FILE = "tao_keras.json"
-MIN_DATES = serving.MIN_DATES
 
 
 class _DropCapturedInputNames(logging.Filter):
@@ -88,7 +87,7 @@ def export_model(
         "stride": stride,
         "normalization": normalization,
         "same_date_days": schema.SAME_DATE_DAYS,
-        "min_dates": MIN_DATES,
+        "min_dates": schema.MIN_OBSERVATION_DATES,
         "objects_per_call": objects_per_call,
         "training_config": training_config or {},
     }

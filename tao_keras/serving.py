@@ -18,9 +18,7 @@ Malformed requests fail with InvalidArgument and a message naming the batch row.
 import tensorflow as tf
 
 from tao_keras.pipeline import dates, features
-from tfrecords import parser
-
-MIN_DATES = 3  # one triplet
+from tfrecords import parser, schema
 
 
 def _check(condition, message_format, values):
@@ -72,7 +70,7 @@ class ServingModule:
         """One object's exposures sorted by time -> its model input and number of dates."""
         num_dates = tf.cast(tf.reduce_max(tf.concat([[-1], date_index], 0)) + 1, tf.int32)
         check = _check(
-            num_dates >= MIN_DATES,
+            num_dates >= schema.MIN_OBSERVATION_DATES,
             "batch row {}: {} observation date(s) with usable pixels; at least 3 are needed",
             [row, num_dates],
         )

@@ -17,9 +17,9 @@ import tensorflow as tf
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from tao_keras import classes
+from tao_keras import classes, splits
 from tfrecords import parser
-from tools.conversion import convert, splits
+from tools.conversion import convert, shards
 from tools.conversion.sources import ObjectSource
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -195,13 +195,13 @@ def test_shard_plan_is_per_class_with_minimum_count():
     assigned = splits.assign_splits(
         _sources("SN", 50) + _sources("NT", 450), splits.SplitFractions(), 0
     )
-    shards = splits.plan_shards(assigned, records_per_shard=100, min_shards=2)
-    train = [s for s in shards if s.split == "train"]
+    planned = shards.plan_shards(assigned, records_per_shard=100, min_shards=2)
+    train = [s for s in planned if s.split == "train"]
     by_class = {}
     for shard in train:
         by_class.setdefault(shard.class_name, []).append(len(shard.object_ids))
-    # SN: 3 test, 33 of the other 47 to train -> 2 shards (the minimum); NT: 23 test, 256 of 427 ->
-    # 3
+    # SN: 3 test, 33 of the other 47 to train -> 2 shards (the minimum);
+    # NT: 23 test, 256 of 427 -> 3
     assert by_class == {"SN": [17, 16], "NT": [86, 85, 85]}
     assert [s.index for s in train] == list(range(5)) and {s.total for s in train} == {5}
 

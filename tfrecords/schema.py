@@ -11,6 +11,10 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 
+# A record has at least this many observation dates: one triplet of dates, TAO-Net's smallest
+# input (and the paper's drop rule, 2.5). The converter drops shorter objects; serving refuses them.
+MIN_OBSERVATION_DATES = 3
+
 # Exposures less than this apart (days) share an observation date (docs/data-format.md); the
 # converter and the exported model group dates by this one rule.
 SAME_DATE_DAYS = 0.5

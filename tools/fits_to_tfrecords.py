@@ -13,7 +13,8 @@ import sys
 
 from absl import app, flags, logging
 
-from tools.conversion import convert, splits
+from tao_keras import splits
+from tools.conversion import convert
 from tools.conversion import sources as src
 
 FLAGS = flags.FLAGS

@@ -63,8 +63,8 @@ RF = "Random Forest (light curves)"
 
 def survey_records(root, size, seed, test_fraction, workers):
     """Simulate (once) and convert (once) the balanced survey of `size` objects per class."""
-    from tao_keras import classes
-    from tools.conversion import convert, splits
+    from tao_keras import classes, splits
+    from tools.conversion import convert
     from tools.simulation import survey
 
     survey_dir, records = os.path.join(root, "survey"), os.path.join(root, "records")

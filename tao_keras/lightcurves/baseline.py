@@ -19,7 +19,7 @@ def task_curves(curves, task):
     for c in curves:
         if c.label < 0 or table[c.label] < 0:
             continue
-        if len(c.mjd) < features.MIN_DATES:
+        if len(c.mjd) < features.MIN_CURVE_DATES:
             too_short += 1
             continue
         entry = out.setdefault(c.split, ([], []))
@@ -47,7 +47,8 @@ def run(curves, task, trees=200, seed=0):
     splits, too_short = task_curves(curves, task)
     if "train" not in splits:
         raise ValueError(
-            f"no training light curves with at least {features.MIN_DATES} dates for task {task}"
+            f"no training light curves with at least {features.MIN_CURVE_DATES} dates "
+            f"for task {task}"
         )
     forest = fit(*splits["train"], len(names), trees, seed)
     results = {}

@@ -4,10 +4,11 @@
 import csv
 import dataclasses
 import os
+import types
 
 import numpy as np
 
-from tao_keras import classes
+from tao_keras import classes, splits
 from tao_keras.lightcurves import photometry
 
 CSV_FIELDS = ("object_id", "label", "split", "mjd", "mag", "magerr")
@@ -73,9 +74,9 @@ def _label(value, where):
         raise ValueError(f"{where}: {e}") from None
 
 
-def from_csv(path, seed=0, test_fraction=0.05, val_fraction=0.3):
+def from_csv(path, seed=0):
     """Light curves from a CSV with columns object_id, mjd, mag, magerr (any order; label and
-    split optional). Objects without a split are split per class (test, then val of the rest)."""
+    split optional). Objects without a split are split per class by the converter's rule."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = {"object_id", "mjd", "mag", "magerr"} - set(reader.fieldnames or ())
@@ -105,22 +106,20 @@ def from_csv(path, seed=0, test_fraction=0.05, val_fraction=0.3):
         curves.append(LightCurve(object_id, entry["label"], entry["split"], t, m, e))
     unsplit = [c for c in curves if not c.split and c.label >= 0]
     if unsplit:
-        _assign_splits(unsplit, seed, test_fraction, val_fraction)
+        _assign_splits(unsplit, seed)
     for c in curves:
         c.split = c.split or "unlabelled"
     return curves
 
 
-def _assign_splits(curves, seed, test_fraction, val_fraction):
-    """Per class, a seeded shuffle: the first test_fraction to test, val_fraction of the rest to
-    val."""
-    rng = np.random.default_rng(seed)
-    labels = np.array([c.label for c in curves])
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        num_test = int(round(test_fraction * len(members)))
-        num_val = int(round(val_fraction * (len(members) - num_test)))
-        for rank, i in enumerate(members):
-            curves[i].split = (
-                "test" if rank < num_test else "val" if rank < num_test + num_val else "train"
-            )
+def _assign_splits(curves, seed):
+    """Split curves without one by the converter's rule (tao_keras.splits: per class 5% test,
+    then 70/30 train/validation for transients and 60/40 for non-transients)."""
+    items = [
+        types.SimpleNamespace(
+            object_id=c.object_id, label=classes.CLASS_NAMES[c.label], split=None, curve=c
+        )
+        for c in curves
+    ]
+    for item, split in splits.assign_splits(items, splits.SplitFractions(), seed):
+        item.curve.split = split

@@ -4,7 +4,7 @@ moment-, percentile- and magnitude-based), computed by the `light-curve` package
 import light_curve as lc
 import numpy as np
 
-MIN_DATES = 5  # paper 3.1: shorter light curves are left out
+MIN_CURVE_DATES = 5  # paper 3.1: shorter light curves are left out
 
 
 def extractor():
@@ -41,7 +41,7 @@ FEATURE_NAMES = tuple(extractor().names)
 
 
 def compute(curves):
-    """[(mjd [n], mag [n], magerr [n])] (n >= MIN_DATES, times increasing) -> features [N, F]
+    """[(mjd [n], mag [n], magerr [n])] (n >= MIN_CURVE_DATES, times increasing) -> features [N, F]
     float64.
 
     A feature undefined for a curve (e.g. the kurtosis of a flat one) is NaN; the forest
@@ -50,8 +50,10 @@ def compute(curves):
     ex = extractor()
     rows = []
     for t, m, e in curves:
-        if len(t) < MIN_DATES:
-            raise ValueError(f"light curve with {len(t)} dates: at least {MIN_DATES} are needed")
+        if len(t) < MIN_CURVE_DATES:
+            raise ValueError(
+                f"light curve with {len(t)} dates: at least {MIN_CURVE_DATES} are needed"
+            )
         rows.append(
             ex(
                 *(np.ascontiguousarray(a, np.float64) for a in (t, m, e)),

@@ -7,6 +7,7 @@ Poisson noise (photutils.utils.calc_total_error). Bad (NaN) pixels are masked.
 """
 
 import dataclasses
+import warnings
 
 import numpy as np
 from astropy.stats import SigmaClip
@@ -54,6 +55,27 @@ def measure(images, config=PhotometryConfig()):
         table = aperture_photometry(data, aperture, error=total_error, mask=bad)
         flux[i], error[i] = float(table["aperture_sum"][0]), float(table["aperture_sum_err"][0])
     return flux, error
+
+
+def ranking_flux(images, config=PhotometryConfig()):
+    """A fast background-subtracted central flux per image [n, H, W] -> [n] (ADU), with the
+    same aperture and annulus as `measure` but whole pixels, a plain median background and
+    no errors, vectorized over images: a statistic to rank dates by brightness (the
+    converter's estimate of the date of maximum runs on every image of the TAO release, where
+    `measure` would double the conversion time), not calibrated photometry. NaN-safe.
+    """
+    images = np.asarray(images, np.float64)
+    n, height, width = images.shape
+    y, x = np.mgrid[:height, :width]
+    r = np.hypot(x - (width - 1) / 2.0, y - (height - 1) / 2.0)
+    aperture = r <= config.radius
+    annulus = (r >= config.annulus[0]) & (r <= config.annulus[1])
+    flat = images.reshape(n, -1)
+    with warnings.catch_warnings():  # all-NaN images give NaN, as documented
+        warnings.simplefilter("ignore", RuntimeWarning)
+        background = np.nanmedian(flat[:, annulus.ravel()], axis=1)
+        inside = flat[:, aperture.ravel()] - background[:, None]
+        return np.nanmean(inside, axis=1) * aperture.sum()
 
 
 def nightly(mjd, flux, error, date_index):

@@ -16,11 +16,12 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from tao_keras import classes
+from tao_keras import classes, splits
 from tfrecords import manifest as manifest_file
 from tfrecords import schema
 from tools import worker_pool
-from tools.conversion import sequences, splits
+from tools.conversion import sequences
+from tools.conversion import shards as shard_plan
 from tools.conversion import sources as src
 
 
@@ -83,7 +84,7 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
     if options.strict and problems:
         raise src.ConversionError(f"strict mode: {problems[0]}")
     assigned = splits.assign_splits(found, options.fractions, options.seed)
-    shards = splits.plan_shards(assigned, options.records_per_shard, options.min_shards)
+    shards = shard_plan.plan_shards(assigned, options.records_per_shard, options.min_shards)
     mine = [shard for g, shard in enumerate(shards) if g % options.num_tasks == options.task_index]
     by_id = {s.object_id: s for s in found}
     os.makedirs(output_dir, exist_ok=True)

@@ -3,11 +3,10 @@
 import numpy as np
 
 from tao_keras import classes
+from tao_keras.lightcurves import photometry
 from tfrecords import schema
 from tools.conversion import exposures as exp
 from tools.conversion import sources as src
-
-MIN_DATES = 3  # paper 2.5: fewer observation dates -> dropped
 
 
 def group_dates(mjd):
@@ -43,25 +42,9 @@ def group_nights(mjd, nights):
     return np.array([date_of[n] for n in nights], np.int64), merged
 
 
-def central_flux(images, aperture_px=3.0, annulus_px=(8.0, 14.0)):
-    """Background-subtracted flux in a central circular aperture per image [n, H, W] -> [n].
-
-    A ranking statistic for finding the brightest night (NaN-safe), not calibrated photometry.
-    """
-    n, height, width = images.shape
-    y, x = np.mgrid[:height, :width]
-    r = np.hypot(x - (width - 1) / 2.0, y - (height - 1) / 2.0)
-    aperture = r <= aperture_px
-    annulus = (r >= annulus_px[0]) & (r <= annulus_px[1])
-    flat = images.reshape(n, -1)
-    background = np.nanmedian(flat[:, annulus.ravel()], axis=1)
-    inside = flat[:, aperture.ravel()] - background[:, None]
-    return np.nanmean(inside, axis=1) * aperture.sum()
-
-
 def brightest_date(images, date_index):
     """Index of the date whose median central flux is highest (robust to one cosmic ray)."""
-    flux = central_flux(images)
+    flux = photometry.ranking_flux(images)
     num_dates = int(date_index[-1]) + 1
     medians = np.array(
         [
@@ -95,11 +78,11 @@ def build_record(source, exposures, max_date_tolerance_days, metadata=None):
     else:
         date_index = group_dates(mjd)
     num_dates = int(date_index[-1]) + 1
-    if num_dates < MIN_DATES:
+    if num_dates < schema.MIN_OBSERVATION_DATES:
         return None, src.Problem(
             "object",
             source.path,
-            f"only {num_dates} observation date(s), at least {MIN_DATES} needed",
+            f"only {num_dates} observation date(s), at least {schema.MIN_OBSERVATION_DATES} needed",
             source.object_id,
         )
     if source.max_mjd is not None:

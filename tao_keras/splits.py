@@ -1,10 +1,11 @@
-"""Train/val/test split (paper 2.5) and the plan of output shards, both decided before any
-pixel is read, so that they depend only on the object list and the seed, never on worker
-count or on how the work is fanned out across machines.
+"""The train/validation/test split rule (paper 2.5), one implementation for every input: the
+converter's objects and the light-curve baseline's CSV curves.
 
-Paper: per class 70% train / 30% validation for transients, 60% train for non-transients,
-plus a separate, smaller test set (~5% of each class in its Table 2). A catalog `split`
-value overrides. Objects dropped later (too few dates, ...) leave their slot empty.
+Per class: a test fraction first (5%, at least one object for a class of 3 or more), then
+70/30 train/validation for transients and 60/40 for non-transients, counts rounded half up.
+Objects are ordered by id, then shuffled by a generator seeded by (seed, class), so the split
+depends only on the object list and the seed. An object's own split (a catalog `split`
+column) is kept; unlabelled objects go to `unlabelled`.
 """
 
 import dataclasses
@@ -15,7 +16,6 @@ import numpy as np
 from tao_keras import classes
 
 UNLABELLED_SPLIT = "unlabelled"
-UNLABELLED_CLASS = "UNLABELLED"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,19 +23,6 @@ class SplitFractions:
     test: float = 0.05
     train_transient: float = 0.7  # of what remains after the test set
     train_non_transient: float = 0.6
-
-
-@dataclasses.dataclass(frozen=True)
-class Shard:
-    split: str
-    class_name: str
-    index: int
-    total: int
-    object_ids: tuple
-
-    @property
-    def filename(self):
-        return f"{self.split}-{self.index:05d}-of-{self.total:05d}.tfrecord"
 
 
 def _round(x):
@@ -81,31 +68,3 @@ def assign_splits(sources, fractions, seed):
                 (s, "test" if i < n_test else "train" if i < n_test + n_train else "val")
             )
     return assigned
-
-
-def plan_shards(assigned, records_per_shard, min_shards):
-    """Shards per split, each holding a single class (so pipelines can balance per class file).
-
-    A class gets max(min_shards, ceil(count / records_per_shard)) shards (no more than it has
-    objects), filled round-robin in the seeded order; shard numbers run over the split.
-    """
-    groups = {}
-    for source, split in assigned:
-        class_name = source.label or UNLABELLED_CLASS
-        groups.setdefault(split, {}).setdefault(class_name, []).append(source.object_id)
-    shards = []
-    for split in ("train", "val", "test", UNLABELLED_SPLIT):
-        per_class = groups.get(split, {})
-        layout = []
-        for class_name in list(classes.CLASS_NAMES) + [UNLABELLED_CLASS]:
-            ids = per_class.get(class_name, [])
-            if ids:
-                count = min(len(ids), max(min_shards, math.ceil(len(ids) / records_per_shard)))
-                layout.append((class_name, [tuple(ids[k::count]) for k in range(count)]))
-        total = sum(len(parts) for _, parts in layout)
-        index = 0
-        for class_name, parts in layout:
-            for ids in parts:
-                shards.append(Shard(split, class_name, index, total, ids))
-                index += 1
-    return shards

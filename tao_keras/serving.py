@@ -17,7 +17,7 @@ Malformed requests fail with InvalidArgument and a message naming the batch row.
 
 import tensorflow as tf
 
-from tao_keras.pipeline import dates, features
+from tao_keras.pipeline import dates, model_inputs
 from tfrecords import parser, schema
 
 
@@ -76,7 +76,7 @@ class ServingModule:
         )
         with tf.control_dependencies([check]):
             images, mjd = dates.select_dates(images, mjd, date_index, num_dates)
-        out = features.evaluation_features(
+        out = model_inputs.evaluation_features(
             images, mjd, self.sequence_length, self.stride, self.scale, self.crop
         )
         return {"images": out["images"], "dt": out["dt"], "num_dates": num_dates}

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from tao_keras import classes, metrics
-from tao_keras.lightcurves import baseline, dataset, features, photometry, resampling
+from tao_keras.lightcurves import baseline, curve_features, photometry, resampling
+from tao_keras.lightcurves import curves as curve_io
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,18 +69,21 @@ def test_nightly_means_and_magnitudes():
 
 def test_features_of_known_curves():
     t = np.arange(10.0) * 3
-    linear = features.compute([(t, 18.0 + 0.01 * t, np.full(10, 0.05))])[0]
-    f = dict(zip(features.FEATURE_NAMES, linear))
+    linear = curve_features.compute([(t, 18.0 + 0.01 * t, np.full(10, 0.05))])[0]
+    f = dict(zip(curve_features.FEATURE_NAMES, linear))
     assert f["linear_trend"] == pytest.approx(0.01)
     assert f["amplitude"] == pytest.approx(0.5 * 0.27)
     assert f["mean"] == pytest.approx(18.135) and f["median"] == pytest.approx(18.135)
     flat = dict(
-        zip(features.FEATURE_NAMES, features.compute([(t, np.full(10, 17.0), np.full(10, 0.1))])[0])
+        zip(
+            curve_features.FEATURE_NAMES,
+            curve_features.compute([(t, np.full(10, 17.0), np.full(10, 0.1))])[0],
+        )
     )
     assert flat["amplitude"] == 0 and flat["standard_deviation"] == 0 and flat["chi2"] == 0
     assert np.isnan(flat["kurtosis"])  # undefined for a flat curve
     with pytest.raises(ValueError, match="at least 5"):
-        features.compute([(t[:4], np.zeros(4), np.ones(4))])
+        curve_features.compute([(t[:4], np.zeros(4), np.ones(4))])
 
 
 def test_gaussian_resampling_balances_and_keeps_dates():
@@ -122,16 +126,16 @@ def write_curves(path, curves):
 
 def test_csv_light_curves_are_split_per_class_and_errors_name_the_line(tmp_path):
     write_curves(tmp_path / "lc.csv", synthetic_curves())
-    curves = dataset.from_csv(tmp_path / "lc.csv")
+    curves = curve_io.from_csv(tmp_path / "lc.csv")
     assert len(curves) == 72 and {c.split for c in curves} == {"train", "val", "test"}
     for c in curves:
         assert np.all(np.diff(c.mjd) > 0)
     (tmp_path / "bad.csv").write_text("object_id,mjd,mag,magerr\na,1,18,0.1\na,2,x,0.1\n")
     with pytest.raises(ValueError, match=r"bad.csv:3: mjd, mag and magerr must be numbers"):
-        dataset.from_csv(tmp_path / "bad.csv")
+        curve_io.from_csv(tmp_path / "bad.csv")
     (tmp_path / "cols.csv").write_text("object_id,mjd,mag\n")
     with pytest.raises(ValueError, match=r"missing column\(s\) \['magerr'\]"):
-        dataset.from_csv(tmp_path / "cols.csv")
+        curve_io.from_csv(tmp_path / "cols.csv")
 
 
 def test_rf_trainer_writes_the_neural_report_format_and_compare_tabulates_it(tmp_path, trained_run):
@@ -189,7 +193,7 @@ def test_rf_trainer_writes_the_neural_report_format_and_compare_tabulates_it(tmp
 
 def test_light_curves_from_records_cover_every_object(tiny_records):
     records, manifest = tiny_records
-    curves = dataset.from_records(str(records), progress=False)
+    curves = curve_io.from_records(str(records), progress=False)
     assert len(curves) == manifest["summary"]["objects_written"]
     nt = [c for c in curves if c.label == classes.CLASS_NAMES.index("NT")]
     assert nt and all(len(c.mjd) >= 3 and np.all(np.isfinite(c.mag)) for c in curves)

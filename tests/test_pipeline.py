@@ -11,8 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tao_keras import classes
-from tao_keras.pipeline import augmentation, datasets, dates, normalization, windows
-from tao_keras.pipeline import features as model_inputs
+from tao_keras.pipeline import augmentation, datasets, dates, model_inputs, normalization, windows
 from tfrecords import manifest as manifest_file
 from tfrecords import parser
 

@@ -10,7 +10,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from tools.simulation import calibration, lightcurves, observing, rendering, survey
+from tools.simulation import calibration, observing, rendering, survey, variability
 
 SHARED_CATALOG = os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data", "crts-transients-catalog.tsv"
@@ -129,7 +129,7 @@ def _render(source, fwhm=2.3, seed=0, index=0):
 
 
 def test_star_flux_and_noise_are_calibrated():
-    star = lightcurves.SourceModel("NT", "STAR", 14.0, None, np.array([14.0]), np.zeros((1, 2)))
+    star = variability.SourceModel("NT", "STAR", 14.0, None, np.array([14.0]), np.zeros((1, 2)))
     image = _render(star).astype(float)
     sky_e = observing.sky_electrons_per_pixel(21.3)
     background = 300.0 + sky_e / observing.GAIN
@@ -147,7 +147,7 @@ def test_star_flux_and_noise_are_calibrated():
 def test_supernova_peaks_at_max_mjd_and_fades():
     rng = np.random.default_rng(0)
     times = np.linspace(54800, 55300, 400)
-    sn = lightcurves.supernova(rng, times, 55000.0, 18.0)
+    sn = variability.supernova(rng, times, 55000.0, 18.0)
     assert sn.max_mjd == 55000.0
     assert abs(times[np.argmin(sn.point_mag)] - 55000.0) < 2.0 and np.min(
         sn.point_mag
@@ -159,7 +159,7 @@ def test_supernova_peaks_at_max_mjd_and_fades():
 def test_cv_outburst_from_faint_quiescence():
     rng = np.random.default_rng(2)
     times = np.arange(54500, 55600, 1.0)
-    cv = lightcurves.cataclysmic_variable(rng, times, 55000.0, 15.0)
+    cv = variability.cataclysmic_variable(rng, times, 55000.0, 15.0)
     assert cv.point_mag[np.searchsorted(times, 55000.0)] == pytest.approx(15.0)
     assert np.max(cv.point_mag) - 15.0 >= 2.0 and np.median(cv.point_mag) > 16.5
 
@@ -167,19 +167,19 @@ def test_cv_outburst_from_faint_quiescence():
 def test_moving_objects():
     rng = np.random.default_rng(3)
     times = np.array([54500.3, 55000.3, 55000.307, 55500.3])
-    hpm = lightcurves.high_proper_motion(rng, times, 55000.3, 14.0)
+    hpm = variability.high_proper_motion(rng, times, 55000.3, 14.0)
     step = np.hypot(*(hpm.point_offset[3] - hpm.point_offset[0]))
     assert 0.3 * 1000 / 365.25 <= step <= 5.0 * 1000 / 365.25 and np.allclose(
         hpm.point_offset[1], 0
     )
-    ast = lightcurves.asteroid(rng, times, 55000.3, 18.5)
+    ast = variability.asteroid(rng, times, 55000.3, 18.5)
     assert np.isinf(ast.point_mag[[0, 3]]).all() and np.isfinite(ast.point_mag[[1, 2]]).all()
     moved = np.hypot(*(ast.point_offset[2] - ast.point_offset[1]))
     assert 0.05 * 3600 * 0.007 * 0.9 <= moved <= 0.6 * 3600 * 0.007 * 1.1  # 10 minutes of motion
 
 
 def test_dead_columns_are_blank_pixels(tmp_path):
-    star = lightcurves.SourceModel("NT", "STAR", 16.0, None, np.array([16.0]), np.zeros((1, 2)))
+    star = variability.SourceModel("NT", "STAR", 16.0, None, np.array([16.0]), np.zeros((1, 2)))
     for seed in range(400):
         image = _render(star, seed=seed)
         if (image == 0).any():

@@ -93,7 +93,8 @@ def survey_records(root, size, seed, test_fraction, workers):
 def random_forest(records, run_dir, seed):
     """The light-curve baseline on the records' splits -> {"val": f1, "test": f1, "minutes": ..}."""
     from tao_keras import classes
-    from tao_keras.lightcurves import baseline, dataset
+    from tao_keras.lightcurves import baseline
+    from tao_keras.lightcurves import curves as curve_io
     from tao_keras.training import reports
 
     report_path = os.path.join(run_dir, "report.json")
@@ -102,10 +103,10 @@ def random_forest(records, run_dir, seed):
         began = time.perf_counter()
         cached = os.path.join(records, "lightcurves.csv")
         if os.path.exists(cached):
-            curves = dataset.from_csv(cached)
+            curves = curve_io.from_csv(cached)
         else:
-            curves = dataset.from_records(records)
-            dataset.write_csv(curves, cached)
+            curves = curve_io.from_records(records)
+            curve_io.write_csv(curves, cached)
         results, info = baseline.run(curves, TASK, seed=seed)
         reports.write(
             run_dir,

@@ -30,7 +30,8 @@ flags.DEFINE_integer("trees", 200, "Trees of the Random Forest (paper: 200).", l
 
 def main(argv):
     del argv
-    from tao_keras.lightcurves import baseline, dataset
+    from tao_keras.lightcurves import baseline
+    from tao_keras.lightcurves import curves as curve_io
     from tao_keras.training import reports
 
     std_logging.getLogger().setLevel(std_logging.INFO)
@@ -40,7 +41,7 @@ def main(argv):
     try:
         if FLAGS.light_curves:
             source = os.path.abspath(FLAGS.light_curves)
-            curves = dataset.from_csv(FLAGS.light_curves, seed=FLAGS.seed)
+            curves = curve_io.from_csv(FLAGS.light_curves, seed=FLAGS.seed)
         else:
             source = os.path.abspath(
                 prepare_records(FLAGS.data, FLAGS.cache_dir, FLAGS.num_objects, FLAGS.seed)
@@ -48,11 +49,11 @@ def main(argv):
             cached = os.path.join(source, "lightcurves.csv")
             if os.path.exists(cached):  # photometry of these records, done by an earlier run
                 logging.info("reusing the light curves measured in %s", cached)
-                curves = dataset.from_csv(cached)
+                curves = curve_io.from_csv(cached)
             else:
-                curves = dataset.from_records(source)
-                dataset.write_csv(curves, cached)
-        dataset.write_csv(curves, os.path.join(out_dir, "lightcurves.csv"))
+                curves = curve_io.from_records(source)
+                curve_io.write_csv(curves, cached)
+        curve_io.write_csv(curves, os.path.join(out_dir, "lightcurves.csv"))
         measured = time.perf_counter() - began
         results, info = baseline.run(curves, FLAGS.task, FLAGS.trees, FLAGS.seed)
     except (ValueError, FileNotFoundError) as e:

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 from tao_keras import classes, metrics
-from tao_keras.lightcurves import features, resampling
+from tao_keras.lightcurves import curve_features, resampling
 
 MODEL_NAME = "Random Forest (light curves)"
 
@@ -19,7 +19,7 @@ def task_curves(curves, task):
     for c in curves:
         if c.label < 0 or table[c.label] < 0:
             continue
-        if len(c.mjd) < features.MIN_CURVE_DATES:
+        if len(c.mjd) < curve_features.MIN_CURVE_DATES:
             too_short += 1
             continue
         entry = out.setdefault(c.split, ([], []))
@@ -37,7 +37,7 @@ def fit(train_curves, train_labels, num_classes, trees=200, seed=0):
         )
     curves, labels = resampling.balance(train_curves, train_labels, seed)
     forest = RandomForestClassifier(n_estimators=trees, n_jobs=-1, random_state=seed)
-    forest.fit(features.compute(curves), labels)
+    forest.fit(curve_features.compute(curves), labels)
     return forest
 
 
@@ -47,20 +47,20 @@ def run(curves, task, trees=200, seed=0):
     splits, too_short = task_curves(curves, task)
     if "train" not in splits:
         raise ValueError(
-            f"no training light curves with at least {features.MIN_CURVE_DATES} dates "
+            f"no training light curves with at least {curve_features.MIN_CURVE_DATES} dates "
             f"for task {task}"
         )
     forest = fit(*splits["train"], len(names), trees, seed)
     results = {}
     for split in ("val", "test"):
         if split in splits:
-            probabilities = forest.predict_proba(features.compute(splits[split][0]))
+            probabilities = forest.predict_proba(curve_features.compute(splits[split][0]))
             results[split] = metrics.evaluate(splits[split][1], probabilities, names)
     info = {
         "too_few_dates": too_short,
         "objects": {s: len(v[1]) for s, v in splits.items()},
         "feature_importance": dict(
-            zip(features.FEATURE_NAMES, forest.feature_importances_.round(4).tolist())
+            zip(curve_features.FEATURE_NAMES, forest.feature_importances_.round(4).tolist())
         ),
     }
     return results, info

@@ -18,7 +18,7 @@ import math
 import tensorflow as tf
 
 from tao_keras import classes
-from tao_keras.pipeline import augmentation, dates, features, normalization, windows
+from tao_keras.pipeline import augmentation, dates, model_inputs, normalization, windows
 from tfrecords import manifest as manifest_file
 from tfrecords import parser
 
@@ -108,19 +108,19 @@ def _finish(config, augment):
             num = tf.shape(item["images"])[0]  # normalize only the three dates kept
             chosen = windows.triplet_dates(num, item["max_date_index"], item["is_nt"])
             scale = normalization.object_scale(item["images"], config.scale)
-            images = features.center_crop(
+            images = model_inputs.center_crop(
                 normalization.normalize_images(tf.gather(item["images"], chosen), scale),
                 config.crop,
             )
             if augment:
                 images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
             return {"images": tf.transpose(images, [1, 2, 0])}, item["label"]
-        images, mjd = features.prepare_dates(
+        images, mjd = model_inputs.prepare_dates(
             item["images"], item["mjd"], config.sequence_length, config.scale, config.crop
         )
         if augment:
             images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
-        return features.sequence_features(images, mjd, config.stride), item["label"]
+        return model_inputs.sequence_features(images, mjd, config.stride), item["label"]
 
     return finish
 

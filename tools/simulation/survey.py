@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from tao_keras import classes
 from tools import worker_pool
-from tools.simulation import calibration, lightcurves, observing, rendering
+from tools.simulation import calibration, observing, rendering, variability
 
 CATALOG_COLUMNS = (
     "object_id",
@@ -114,7 +114,7 @@ def simulate_object(plan, config, images_dir):
     exposures = observing.schedule_exposures(rng, nights)
     times = np.array([e.mjd for e in exposures])
     t_peak = peak_night + 0.3 + rng.uniform(-1.5, 1.5)
-    source = lightcurves.draw_source(rng, plan.label, times, t_peak)
+    source = variability.draw_source(rng, plan.label, times, t_peak)
     field = rendering.field_sources(rng)
 
     folder = os.path.join(images_dir, plan.object_id)

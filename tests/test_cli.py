@@ -5,8 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -19,23 +17,6 @@ def run_module(*args, check=True):
         check=check,
         timeout=300,
     )
-
-
-@pytest.mark.parametrize(
-    "module, flag",
-    [
-        ("tools.simulate_survey", "--num_objects"),
-        ("tools.fits_to_tfrecords", "--max_date_tolerance_days"),
-        ("tools.export_savedmodel", "--version"),
-        ("tools.predict", "--batch_size"),
-        ("tools.benchmark", "--parts"),
-        ("trainers.light_curve_rf", "--light_curves"),
-        ("tools.compare", "--output"),
-    ],
-)
-def test_helpfull_documents_the_flags(module, flag):
-    result = run_module(module, "--helpfull", check=False)  # absl exits 1 after printing help
-    assert flag in result.stdout
 
 
 def test_simulate_then_convert_from_the_command_line(tmp_path):
@@ -100,11 +81,3 @@ def test_tools_called_from_piped_code_work_in_process(tmp_path):
     )
     assert "written" in result.stdout, result.stderr[-2000:]
     assert "running in-process" in result.stderr
-
-
-@pytest.mark.parametrize("task", ["multiclass", "binary", "supernova", "transients"])
-def test_trainers_document_their_flags(task):
-    result = run_module(f"trainers.{task}", "--helpfull", check=False)
-    assert (
-        "--init_from" in result.stdout and "--freeze" in result.stdout and "--data" in result.stdout
-    )

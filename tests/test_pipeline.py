@@ -400,3 +400,31 @@ def test_cached_training_stream_gives_the_same_kind_of_batches(tiny_records):
     dataset, _ = datasets.training_dataset(str(out), config)
     features, labels = next(iter(dataset))
     assert features["images"].shape == (4, 3, 64, 64, 3) and labels.shape == (4,)
+
+
+def test_date_grouping_agrees_between_converter_numpy_and_serving_tensorflow():
+    from tools.conversion import sequences
+
+    rng = np.random.default_rng(11)
+    day = 0.5  # schema.SAME_DATE_DAYS
+    cases = [
+        np.array([55000.0]),
+        np.array([55000.0, 55000.0, 55000.0]),  # identical times
+        np.array([55000.0, 55000.0 + day]),  # exactly the threshold: a new date
+        np.array([55000.0, 55000.0 + day - 1e-9]),  # just under: the same date
+        np.array([55000.0 + k * day for k in range(6)]),  # a chain of threshold gaps
+    ]
+    for _ in range(200):
+        n = int(rng.integers(1, 60))
+        gaps = rng.choice(
+            [rng.uniform(0, 0.02), rng.uniform(0.3, 0.7), rng.uniform(1, 90)], size=n - 1
+        )
+        cases.append(
+            np.concatenate(
+                [[rng.uniform(53000, 56000)], rng.uniform(0.9, 1.1, n - 1) * gaps]
+            ).cumsum()
+        )
+    for mjd in cases:
+        expected = sequences.group_dates(mjd)
+        got = dates.group_dates(tf.constant(mjd, tf.float64)).numpy()
+        np.testing.assert_array_equal(got, expected, err_msg=str(mjd))

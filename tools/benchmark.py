@@ -115,10 +115,19 @@ def _conversion(workdir, num_objects, workers):
 
     survey_dir = os.path.join(workdir, "survey")
     files = sorted(glob.glob(os.path.join(survey_dir, "images", "*", "*.fits")))
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        pool.map(_read_file, files[:workers])  # start-up, not counted
-        began = time.perf_counter()
-        pool.map(_read_file, files, chunksize=64)
+    from tools import worker_pool
+
+    pool = worker_pool.spawn_pool(workers)  # the converter's own pool; None for one worker
+    try:
+        for batch in (files[:workers], files):  # the first, start-up, is not counted
+            began = time.perf_counter()
+            if pool is None:
+                list(map(_read_file, batch))
+            else:
+                pool.map(_read_file, batch, chunksize=64)
+    finally:
+        if pool is not None:
+            pool.terminate()
     bare = len(files) / (time.perf_counter() - began)
     out = os.path.join(workdir, "records")
     shutil.rmtree(out, ignore_errors=True)
@@ -213,12 +222,10 @@ def _time_step(preset, batch, precision, jit, steps):
     import tensorflow as tf
 
     from tao_keras.models import presets, taonet
+    from tao_keras.training import precision as precision_policy
 
-    keras.mixed_precision.set_global_policy(precision)
-    try:
+    with precision_policy.policy(precision):  # restores whatever policy was set before
         model = taonet.build_taonet(presets.preset(preset), 6)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
     optimizer = keras.optimizers.AdamW(1e-3)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     rng = np.random.default_rng(0)

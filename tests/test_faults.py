@@ -1,8 +1,11 @@
 """Fault injection: one test per kind of fault, each checking what is reported, what is kept
 and that nothing else is lost (issue: every fault costs only itself)."""
 
+import glob
+import gzip
 import logging
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +14,11 @@ import numpy as np
 import pytest
 
 from tao_keras.training import callbacks
+from tfrecords import parser
+from tools.conversion import convert
+from tools.conversion import sources as src
+
+import fitsfiles
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -174,3 +182,169 @@ def test_a_finished_stage_is_not_trained_again_on_rerun(tiny_records, tmp_path):
     assert (out / "densenet" / "history.csv").read_text() == history
     assert os.path.getmtime(out / "densenet" / "model.keras") == model_time
     assert (out / "gru" / "scores.json").exists() and (out / "report.json").exists()
+
+
+# --- Converter: one bad file, folder, row or output directory costs only itself --------------
+
+NIGHTS = fitsfiles.four_a_night([0, 20, 45])  # 12 exposures on 3 dates
+
+
+def _catalog_dataset(root, ids=("obj-a", "obj-b", "obj-c")):
+    fitsfiles.write_catalog(root, [{"object_id": oid, "label": "SN"} for oid in ids])
+    for oid in ids:
+        fitsfiles.write_nights(root / "images" / oid, NIGHTS)
+    return root
+
+
+def _convert(root, out, **options):
+    options = {"workers": 1, "min_shards": 1, **options}
+    return convert.convert([str(root)], str(out), convert.ConvertOptions(**options), progress=False)
+
+
+def _kept(out):
+    records = parser.read_records(sorted(glob.glob(os.path.join(out, "*.tfrecord"))))
+    return {r.object_id: r.num_exposures for r in records}
+
+
+def _problems(manifest, kind):
+    return {p["path"]: p["reason"] for p in manifest["problems"][kind]}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_corrupt_compressed_files_cost_that_file_only(tmp_path, workers):
+    root = _catalog_dataset(tmp_path / "in")
+    folder = root / "images" / "obj-a"
+    gz = folder / "e000.fits.gz"
+    with gzip.open(gz, "wb") as f:
+        f.write((folder / "e000.fits").read_bytes())
+    (folder / "e000.fits").unlink()
+    data = bytearray(gz.read_bytes())
+    data[40:104] = b"\xff" * 64  # a broken deflate stream (invalid block type)
+    gz.write_bytes(bytes(data))
+    fz = root / "images" / "obj-b" / "e001.fits.fz"
+    fitsfiles.write_exposure(fz, fitsfiles.star_image(80), {"MJD-OBS": NIGHTS[1]}, compress=True)
+    (root / "images" / "obj-b" / "e001.fits").unlink()
+    raw = bytearray(fz.read_bytes())
+    raw[-3000:-200] = bytes(range(256)) * 10 + bytes(2800 - 2560)  # garbage tiles
+    fz.write_bytes(bytes(raw))
+    manifest = _convert(root, tmp_path / "out", workers=workers)  # the pool must not break
+    skipped = _problems(manifest, "files_skipped")
+    assert str(gz) in skipped and "unreadable FITS file" in skipped[str(gz)]
+    assert str(fz) in skipped and "unreadable FITS file" in skipped[str(fz)]
+    assert _kept(tmp_path / "out") == {"obj-a": 11, "obj-b": 11, "obj-c": 12}
+
+
+def test_an_unlistable_object_folder_costs_that_object_only(tmp_path, monkeypatch):
+    root = _catalog_dataset(tmp_path / "in")
+    locked = str(root / "images" / "obj-b")
+    real_listdir = os.listdir
+
+    def listdir(path="."):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    manifest = _convert(root, tmp_path / "out")
+    dropped = _problems(manifest, "objects_dropped")
+    assert dropped[locked].startswith("cannot list the folder: PermissionError")
+    assert _kept(tmp_path / "out") == {"obj-a": 12, "obj-c": 12}
+
+
+def test_symlinks_resolving_outside_the_input_are_refused(tmp_path):
+    root = _catalog_dataset(tmp_path / "in")
+    outside = tmp_path / "elsewhere"
+    fitsfiles.write_nights(outside, NIGHTS)
+    (root / "images" / "obj-a" / "e000.fits").unlink()
+    (root / "images" / "obj-a" / "e000.fits").symlink_to(outside / "e000.fits")
+    shutil.rmtree(root / "images" / "obj-b")
+    (root / "images" / "obj-b").symlink_to(outside, target_is_directory=True)
+    (root / "images" / "obj-c" / "e099.fits").symlink_to(root / "images" / "obj-c" / "e000.fits")
+    manifest = _convert(root, tmp_path / "out")
+    assert (
+        "symlink resolving outside the input directory"
+        in _problems(manifest, "files_skipped")[str(root / "images" / "obj-a" / "e000.fits")]
+    )
+    assert (
+        "symlink resolving outside"
+        in _problems(manifest, "objects_dropped")[str(root / "images" / "obj-b")]
+    )
+    kept = _kept(tmp_path / "out")
+    assert (
+        kept["obj-a"] == 11 and "obj-b" not in kept
+    )  # a link inside the input is fine (a duplicate)
+
+
+def test_implausible_times_are_an_error_for_that_file(tmp_path):
+    root = _catalog_dataset(tmp_path / "in")
+    bad = root / "images" / "obj-a" / "e003.fits"
+    fitsfiles.write_exposure(bad, fitsfiles.star_image(80), {"MJD-OBS": 1e300})
+    manifest = _convert(root, tmp_path / "out")
+    assert "outside any plausible survey" in _problems(manifest, "files_skipped")[str(bad)]
+    assert _kept(tmp_path / "out")["obj-a"] == 11
+
+
+def test_a_table_repeating_one_image_reads_it_once(tmp_path):
+    root = tmp_path / "release"
+    path = root / "data" / "AGN" / "CSS1.fits"
+    images = [fitsfiles.star_image(64, flux=3000.0, sky=1000.0, seed=i) for i in range(12)]
+    rows = [(2 + i, t) for i, t in enumerate(NIGHTS)]
+    rows += [(2, 55500.0 + k * 0.01) for k in range(3000)]  # 3,000 rows pointing at HDU 2
+    fitsfiles.write_release_object(path, "CSS1", NIGHTS, images, table_rows=rows)
+    manifest = _convert(root, tmp_path / "out")
+    assert _kept(tmp_path / "out") == {"CSS1": 12}
+    assert manifest["summary"]["duplicate_exposures_dropped"] == 3000
+    assert not manifest["problems"]["files_skipped"]  # counted, not listed 3,000 times
+
+
+def test_an_undecodable_catalog_byte_rejects_that_row_only(tmp_path):
+    root = _catalog_dataset(tmp_path / "in")
+    catalog = root / "catalog.csv"
+    lines = catalog.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b"SN", b"S\xff")  # obj-b's row
+    catalog.write_bytes(b"\n".join(lines))
+    manifest = _convert(root, tmp_path / "out")
+    (rejected,) = manifest["problems"]["rows_rejected"]
+    assert rejected["path"] == f"{catalog}:3" and "not UTF-8 text" in rejected["reason"]
+    assert set(_kept(tmp_path / "out")) == {"obj-a", "obj-c"}
+
+
+def test_an_oversized_catalog_field_is_a_clear_error(tmp_path):
+    root = _catalog_dataset(tmp_path / "in")
+    with open(root / "catalog.csv", "a") as f:
+        f.write('huge,SN,,,,"' + "x" * 200_000 + '"\n')
+    with pytest.raises(src.ConversionError, match=r"catalog.csv:\d+: unreadable CSV: field larger"):
+        _convert(root, tmp_path / "out")
+
+
+def test_an_output_holding_another_conversion_is_refused_unless_overwritten(tmp_path):
+    root = _catalog_dataset(tmp_path / "in", ids=[f"obj-{i}" for i in range(8)])
+    out = tmp_path / "out"
+    _convert(root, out, seed=1, records_per_shard=2)
+    with pytest.raises(src.ConversionError, match="holds another conversion.*--overwrite"):
+        _convert(root, out, seed=2, records_per_shard=3)
+    manifest = _convert(root, out, seed=2, records_per_shard=3, overwrite=True)
+    listed = {s["file"] for e in manifest["splits"].values() for s in e["shards"]}
+    assert {p.name for p in out.glob("*.tfrecord")} == listed  # no shard of the old conversion left
+    _convert(root, out, seed=2, records_per_shard=3)  # the same conversion again: allowed
+
+
+def test_an_interrupted_reconversion_leaves_no_stale_manifest(tmp_path, monkeypatch):
+    from tfrecords import writer
+
+    root = _catalog_dataset(tmp_path / "in", ids=[f"obj-{i}" for i in range(8)])
+    out = tmp_path / "out"
+    _convert(root, out, seed=1)
+    calls = {"n": 0}
+    real_encode = writer.encode
+
+    def failing(record):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_encode(record)
+
+    monkeypatch.setattr(writer, "encode", failing)
+    with pytest.raises(KeyboardInterrupt):
+        _convert(root, out, seed=2, overwrite=True)
+    assert not (out / "dataset.json").exists()  # the old manifest no longer describes the shards

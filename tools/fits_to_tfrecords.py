@@ -56,6 +56,12 @@ flags.DEFINE_integer("workers", None, "Reader processes (default: all cores).", 
 flags.DEFINE_bool(
     "strict", False, "Stop with an error at the first problem instead of skipping it."
 )
+flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Replace another conversion found in --output (its shards are deleted). Without it such an "
+    "output directory is refused.",
+)
 flags.DEFINE_integer(
     "num_tasks", 1, "Fan-out: number of independent conversion tasks.", lower_bound=1
 )
@@ -87,6 +93,7 @@ def main(argv):
                 max_date_tolerance_days=FLAGS.max_date_tolerance_days,
                 workers=FLAGS.workers,
                 strict=FLAGS.strict,
+                overwrite=FLAGS.overwrite,
                 num_tasks=FLAGS.num_tasks,
                 task_index=FLAGS.task_index,
             )

@@ -41,10 +41,71 @@ class ConvertOptions:
     strict: bool = False
     num_tasks: int = 1
     task_index: int = 0
+    overwrite: bool = False  # replace another conversion found in the output directory
+
+
+_NOT_RECORDED = ("workers", "strict", "overwrite")  # options that do not change the output
+
+
+def _recorded_options(options):
+    return {k: v for k, v in dataclasses.asdict(options).items() if k not in _NOT_RECORDED}
+
+
+def _same_conversion(old, inputs, options):
+    """True when a manifest describes this conversion (same inputs and output-shaping options)."""
+    ignore = ("num_tasks", "task_index")
+    mine = json.loads(json.dumps(_recorded_options(options)))
+    theirs = {k: v for k, v in old.get("options", {}).items() if k not in ignore}
+    return old.get("inputs") == [os.path.abspath(p) for p in inputs] and theirs == {
+        k: v for k, v in mine.items() if k not in ignore
+    }
+
+
+def _claim_output(output_dir, inputs, options, planned):
+    """Make output_dir ready for this conversion, before any shard is written.
+
+    Another conversion's output (a manifest with other inputs or options, or shards this
+    plan does not have) is refused unless options.overwrite, which removes those shards. The
+    old dataset.json is removed first in any case, so that an interrupted run never leaves a
+    manifest describing a mix of old and new shards.
+    """
+    stale = sorted(
+        name
+        for name in os.listdir(output_dir)
+        if name.endswith(".tfrecord") and name not in planned
+    )
+    other = False
+    if manifest_file.exists(output_dir):
+        try:
+            other = not _same_conversion(manifest_file.load(output_dir), inputs, options)
+        except (ValueError, OSError):
+            other = True
+    if (stale or other) and not options.overwrite:
+        what = (
+            f"{len(stale)} shard(s) this conversion would not write" if stale else "a dataset.json"
+        )
+        raise src.ConversionError(
+            f"{output_dir} holds another conversion ({what}, e.g. "
+            f"{(stale or [manifest_file.MANIFEST])[0]}); pass --overwrite to replace it, "
+            "or choose another --output"
+        )
+    if os.path.exists(manifest_file.path(output_dir)):
+        os.remove(manifest_file.path(output_dir))
+    for name in stale:
+        os.remove(os.path.join(output_dir, name))
 
 
 def _read_task(args):
-    return sequences.read_object(*args)
+    """One object read in a worker. Whatever goes wrong is that object's problem, returned as
+    plain data (exception objects of some libraries cannot be pickled back to the parent)."""
+    try:
+        return sequences.read_object(*args)
+    except Exception as e:
+        source = args[0]
+        problem = src.Problem(
+            "object", source.path, f"unexpected error: {type(e).__name__}: {e}", source.object_id
+        )
+        return None, [problem], {"duplicates": 0, "padded": 0, "max_date_distance_days": None}
 
 
 def _ordered_results(tasks, workers, window):
@@ -88,6 +149,7 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
     mine = [shard for g, shard in enumerate(shards) if g % options.num_tasks == options.task_index]
     by_id = {s.object_id: s for s in found}
     os.makedirs(output_dir, exist_ok=True)
+    _claim_output(output_dir, inputs, options, {shard.filename for shard in shards})
     for (
         shard
     ) in mine:  # leftovers of an interrupted run of this task (other tasks own other shards)
@@ -153,9 +215,7 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
         "class_names": list(classes.CLASS_NAMES),
         "inputs": [os.path.abspath(p) for p in inputs],
         "layouts": layouts,
-        "options": {
-            k: v for k, v in dataclasses.asdict(options).items() if k not in ("workers", "strict")
-        },
+        "options": _recorded_options(options),
         "splits": {
             split: {
                 "records": {c: n for c, n in records[split].items() if n},

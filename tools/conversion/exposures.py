@@ -61,21 +61,37 @@ def _date_obs_mjd(header):
         raise ExposureError(f"DATE-OBS/TIME-OBS {date!r} is not ISO 8601: {e}")
 
 
+# Times outside these (MJD of 1900-01-01 and 2100-01-01) belong to no survey: a corrupt or
+# crafted header, refused for that file.
+PLAUSIBLE_MJD = (15020.0, 88069.0)
+
+
+def plausible_mjd(mjd, what="observation time"):
+    """mjd unchanged, or ExposureError when it is outside any plausible survey (1900-2100)."""
+    if not PLAUSIBLE_MJD[0] <= mjd <= PLAUSIBLE_MJD[1]:
+        raise ExposureError(
+            f"{what} MJD {mjd!r} is outside any plausible survey "
+            f"({PLAUSIBLE_MJD[0]:.0f}-{PLAUSIBLE_MJD[1]:.0f}, years 1900-2100)"
+        )
+    return mjd
+
+
 def observation_mjd(*headers):
     """MJD of the exposure: MJD-OBS, else DATE-OBS (+TIME-OBS), else MJD, else JD - 2400000.5.
 
     Each header is searched in turn (image HDU first, then the primary). A present but
-    unusable keyword is an error rather than silently falling through to a worse one.
+    unusable keyword is an error rather than silently falling through to a worse one, and so
+    is a time outside 1900-2100.
     """
     for header in headers:
         if "MJD-OBS" in header:
-            return _number(header, "MJD-OBS")
+            return plausible_mjd(_number(header, "MJD-OBS"))
         if "DATE-OBS" in header:
-            return _date_obs_mjd(header)
+            return plausible_mjd(_date_obs_mjd(header))
         if "MJD" in header:
-            return _number(header, "MJD")
+            return plausible_mjd(_number(header, "MJD"))
         if "JD" in header:
-            return _number(header, "JD") - 2400000.5
+            return plausible_mjd(_number(header, "JD") - 2400000.5)
     raise ExposureError("no observation time (none of MJD-OBS, DATE-OBS, MJD, JD in the header)")
 
 
@@ -202,10 +218,19 @@ def read_exposure(path, roi_size, ra=None, dec=None):
             roi, padded = region_of_interest(image, roi_size, _sky_position(hdu.header, ra, dec))
     except ExposureError:
         raise
-    except (OSError, ValueError, TypeError, IndexError, KeyError) as e:
-        raise ExposureError(f"unreadable FITS file: {type(e).__name__}: {e}")
+    except Exception as e:  # zlib, tile-decompression, h5 ... errors: this file's problem only
+        raise ExposureError(f"unreadable FITS file: {type(e).__name__}: {e}") from None
     _check_not_blank(roi)
     return Exposure(mjd, roi, path, padded)
+
+
+def _outside(path, target, object_id, kind):
+    return src.Problem(
+        kind,
+        path,
+        f"symlink resolving outside the input directory (to {target}): not read",
+        object_id,
+    )
 
 
 def read_folder(source, roi_size):
@@ -221,10 +246,28 @@ def read_folder(source, roi_size):
                 "object", source.path, "no image folder for this catalog row", source.object_id
             )
         ]
+    target = src.escapes(source.path, source.root)
+    if target is not None:
+        return [], [_outside(source.path, target, source.object_id, "object")]
+    try:
+        names = sorted(os.listdir(source.path))
+    except OSError as e:
+        return [], [
+            src.Problem(
+                "object",
+                source.path,
+                f"cannot list the folder: {type(e).__name__}: {e}",
+                source.object_id,
+            )
+        ]
     exposures, times = [], set()
-    for name in sorted(os.listdir(source.path)):
+    for name in names:
         path = os.path.join(source.path, name)
         if not src.is_exposure_file(name) or not os.path.isfile(path):
+            continue
+        target = src.escapes(path, source.root)
+        if target is not None:
+            problems.append(_outside(path, target, source.object_id, "file"))
             continue
         try:
             exposure = read_exposure(path, roi_size, source.ra, source.dec)
@@ -292,8 +335,11 @@ def read_release_file(source, roi_size):
     Rows are in file-name order, not time order (sorted later); a row repeating an exposure
     time is dropped and counted, not reported. metadata: ra, dec (degrees) when found.
     """
-    problems, exposures, times, duplicates = [], [], set(), 0
+    problems, exposures, times, duplicates, used = [], [], set(), 0, {}
     path = source.path
+    target = src.escapes(path, source.root)
+    if target is not None:
+        return [], [_outside(path, target, source.object_id, "object")], 0, {}
     try:
         with fits.open(path, memmap=False) as hdul:
             if len(hdul) < 3 or not isinstance(hdul[1], fits.BinTableHDU):
@@ -324,6 +370,7 @@ def read_release_file(source, roi_size):
                         raise ExposureError(f"MJD {_text(mjd)!r} is not a number")
                     if not np.isfinite(mjd):
                         raise ExposureError(f"MJD in the table is not finite: {mjd}")
+                    plausible_mjd(mjd, "MJD in the table:")
                     if mjd in times:
                         duplicates += 1
                         continue
@@ -332,18 +379,32 @@ def read_release_file(source, roi_size):
                             f"HDU_Ext {ext} is not an image extension of this file "
                             f"({len(hdul)} HDUs)"
                         )
+                    if ext in used:  # each image is read once: memory stays bounded by the file
+                        duplicates += 1
+                        continue
                     image = pixels(hdul[ext])
                     roi, padded = region_of_interest(image, roi_size)
                     _check_not_blank(roi)
                 except ExposureError as e:
                     problems.append(src.Problem("file", where, str(e), source.object_id))
                     continue
+                except Exception as e:  # a corrupt image HDU costs that image only
+                    problems.append(
+                        src.Problem(
+                            "file",
+                            where,
+                            f"unreadable image: {type(e).__name__}: {e}",
+                            source.object_id,
+                        )
+                    )
+                    continue
+                used[ext] = row
                 times.add(mjd)
                 label = None if night is None else _text(night) or None
                 exposures.append(Exposure(mjd, roi, f"{path}[HDU {ext}]", padded, label))
     except ExposureError as e:
         return [], [src.Problem("object", path, str(e), source.object_id)], 0, {}
-    except (OSError, ValueError, TypeError, IndexError, KeyError) as e:
+    except Exception as e:  # zlib, tile-decompression ... errors: this object's problem only
         return (
             [],
             [

@@ -59,6 +59,17 @@ class ObjectSource:
     dec: float | None = None
     max_mjd: float | None = None
     split: str | None = None
+    root: str | None = None  # the input directory: nothing outside it is read
+
+
+def escapes(path, root):
+    """The resolved target when `path` is a symlink (or lies under one) that resolves outside
+    `root`, else None: such files and folders are refused, never read."""
+    if root is None:
+        return None
+    target = os.path.realpath(path)
+    base = os.path.realpath(root)
+    return None if os.path.commonpath([target, base]) == base else target
 
 
 def validate_object_id(object_id):
@@ -92,6 +103,11 @@ def detect_layout(directory):
     )
 
 
+def _undecodable(text):
+    """True when text holds bytes that were not UTF-8 (read with errors='surrogateescape')."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
 def _optional_float(row, column, low=-math.inf, high=math.inf):
     text = (row.get(column) or "").strip()
     if not text:
@@ -109,22 +125,30 @@ def read_catalog(directory):
     """Objects of a catalog-layout dataset -> (sources, problems, ignored_folders)."""
     path = os.path.join(directory, "catalog.csv")
     images = os.path.join(directory, "images")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
+    # Undecodable bytes are kept as surrogates and reject only their row, below.
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
+        reader = csv.DictReader(f)
+        try:
             fieldnames = [name.strip() for name in (reader.fieldnames or [])]
             reader.fieldnames = fieldnames
-            rows = list(reader)
-    except UnicodeDecodeError as e:
-        raise ConversionError(f"{path}: not UTF-8 text ({e})")
+            rows = [(reader.line_num, row) for row in reader]
+        except csv.Error as e:  # e.g. a field over csv.field_size_limit()
+            raise ConversionError(f"{path}:{reader.line_num}: unreadable CSV: {e}") from None
+    if any(_undecodable(name) for name in fieldnames):
+        raise ConversionError(f"{path}: the header row is not UTF-8 text")
     if "object_id" not in fieldnames:
         raise ConversionError(f"{path}: header row has no 'object_id' column (found: {fieldnames})")
 
     sources, problems, seen = [], [], set()
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         where = f"{path}:{line}"
         object_id = (row.get("object_id") or "").strip()
         try:
+            bad = [k for k, v in row.items() if isinstance(v, str) and _undecodable(v)]
+            if bad:
+                raise ValueError(
+                    f"not UTF-8 text (undecodable bytes in {', '.join(map(str, bad))})"
+                )
             validate_object_id(object_id)
             if object_id in seen:
                 raise ValueError(f"object_id {object_id!r} appears on an earlier row")
@@ -137,6 +161,7 @@ def read_catalog(directory):
                 label=label,
                 layout=CATALOG_LAYOUT,
                 path=os.path.join(images, object_id),
+                root=directory,
                 ra=_optional_float(row, "ra", 0.0, 360.0),
                 dec=_optional_float(row, "dec", -90.0, 90.0),
                 max_mjd=_optional_float(row, "max_mjd"),
@@ -188,6 +213,7 @@ def list_release(directory):
                     label=RELEASE_CLASS_FOLDERS[folder],
                     layout=RELEASE_LAYOUT,
                     path=os.path.join(full, name),
+                    root=directory,
                 )
             )
     return sources, problems, ignored

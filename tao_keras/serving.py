@@ -98,36 +98,73 @@ class ServingModule:
         return self._object_features(images, mjd, dates.group_dates(mjd), row)
 
     def _record_object(self, item):
+        """One serialized record, checked as strictly as a raw request: finite and sorted times,
+        a date_index that describes its exposures (from 0, steps of 0 or 1, num_dates dates);
+        exposures without a finite pixel are dropped (and dates renumbered) like raw ones."""
         serialized, row = item
         record = parser.parse(serialized, self.roi_size)
-        return self._object_features(record["images"], record["mjd"], record["date_index"], row)
+        images, mjd, date_index = record["images"], record["mjd"], record["date_index"]
+        n = tf.shape(mjd)[0]
+        steps = date_index[1:] - date_index[:-1]
+        last = tf.reduce_max(tf.concat([[-1], date_index], 0))
+        checks = [
+            _check(
+                tf.equal(tf.shape(images)[0], n) & tf.equal(tf.shape(date_index)[0], n),
+                "batch row {}: record has {} images, {} times and {} date indices",
+                [row, tf.shape(images)[0], n, tf.shape(date_index)[0]],
+            ),
+            _check(
+                tf.reduce_all(tf.math.is_finite(mjd)),
+                "batch row {}: record mjd has NaN or infinite values",
+                [row],
+            ),
+            _check(
+                tf.reduce_all(mjd[1:] >= mjd[:-1]), "batch row {}: record mjd is not sorted", [row]
+            ),
+            _check(
+                tf.reduce_all((steps == 0) | (steps == 1))
+                & tf.reduce_all(date_index[:1] == 0)
+                & tf.equal(last + 1, record["num_dates"]),
+                "batch row {}: date_index does not describe num_dates={} over its exposures",
+                [row, record["num_dates"]],
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            images, mjd, date_index = tf.identity(images), tf.identity(mjd), tf.identity(date_index)
+        usable = tf.reduce_any(tf.math.is_finite(images), axis=[1, 2])
+        images, mjd = tf.boolean_mask(images, usable), tf.boolean_mask(mjd, usable)
+        _, date_index = tf.unique(tf.boolean_mask(date_index, usable))  # dense again, in order
+        return self._object_features(images, mjd, tf.cast(date_index, tf.int64), row)
 
-    def _probabilities(self, inputs):
-        """The model over chunks of at most objects_per_call objects, one after the other, so that
-        the backbone's activations stay bounded whatever the request's batch. Chunks are made as
-        even as possible; the last is filled up with copies of the first object (results
-        dropped)."""
-        batch = tf.shape(inputs["length"])[0]
-        chunks = tf.maximum((batch + self.objects_per_call - 1) // self.objects_per_call, 1)
-        size = (batch + chunks - 1) // chunks
-        index = tf.concat([tf.range(batch), tf.zeros([chunks * size - batch], tf.int32)], axis=0)
-
-        def split(x):
-            return tf.reshape(
-                tf.gather(x, index), tf.concat([[chunks, size], tf.shape(x)[1:]], axis=0)
-            )
-
+    def _chunked(self, per_object, inputs, batch):
+        """Classify `batch` objects, objects_per_call at a time with their features, so that
+        memory stays bounded whatever the batch. per_object(inputs of one chunk, their batch
+        rows) -> the chunk's ragged features; inputs: tensors with the batch first. The last
+        chunk is filled up with copies of the batch's last object (results dropped). An empty
+        batch gives empty outputs. -> (probabilities [batch, C], num_dates [batch])."""
+        size = self.objects_per_call
+        chunks = (batch + size - 1) // size
         num_classes = self.class_names.shape[0]
-        out = tf.map_fn(
-            lambda part: tf.cast(self.model(part, training=False)["probabilities"], tf.float32),
-            {k: split(v) for k, v in inputs.items()},
-            parallel_iterations=1,
-            fn_output_signature=tf.TensorSpec([None, num_classes], tf.float32),
-        )
-        return tf.reshape(out, [-1, num_classes])[:batch]
 
-    def _classify(self, per_object):
-        probabilities = self._probabilities(_padded(per_object))
+        def one_chunk(k):
+            rows = tf.minimum(k * size + tf.range(size), batch - 1)
+            features = per_object([tf.gather(x, rows) for x in inputs], rows)
+            out = self.model(_padded(features), training=False)["probabilities"]
+            return tf.cast(out, tf.float32), features["num_dates"]
+
+        probabilities, num_dates = tf.map_fn(
+            one_chunk,
+            tf.range(chunks),
+            parallel_iterations=1,
+            fn_output_signature=(
+                tf.TensorSpec([size, num_classes], tf.float32),
+                tf.TensorSpec([size], tf.int32),
+            ),
+        )
+        probabilities = tf.reshape(probabilities, [-1, num_classes])[:batch]
+        return probabilities, tf.reshape(num_dates, [-1])[:batch]
+
+    def _classify(self, probabilities, num_dates):
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         batch = tf.shape(probabilities)[0]
         return {
@@ -135,7 +172,7 @@ class ServingModule:
             "class_id": class_id,
             "class_name": tf.gather(self.class_names, class_id),
             "class_names": tf.tile(self.class_names[None], [batch, 1]),
-            "num_dates": per_object["num_dates"],
+            "num_dates": num_dates,
         }
 
     def serve_raw(self, images, mjd, num_exposures):
@@ -169,17 +206,18 @@ class ServingModule:
                 tf.identity(mjd),
                 tf.identity(num_exposures),
             )
-            rows = tf.range(shape[0])
-        per_object = tf.map_fn(
-            self._raw_object,
-            (images, mjd, num_exposures, rows),
-            fn_output_signature=self._output_signature(),
-        )
-        return self._classify(per_object)
+
+        def per_object(part, rows):
+            return tf.map_fn(
+                self._raw_object, (*part, rows), fn_output_signature=self._output_signature()
+            )
+
+        return self._classify(*self._chunked(per_object, [images, mjd, num_exposures], shape[0]))
 
     def serve_records(self, records):
-        rows = tf.range(tf.shape(records)[0])
-        per_object = tf.map_fn(
-            self._record_object, (records, rows), fn_output_signature=self._output_signature()
-        )
-        return self._classify(per_object)
+        def per_object(part, rows):
+            return tf.map_fn(
+                self._record_object, (*part, rows), fn_output_signature=self._output_signature()
+            )
+
+        return self._classify(*self._chunked(per_object, [records], tf.shape(records)[0]))

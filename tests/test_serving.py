@@ -251,3 +251,64 @@ def test_export_cli_versions_and_refuses_triplet_models(trained_run, objects, tm
         text=True,
     )
     assert missing.returncode != 0 and "config.json" in missing.stderr
+
+
+def _edited(serialized, **fields):
+    """A serialized record with some fields replaced: name -> raw bytes, or a list of ints."""
+    example = tf.train.Example.FromString(serialized)
+    for name, value in fields.items():
+        feature = example.features.feature[name]
+        if isinstance(value, bytes):
+            feature.bytes_list.value[:] = [value]
+        else:
+            feature.int64_list.value[:] = list(value)
+    return example.SerializeToString()
+
+
+def _call_records(served, records):
+    return served.signatures["serialized"](records=tf.constant(records, tf.string))
+
+
+def test_serialized_requests_are_checked_like_raw_ones(served, objects):
+    _, serialized, records = objects
+    good, record = serialized[0], records[0]
+    nan_time = record.mjd.copy()
+    nan_time[1] = np.nan
+    unsorted = record.mjd[::-1].copy()
+    blank = np.full_like(record.images, np.nan)
+    cases = [
+        (
+            _edited(good, mjd=nan_time.astype(np.float64).tobytes()),
+            "batch row 1: record mjd has NaN",
+        ),
+        (_edited(good, mjd=unsorted.astype(np.float64).tobytes()), "record mjd is not sorted"),
+        (_edited(good, date_index=record.date_index + 1), "date_index does not describe"),
+        (_edited(good, num_dates=[record.num_dates + 5]), "date_index does not describe"),
+        (_edited(good, images=blank.astype(np.float32).tobytes()), "0 observation date"),
+        (_edited(good, mjd=record.mjd[:-1].astype(np.float64).tobytes()), "record has"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            _call_records(served, [good, bad])
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        _call_records(served, [good, b"not a record at all"])
+
+
+def test_empty_batches_give_empty_outputs(served):
+    out = _call_records(served, [])
+    assert out["probabilities"].shape == (0, 6) and out["class_name"].shape == (0,)
+    out = call_raw(
+        served, np.zeros((0, 4, 64, 64), np.float32), np.zeros((0, 4)), np.zeros(0, np.int32)
+    )
+    assert out["probabilities"].shape == (0, 6) and out["num_dates"].shape == (0,)
+
+
+def test_large_batches_are_classified_chunk_by_chunk_with_the_same_answers(served, objects):
+    _, serialized, _ = objects
+    many = (serialized * 19)[:19]  # more than two chunks of 8, the last one partial
+    together = _call_records(served, many)["probabilities"].numpy()
+    alone = np.concatenate(
+        [_call_records(served, [s])["probabilities"].numpy() for s in serialized]
+    )
+    expected = alone[np.arange(19) % len(serialized)]
+    np.testing.assert_allclose(together, expected, atol=1e-5)

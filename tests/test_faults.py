@@ -348,3 +348,20 @@ def test_an_interrupted_reconversion_leaves_no_stale_manifest(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         _convert(root, out, seed=2, overwrite=True)
     assert not (out / "dataset.json").exists()  # the old manifest no longer describes the shards
+
+
+def test_the_fits_conversion_cache_is_keyed_by_what_was_converted(tmp_path):
+    import time
+
+    from trainers import data
+
+    a = _catalog_dataset(tmp_path / "x" / "a", ids=["obj-a"])
+    b = _catalog_dataset(tmp_path / "x_a", ids=["obj-a"])  # '/x/a' and '/x_a' once collided
+    key = data.conversion_key(str(a), 0)
+    assert key != data.conversion_key(str(b), 0)
+    assert key == data.conversion_key(str(a), 0)
+    assert key != data.conversion_key(str(a), 1)
+    time.sleep(0.01)
+    with open(a / "catalog.csv", "a") as f:  # an edited catalog is converted again
+        f.write("obj-new,SN,,,,\n")
+    assert data.conversion_key(str(a), 0) != key

@@ -129,3 +129,26 @@ def test_tao_release_files_are_classified_directly(model_root, tmp_path):
         ("CSS1:1", "SN", "4"),
         ("nonCSS:2", "NT", "4"),
     }
+
+
+def test_a_truncated_or_corrupted_shard_costs_its_remainder_only(model_root, trained_run, tmp_path):
+    records_dir = json.load(open(trained_run / "config.json"))["records"]
+    manifest = json.load(open(os.path.join(records_dir, "dataset.json")))
+    paths = [os.path.join(records_dir, s["file"]) for s in manifest["splits"]["train"]["shards"]]
+    good = [s.numpy() for s in tf.data.TFRecordDataset(paths)]
+    assert len(good) >= 4
+    (tmp_path / "in").mkdir()
+    whole, cut, flipped = (tmp_path / "in" / f"{n}.tfrecord" for n in ("a-whole", "b-cut", "c-crc"))
+    for path, records in ((whole, good[:2]), (cut, good[:3]), (flipped, good[:3])):
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for s in records:
+                writer.write(s)
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) - len(good[2]) // 2])  # the third record cut in half
+    data = bytearray(flipped.read_bytes())
+    data[-len(good[2]) // 2] ^= 0x01  # a bit flip inside the last record: its CRC fails
+    flipped.write_bytes(bytes(data))
+    rows, stdout = predict(model_root, tmp_path / "in", tmp_path / "p.csv")
+    assert len(rows) == 2 + 2 + 2  # every record before each fault
+    assert "2 shard remainder(s) unreadable" in stdout
+    assert "object(s) skipped" not in stdout

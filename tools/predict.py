@@ -12,7 +12,6 @@ Objects that cannot be classified are listed with their reasons and left out of 
 
 import csv
 import glob
-import itertools
 import json
 import os
 import sys
@@ -66,10 +65,16 @@ def record_sources(input_dir, roi_size, work_dir, workers):
         for split, entry in manifest["splits"].items()
         for shard in entry["shards"]
     ]
+    kinds = {"objects_dropped": "object", "rows_rejected": "object", "files_skipped": "file"}
     skipped = [
-        {"object_id": p.get("object_id") or "", "path": p["path"], "reason": p["reason"]}
-        for kind in ("objects_dropped", "files_skipped", "rows_rejected")
-        for p in manifest["problems"][kind]
+        {
+            "object_id": p.get("object_id") or "",
+            "path": p["path"],
+            "reason": p["reason"],
+            "kind": kind,
+        }
+        for key, kind in kinds.items()
+        for p in manifest["problems"][key]
     ]
     return shards, skipped
 
@@ -90,26 +95,49 @@ def _identity(record):
 
 def classify(signature, batch):
     """-> ([outputs per object, or None], [error text per object]); a failing batch is retried
-    object by
-    object so that one bad record costs only itself."""
+    object by object so that one bad record costs only itself."""
     import tensorflow as tf
 
     try:
         out = signature(records=tf.constant(batch))
         return [{k: v[i] for k, v in out.items()} for i in range(len(batch))], [""] * len(batch)
-    except tf.errors.InvalidArgumentError:
+    except tf.errors.OpError as e:
         if len(batch) == 1:
-            raise
+            return [None], [e.message.strip().splitlines()[0] if e.message else type(e).__name__]
     results, errors = [], []
     for record in batch:
-        try:
-            one, _ = classify(signature, [record])
-            results.append(one[0])
-            errors.append("")
-        except tf.errors.InvalidArgumentError as e:
-            results.append(None)
-            errors.append(e.message.strip().splitlines()[0])
+        one, error = classify(signature, [record])
+        results.append(one[0])
+        errors.append(error[0])
     return results, errors
+
+
+def read_batches(path, batch_size):
+    """Serialized records of one shard in batches of batch_size: ([(number, record)], error).
+    A read error (truncated file, CRC mismatch) ends the shard: the last item carries the error
+    text and the records before it are kept."""
+    import tensorflow as tf
+
+    iterator = iter(tf.data.TFRecordDataset(path))
+    batch, number = [], 0
+    while True:
+        try:
+            record = next(iterator).numpy()
+        except StopIteration:
+            break
+        except tf.errors.OpError as e:
+            yield (
+                batch,
+                f"unreadable from record {number} on ({type(e).__name__}: {e.message.strip()})",
+            )
+            return
+        batch.append((number, record))
+        number += 1
+        if len(batch) == batch_size:
+            yield batch, None
+            batch = []
+    if batch:
+        yield batch, None
 
 
 def predict(model, shards, output, batch_size):
@@ -134,20 +162,23 @@ def predict(model, shards, output, batch_size):
             ["object_id", "split", "label", "predicted", *[f"p_{n}" for n in names], "num_dates"]
         )
         for path, split, _ in shards:
-            for first, batch in zip(
-                itertools.count(0, batch_size), tf.data.TFRecordDataset(path).batch(batch_size)
-            ):
-                batch, object_ids, labels = list(batch.numpy()), [], []
-                for number, record in enumerate(batch):
+            for numbered, read_error in read_batches(path, batch_size):
+                if read_error:
+                    skipped.append(
+                        {"object_id": "", "path": path, "reason": read_error, "kind": "shard"}
+                    )
+                batch, object_ids, labels = [r for _, r in numbered], [], []
+                for number, record in numbered:
                     try:
                         object_id, label = _identity(record)
-                    except tf.errors.InvalidArgumentError:
+                    except (tf.errors.OpError, UnicodeDecodeError):
                         skipped.append(
                             {
                                 "object_id": "",
-                                "path": f"{path}, record {first + number}",
+                                "path": f"{path}, record {number}",
                                 "reason": "not a record with object_id and label "
                                 "(corrupt or foreign)",
+                                "kind": "object",
                             }
                         )
                         object_id, label = None, -1
@@ -160,7 +191,14 @@ def predict(model, shards, output, batch_size):
                 results, errors = classify(signature, batch) if batch else ([], [])
                 for object_id, label, result, error in zip(object_ids, labels, results, errors):
                     if result is None:
-                        skipped.append({"object_id": object_id, "path": path, "reason": error})
+                        skipped.append(
+                            {
+                                "object_id": object_id,
+                                "path": path,
+                                "reason": error,
+                                "kind": "object",
+                            }
+                        )
                         continue
                     task_label = table[label] if label >= 0 else -1
                     probabilities = result["probabilities"].numpy()
@@ -207,10 +245,17 @@ def main(argv):
         rows, failed, scored, metadata = predict(model, shards, FLAGS.output, FLAGS.batch_size)
     skipped += failed
     print(f"{rows} object(s) classified by {model_dir} (task {metadata['task']}) -> {FLAGS.output}")
-    if skipped:
-        print(f"{len(skipped)} object(s) skipped:")
-        for s in skipped:
-            print(f"  {s['object_id'] or s['path']}: {s['reason']}")
+    titles = {
+        "object": "object(s) skipped",
+        "shard": "shard remainder(s) unreadable (the records before the fault were classified)",
+        "file": "exposure file(s) skipped (their objects were classified without them)",
+    }
+    for kind, title in titles.items():
+        listed = [s for s in skipped if s["kind"] == kind]
+        if listed:
+            print(f"{len(listed)} {title}:")
+            for s in listed:
+                print(f"  {s['object_id'] or s['path']}: {s['reason']}")
     names = metadata["class_names"]
     if scored:  # classes without labelled objects show "–" and stay out of the mean
         results = {split: metrics.evaluate(y, p, names) for split, (y, p) in scored.items()}

@@ -1,6 +1,7 @@
 """Flags and data shared by every trainer (neural and Random Forest): the records to train on,
 given, converted from FITS, or the embedded simulated survey, created once and cached."""
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -33,14 +34,30 @@ def _run_tool(args):
     subprocess.run([sys.executable, "-m", *args], check=True)
 
 
+def conversion_key(data, seed):
+    """The cache key of a FITS dataset's conversion: its absolute path and the names, sizes
+    and modification times of every file under it (catalog included), and the seed. Another
+    folder, an edited catalog or a changed file gives another key; only `stat` is read."""
+    digest = hashlib.sha256(f"{os.path.abspath(data)}\0{seed}".encode())
+    for folder, subfolders, files in os.walk(data):
+        subfolders.sort()
+        for name in sorted(files):
+            try:
+                info = os.stat(os.path.join(folder, name))
+            except OSError:
+                continue
+            relative = os.path.relpath(os.path.join(folder, name), data)
+            digest.update(f"\0{relative}\0{info.st_size}\0{info.st_mtime_ns}".encode())
+    name = os.path.basename(os.path.abspath(data).rstrip(os.sep)) or "data"
+    return f"{name}-{digest.hexdigest()[:16]}"
+
+
 def prepare_records(data, cache_dir, num_objects, seed):
     """A directory of converted records: given, converted from FITS, or the embedded default."""
     if data and manifest.exists(data):
         return data
     if data:
-        out = os.path.join(
-            cache_dir, "converted", os.path.abspath(data).strip("/").replace("/", "_")
-        )
+        out = os.path.join(cache_dir, "converted", conversion_key(data, seed))
         if not manifest.exists(out):
             _run_tool(
                 ["tools.fits_to_tfrecords", "--input", data, "--output", out, "--seed", str(seed)]

@@ -108,6 +108,22 @@ def train_config(task):
     )
 
 
+def baseline_results(records, task, seed):
+    """{RF model name: {split: metrics}} of the light-curve Random Forest on the same records
+    (the comparison the paper makes), or {} with a warning when it cannot be trained."""
+    from tao_keras.lightcurves import baseline
+    from tao_keras.lightcurves import curves as curve_io
+
+    began = time.perf_counter()
+    try:
+        scores, _ = baseline.run(curve_io.of_records(records), task, seed=seed)
+    except ValueError as e:
+        logging.warning("no light-curve baseline in the report: %s", e)
+        return {}
+    logging.info("light-curve Random Forest: %.0f s", time.perf_counter() - began)
+    return {baseline.MODEL_NAME: scores}
+
+
 def run(task):
     """Train `task` end to end; prints the report and where the logs and models are."""
     import keras
@@ -152,12 +168,19 @@ def run(task):
         previous, scores = protocol.run_stage(stage, records, out_dir, config, strategy, previous)
         results[protocol.MODEL_NAMES[stage]] = scores
     names = classes.task_class_names(task)
+    trained = time.perf_counter() - began
+    if FLAGS.baseline and multiworker.is_chief() and not FLAGS.init_from:
+        results = {**baseline_results(records, task, FLAGS.seed), **results}
     text = reports.write(
         out_dir,
         results,
         task,
         names,
-        extra={"records": os.path.abspath(records), "seconds": time.perf_counter() - began},
+        extra={
+            "records": os.path.abspath(records),
+            "seconds": time.perf_counter() - began,
+            "training_seconds": trained,
+        },
     )
     print(text)
     print(f"TensorBoard: tensorboard --logdir {run_layout.logs_dir(out_dir)}")

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from tao_keras import classes
 from trainers.data import prepare_records
@@ -46,13 +46,7 @@ def main(argv):
             source = os.path.abspath(
                 prepare_records(FLAGS.data, FLAGS.cache_dir, FLAGS.num_objects, FLAGS.seed)
             )
-            cached = os.path.join(source, "lightcurves.csv")
-            if os.path.exists(cached):  # photometry of these records, done by an earlier run
-                logging.info("reusing the light curves measured in %s", cached)
-                curves = curve_io.from_csv(cached)
-            else:
-                curves = curve_io.from_records(source)
-                curve_io.write_csv(curves, cached)
+            curves = curve_io.of_records(source)  # measured once, then read from the cache
         curve_io.write_csv(curves, os.path.join(out_dir, "lightcurves.csv"))
         measured = time.perf_counter() - began
         results, info = baseline.run(curves, FLAGS.task, FLAGS.trees, FLAGS.seed)

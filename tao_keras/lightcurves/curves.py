@@ -123,3 +123,17 @@ def _assign_splits(curves, seed):
     ]
     for item, split in splits.assign_splits(items, splits.SplitFractions(), seed):
         item.curve.split = split
+
+
+CACHE_FILE = "lightcurves.csv"
+
+
+def of_records(records_dir):
+    """The light curves of a records directory: measured once (photometry of every record) and
+    kept as RECORDS/lightcurves.csv, which later calls read instead. -> [LightCurve]."""
+    cached = os.path.join(records_dir, CACHE_FILE)
+    if os.path.exists(cached):
+        return from_csv(cached)
+    curves = from_records(records_dir)
+    write_csv(curves, cached)
+    return curves

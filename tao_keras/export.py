@@ -44,6 +44,7 @@ def export_model(
     objects_per_call=8,
     normalization="object",
     input_roi_size=None,
+    per_date="choose",
 ):
     """Write the SavedModel to export_dir (e.g. EXPORT/<model name>/<version>); returns its
     metadata.
@@ -55,6 +56,7 @@ def export_model(
     pipeline.normalization.SCALES); the served graph normalizes the same way.
     input_roi_size: side of the cutouts a request carries (the records' RoI), when the model
     takes a smaller central crop of them; default: the model's own RoI.
+    per_date: how the model was given one image per date (pipeline.dates.PER_DATE).
     """
     if not is_sequence_model(model):
         raise ValueError(
@@ -86,6 +88,7 @@ def export_model(
         "sequence_length": sequence_length,
         "stride": stride,
         "normalization": normalization,
+        "per_date": per_date,
         "same_date_days": schema.SAME_DATE_DAYS,
         "min_dates": schema.MIN_OBSERVATION_DATES,
         "objects_per_call": objects_per_call,
@@ -93,7 +96,15 @@ def export_model(
     }
     text = json.dumps(metadata, indent=2, sort_keys=True)
     server = serving.ServingModule(
-        model, class_names, roi, sequence_length, stride, objects_per_call, normalization, model_roi
+        model,
+        class_names,
+        roi,
+        sequence_length,
+        stride,
+        objects_per_call,
+        normalization,
+        model_roi,
+        per_date,
     )
 
     archive = keras.export.ExportArchive()
@@ -172,5 +183,6 @@ def export_run(run_dir, export_root, name=None, version=None, stage=None):
         training_config={**config, "stage": stage},
         normalization=config.get("normalization", "image"),
         input_roi_size=config.get("records_roi_size"),
+        per_date=config.get("per_date", "choose"),
     )
     return target

@@ -43,13 +43,24 @@ class ServingModule:
     cutouts a request carries; sequence_length: the fixed S the model was evaluated at, or
     None (all dates); stride: of the sliding triplets; objects_per_call: objects the model
     sees at once (bounds memory whatever the batch); scale: the normalization's noise scale
-    ("object" or "image"); crop: the model's RoI side when smaller than roi_size.
+    ("object" or "image"); crop: the model's RoI side when smaller than roi_size; per_date:
+    one image per date by dates.PER_DATE ("choose": the first exposure; "coadd": their mean).
     """
 
     def __init__(
-        self, model, class_names, roi_size, sequence_length, stride, objects_per_call, scale, crop
+        self,
+        model,
+        class_names,
+        roi_size,
+        sequence_length,
+        stride,
+        objects_per_call,
+        scale,
+        crop,
+        per_date="choose",
     ):
         self.model = model
+        self.per_date = per_date
         self.scale = scale
         self.crop = crop
         self.objects_per_call = objects_per_call
@@ -75,7 +86,7 @@ class ServingModule:
             [row, num_dates],
         )
         with tf.control_dependencies([check]):
-            images, mjd = dates.select_dates(images, mjd, date_index, num_dates)
+            images, mjd = dates.per_date_images(images, mjd, date_index, num_dates, self.per_date)
         out = model_inputs.evaluation_features(
             images, mjd, self.sequence_length, self.stride, self.scale, self.crop
         )

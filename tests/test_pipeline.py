@@ -428,3 +428,34 @@ def test_date_grouping_agrees_between_converter_numpy_and_serving_tensorflow():
         expected = sequences.group_dates(mjd)
         got = dates.group_dates(tf.constant(mjd, tf.float64)).numpy()
         np.testing.assert_array_equal(got, expected, err_msg=str(mjd))
+
+
+def test_coadd_averages_each_dates_exposures_and_training_subsets_are_never_empty():
+    rng = np.random.default_rng(5)
+    date_index = np.array([0, 0, 0, 0, 1, 2, 2], np.int64)
+    images = rng.normal(size=(7, 4, 4)).astype(np.float32)
+    images[1, 0, 0] = np.nan  # a bad pixel: averaged over the other exposures only
+    mjd = np.array([1.0, 1.01, 1.02, 1.03, 5.0, 9.0, 9.02])
+    out, times = dates.coadd_dates(images, mjd, date_index, 3)
+    np.testing.assert_allclose(out[1].numpy(), images[4])
+    np.testing.assert_allclose(out[2].numpy(), images[5:7].mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(out[0, 0, 0].numpy(), images[[0, 2, 3], 0, 0].mean(), rtol=1e-6)
+    np.testing.assert_allclose(out[0, 1:, :].numpy(), images[:4, 1:, :].mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(times.numpy(), [1.015, 5.0, 9.01])
+    subsets = set()
+    for s in range(60):
+        part, t = dates.coadd_dates(images, mjd, date_index, 3, seed=[s, 3])
+        assert np.isfinite(part.numpy()[1:]).all() and np.isfinite(t.numpy()).all()  # never empty
+        # each date's mean is the mean of some non-empty subset of its exposures
+        used = [
+            k
+            for k in range(1, 16)
+            if np.allclose(
+                part[0, 1:].numpy(),
+                images[[i for i in range(4) if k >> i & 1], 1:].mean(axis=0),
+                atol=1e-5,
+            )
+        ]
+        assert len(used) == 1
+        subsets.add(used[0])
+    assert len(subsets) > 5  # many distinct training sequences per object

@@ -50,6 +50,14 @@ flags.DEFINE_enum(
     "or one per image (the former rule, for comparison).",
 )
 flags.DEFINE_enum(
+    "per_date",
+    "choose",
+    ["choose", "coadd"],
+    "One image per observation date: choose an exposure (random in training, the first in "
+    "evaluation; the paper) or coadd the date's exposures (a random subset in training, all in "
+    "evaluation and serving).",
+)
+flags.DEFINE_enum(
     "aggregation",
     None,
     ["last", "add", "mean"],
@@ -101,6 +109,7 @@ def train_config(task):
         seed=FLAGS.seed,
         precision=precision.resolve(FLAGS.precision),
         normalization=FLAGS.normalization,
+        per_date=FLAGS.per_date,
         aggregation=FLAGS.aggregation,
         roi_size=FLAGS.roi_size,
         max_minutes=FLAGS.max_minutes,

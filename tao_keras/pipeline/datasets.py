@@ -45,6 +45,7 @@ class PipelineConfig:
     seed: int = 0
     scale: str = "object"  # normalization: one noise scale per object, or "image"
     crop: int | None = None  # model RoI side: central crop of the records' RoI (None: whole)
+    per_date: str = "choose"  # one exposure per date (the paper) or "coadd" (mean of the date's)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -56,6 +57,8 @@ class PipelineConfig:
                 f"sequence_length {self.sequence_length} < 3 (one triplet needs 3 dates)"
             )
         classes.task_class_names(self.task)
+        if self.per_date not in dates.PER_DATE:
+            raise ValueError(f"per_date {self.per_date!r} not in {dates.PER_DATE}")
         if self.scale not in normalization.SCALES:
             raise ValueError(f"scale {self.scale!r} not in {normalization.SCALES}")
 
@@ -78,13 +81,14 @@ def _parse_fn(roi_size, task):
     return parse
 
 
-def _select(record, seed):
-    """Keep what the windows need, with one exposure per date."""
-    images, mjd = dates.select_dates(
+def _select(record, seed, rule):
+    """Keep what the windows need, with one image per date (dates.per_date_images)."""
+    images, mjd = dates.per_date_images(
         record["images"],
         record["mjd"],
         record["date_index"],
         tf.cast(record["num_dates"], tf.int32),
+        rule,
         seed,
     )
     return {
@@ -159,7 +163,9 @@ def _class_stream(shards, manifest, config, stream_seed, cache):
     seeds = tf.data.Dataset.random(seed=stream_seed).batch(2)
     dataset = tf.data.Dataset.zip((dataset, seeds))
     dataset = dataset.map(
-        _select, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic
+        lambda record, seed: _select(record, seed, config.per_date),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=config.deterministic,
     )
     return dataset.shuffle(config.shuffle_buffer, seed=stream_seed)
 
@@ -226,7 +232,7 @@ def evaluation_dataset(records_dir, config, split="val"):
         deterministic=True,
     )
     dataset = dataset.map(
-        lambda record: _select(record, None),
+        lambda record: _select(record, None, config.per_date),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )

@@ -26,6 +26,7 @@ class TrainConfig:
     epoch_fraction: float = 1.0  # fraction of the balanced epoch per Keras epoch (quick runs)
     frozen: tuple = ()  # parts kept fixed in TAO-Net stages: "backbone", "recurrent"
     precision: str = "float32"  # Keras dtype policy of the models: float32 or mixed_bfloat16
+    per_date: str = "choose"  # one image per date: an exposure (the paper) or their "coadd"
     normalization: str = "object"  # pixel noise scale per object (first dates) or per "image"
     aggregation: str | None = None  # TAO-Net output over time: None = the model preset's
     roi_size: int | None = (

@@ -59,6 +59,7 @@ def pipeline_config(config, stage):
         batch_size=stage_config.batch_size,
         seed=config.seed,
         scale=config.normalization,
+        per_date=config.per_date,
         crop=model_config(config).backbone.roi_size,
     )
     if stage == "densenet":

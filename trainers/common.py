@@ -172,10 +172,12 @@ def run(task):
     previous = None
     if FLAGS.init_from:
         previous = keras.saving.load_model(run_layout.last_model(FLAGS.init_from))
-    results = {}
+    results, stage_seconds = {}, {}
     for stage in FLAGS.stages:
+        stage_began = time.perf_counter()
         previous, scores = protocol.run_stage(stage, records, out_dir, config, strategy, previous)
         results[protocol.MODEL_NAMES[stage]] = scores
+        stage_seconds[protocol.MODEL_NAMES[stage]] = time.perf_counter() - stage_began
     names = classes.task_class_names(task)
     trained = time.perf_counter() - began
     if FLAGS.baseline and multiworker.is_chief() and not FLAGS.init_from:
@@ -189,6 +191,7 @@ def run(task):
             "records": os.path.abspath(records),
             "seconds": time.perf_counter() - began,
             "training_seconds": trained,
+            "stage_seconds": stage_seconds,
         },
     )
     print(text)

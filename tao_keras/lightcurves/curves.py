@@ -3,7 +3,9 @@
 
 import csv
 import dataclasses
+import json
 import os
+import time
 import types
 
 import numpy as np
@@ -134,6 +136,19 @@ def of_records(records_dir):
     cached = os.path.join(records_dir, CACHE_FILE)
     if os.path.exists(cached):
         return from_csv(cached)
+    began = time.perf_counter()
     curves = from_records(records_dir)
     write_csv(curves, cached)
+    with open(cached + ".json", "w") as f:  # what the measurement cost, for benchmarks
+        json.dump({"seconds": time.perf_counter() - began, "objects": len(curves)}, f)
     return curves
+
+
+def measurement_seconds(records_dir):
+    """Seconds the photometry of a records directory took when of_records measured it (None if
+    unknown)."""
+    try:
+        with open(os.path.join(records_dir, CACHE_FILE + ".json")) as f:
+            return float(json.load(f)["seconds"])
+    except (OSError, ValueError, KeyError):
+        return None

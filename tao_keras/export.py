@@ -49,7 +49,10 @@ def export_model(
     """Write the SavedModel to export_dir (e.g. EXPORT/<model name>/<version>); returns its
     metadata.
 
-    sequence_length: the fixed S the model was evaluated at (joint stage), or None (all dates).
+    model: a TAO-Net (Keras); export_dir: the version directory to write; task: its task
+    (tao_keras.classes.TASKS), giving the class names; sequence_length: the fixed S the model
+    was evaluated at (joint stage), or None (all dates); stride: of the sliding triplets;
+    training_config: a dict kept in the metadata.
     objects_per_call: objects the model sees at once (memory bound: a 64-object paper-preset
     request in one call was killed at 24 GiB; in chunks of 8 it peaked at 4 GiB).
     normalization: the pixel noise scale the model was trained with ("object" or "image",

@@ -22,6 +22,7 @@ PRESETS = {
 
 
 def preset(name):
+    """The TAONetConfig of a preset name ('paper' or 'cpu'); ValueError naming the choices."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     return PRESETS[name]

@@ -33,6 +33,14 @@ class TAONetConfig:
 
 
 def build_taonet(config, num_classes, name="taonet"):
+    """TAO-Net as a Keras functional model.
+
+    config: a TAONetConfig (backbone DenseNetConfig, GRU layers and width, aggregation over
+    time, dt feature, dropout); num_classes: the task's C; name: the model's name.
+    Inputs {"images": [B, T, roi, roi, 3], "dt": [B, T, 2] (years), "length": [B] (valid
+    steps)}; outputs {"probabilities": [B, C], "aux_probabilities": [B, T, C]} (the per-step
+    head after the backbone, zero on padded steps).
+    """
     roi = config.backbone.roi_size
     images = keras.Input((None, roi, roi, 3), name="images")
     dt = keras.Input((None, 2), name="dt")

@@ -179,8 +179,11 @@ def _cache_fits(manifest, split, config):
 def training_dataset(records_dir, config, split="train"):
     """Infinite, balanced (or natural) training batches -> (dataset, steps_per_epoch).
 
-    An epoch is num_task_classes x largest class count sequences when balanced (the paper
-    balances to the majority class), the total count when natural.
+    records_dir: a converted records directory (dataset.json); config: a PipelineConfig (task,
+    mode, length, batch, balancing, augmentation, normalization, crop, per-date rule, seed);
+    split: which split's shards to stream. An epoch is num_task_classes x largest class count
+    sequences when balanced (the paper balances to the majority class), the total count when
+    natural.
     """
     manifest = manifest_file.load(records_dir)
     shards = manifest_file.task_shards(manifest, records_dir, split, config.task)
@@ -220,7 +223,9 @@ def training_dataset(records_dir, config, split="train"):
 
 
 def evaluation_dataset(records_dir, config, split="val"):
-    """Every object of the split that belongs to the task, once, in file order, no augmentation."""
+    """Every object of the split that belongs to the task, once, in file order, no augmentation:
+    (features, label) batches as training_dataset's. records_dir, config: as there; split:
+    'val', 'test', 'train' or 'unlabelled'."""
     manifest = manifest_file.load(records_dir)
     shards = manifest_file.task_shards(manifest, records_dir, split, config.task)
     paths = [p for label in sorted(shards) for p, _ in shards[label]]

@@ -16,5 +16,7 @@ def predict(model, dataset):
 
 
 def score(model, dataset, class_names):
+    """The paper's metric (metrics.evaluate) of a model over an evaluation dataset whose labels
+    index class_names."""
     labels, probabilities = predict(model, dataset)
     return metrics.evaluate(labels, probabilities, class_names)

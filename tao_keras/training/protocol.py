@@ -169,6 +169,11 @@ def _finished_stage(out_dir, stage, config):
 def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     """Train one stage; returns (best model, {split: metrics}) and writes OUT/<stage>/.
 
+    stage: 'densenet', 'gru' or 'joint'; records_dir: converted records; out_dir: the run
+    directory (tao_keras.run_layout); config: the TrainConfig; strategy: a tf.distribute
+    strategy (make_strategy); previous: the earlier stage's model (or a run's, to finetune)
+    whose weights the stage starts from.
+
     A stage that finished earlier with the same settings (OUT/<stage>/scores.json, written
     after its model.keras) is not trained again: a rerun after a kill in a later stage loads
     its model and scores and goes on.

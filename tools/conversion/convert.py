@@ -134,7 +134,11 @@ def _problem_dict(problem):
 def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
     """Convert input directories into output_dir; returns this task's manifest dict.
 
-    Raises ConversionError when nothing usable was written, or at the first problem when strict.
+    inputs: dataset directories (either layout, detected per directory); options: a
+    ConvertOptions (RoI, seed, split fractions, shard sizes, max-date rule, workers, strict,
+    fan-out, overwrite); progress: show a progress bar. Raises ConversionError when nothing
+    usable was written, when output_dir holds another conversion (without overwrite), or at
+    the first problem when strict.
     """
     from tfrecords import writer  # imported here: spawned readers re-import the entry module
 

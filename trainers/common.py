@@ -77,6 +77,12 @@ flags.DEFINE_float(
     "(tao_keras.training.protocol.BUDGET_SHARE) and stops at the first epoch end past it.",
     0.0,
 )
+flags.DEFINE_bool(
+    "baseline",
+    True,
+    "Also train the paper's light-curve Random Forest on the same records and put its row first "
+    "in the report (photometry measured once per records directory, then cached).",
+)
 flags.DEFINE_string(
     "init_from",
     None,

@@ -70,7 +70,7 @@ class ServingModule:
         self.stride = stride
 
     def _output_signature(self):
-        roi = self.roi_size
+        roi = self.crop or self.roi_size  # the model's RoI
         return {
             "images": tf.RaggedTensorSpec([None, roi, roi, 3], tf.float32, ragged_rank=0),
             "dt": tf.RaggedTensorSpec([None, 2], tf.float32, ragged_rank=0),

@@ -153,6 +153,14 @@ def transfer_matching_weights(target, source):
     return copied
 
 
+def _settings(config, stage):
+    """The settings a stage's result depends on: the TrainConfig less the later stages'."""
+    later = STAGES[STAGES.index(stage) + 1 :]
+    return json.loads(
+        json.dumps({k: v for k, v in dataclasses.asdict(config).items() if k not in later})
+    )
+
+
 def _finished_stage(out_dir, stage, config):
     """The scores of a stage finished earlier with the same settings, else None."""
     try:
@@ -160,7 +168,7 @@ def _finished_stage(out_dir, stage, config):
             done = json.load(f)
     except (OSError, ValueError):
         return None
-    same = done.get("config") == json.loads(json.dumps(dataclasses.asdict(config)))
+    same = done.get("config") == _settings(config, stage)
     if not same or not os.path.exists(run_layout.stage_model(out_dir, stage)):
         return None
     return done["scores"]
@@ -266,6 +274,6 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     done = run_layout.stage_file(out_dir, stage, run_layout.SCORES)
     partial = done + ".tmp"
     with open(partial, "w") as f:
-        json.dump({"config": dataclasses.asdict(config), "scores": scores}, f, indent=1)
+        json.dump({"config": _settings(config, stage), "scores": scores}, f, indent=1)
     os.replace(partial, done)
     return model, scores

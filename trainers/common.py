@@ -44,18 +44,18 @@ flags.DEFINE_list(
 )
 flags.DEFINE_enum(
     "normalization",
-    "object",
+    None,
     ["object", "image"],
     "Pixel noise scale: one per object from its first dates (keeps flux ratios between dates) "
-    "or one per image (the former rule, for comparison).",
+    "or one per image (the former rule, for comparison). Default: the preset's (object).",
 )
 flags.DEFINE_enum(
     "per_date",
-    "choose",
+    None,
     ["choose", "coadd"],
     "One image per observation date: choose an exposure (random in training, the first in "
     "evaluation; the paper) or coadd the date's exposures (a random subset in training, all in "
-    "evaluation and serving).",
+    "evaluation and serving). Default: the preset's (cpu: coadd, paper: choose).",
 )
 flags.DEFINE_enum(
     "aggregation",
@@ -92,6 +92,7 @@ flags.DEFINE_string(
 
 
 def train_config(task):
+    """The TrainConfig of a run: the --preset's, with every flag that was given applied."""
     from tao_keras.training import config as train_cfg
     from tao_keras.training import precision
 
@@ -114,8 +115,8 @@ def train_config(task):
         frozen=tuple(FLAGS.freeze),
         seed=FLAGS.seed,
         precision=precision.resolve(FLAGS.precision),
-        normalization=FLAGS.normalization,
-        per_date=FLAGS.per_date,
+        normalization=FLAGS.normalization or base.normalization,
+        per_date=FLAGS.per_date or base.per_date,
         aggregation=FLAGS.aggregation,
         roi_size=FLAGS.roi_size,
         max_minutes=FLAGS.max_minutes,

@@ -48,9 +48,18 @@ class TrainConfig:
 
 
 TRAINING_PRESETS = {
-    "cpu": TrainConfig(),
+    # the winners of the learning-curve benchmark (docs/science.md): co-added dates, 40/15/15 epochs
+    "cpu": TrainConfig(
+        per_date="coadd",
+        densenet=StageConfig(epochs=40, learning_rate=2e-3, batch_size=32),
+        gru=StageConfig(epochs=15, learning_rate=2e-3, batch_size=16),
+        joint=StageConfig(epochs=15, learning_rate=5e-4, batch_size=16),
+    ),
+    # the paper's protocol: one exposure per date, its schedule (normalization: per object in
+    # every preset, the fix of docs/science.md)
     "paper": TrainConfig(
         model_preset="paper",
+        per_date="choose",
         densenet=StageConfig(epochs=60, learning_rate=1e-3, batch_size=64),
         gru=StageConfig(epochs=30, learning_rate=1e-3, batch_size=32),
         joint=StageConfig(epochs=20, learning_rate=1e-4, batch_size=8),

@@ -81,12 +81,15 @@ def example_dates(images, dt=None, max_dates=8):
     return per_date[:, :max_dates], days[:, :max_dates]
 
 
-def example_strip(dates):
-    """Per-date images [D, H, W] of one object -> a grey strip [H, D*(W+2)] in [0, 1]: the dates
-    side by side, one asinh stretch for the whole strip (so changes in brightness show)."""
+def example_strip(dates, zoom=1):
+    """Per-date images [D, H, W] of one object -> a grey strip [H*zoom, D*(W+2)*zoom] in [0, 1]:
+    the dates side by side, one asinh stretch for the whole strip (so changes in brightness
+    show): the sky (median) black, 3 sky sigmas (MAD) the knee, the brightest pixel white."""
     dates = np.asarray(dates, np.float32)
-    low, high = np.percentile(dates, [1.0, 99.8])
-    stretched = np.arcsinh(np.clip(dates - low, 0.0, None) / max(0.05 * (high - low), 1e-6))
+    sky = float(np.median(dates))
+    sigma = max(1.4826 * float(np.median(np.abs(dates - sky))), 1e-6)
+    stretched = np.arcsinh(np.clip(dates - sky, 0.0, None) / (3.0 * sigma))
     stretched /= max(float(stretched.max()), 1e-6)
     separator = np.ones((dates.shape[1], 2), np.float32)
-    return np.concatenate([part for d in stretched for part in (d, separator)][:-1], axis=1)
+    strip = np.concatenate([part for d in stretched for part in (d, separator)][:-1], axis=1)
+    return np.kron(strip, np.ones((zoom, zoom), np.float32)) if zoom > 1 else strip

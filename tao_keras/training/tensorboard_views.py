@@ -33,7 +33,8 @@ def write_examples(writer, images, labels, class_names, dt=None, max_outputs=4):
         np.asarray(images)[:max_outputs], None if dt is None else np.asarray(dt)[:max_outputs]
     )
     labels = np.asarray(labels)[:max_outputs]
-    strips = np.stack([figures.example_strip(d) for d in per_date])[..., None]
+    zoom = max(1, 96 // per_date.shape[-2])  # 32x32 cutouts shown at 96x96
+    strips = np.stack([figures.example_strip(d, zoom) for d in per_date])[..., None]
     captions = []
     for i, (label, d) in enumerate(zip(labels, days)):
         when = "triplet dates" if np.isnan(d).all() else "days " + ", ".join(f"{x:.0f}" for x in d)

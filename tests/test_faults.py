@@ -33,6 +33,7 @@ def _model(seed=0):
 def _backup_after_epochs(backup_dir, epochs):
     """A model whose backups were saved after each of `epochs`; returns {epoch: weights}."""
     model = _model()
+    model.optimizer.build(model.trainable_variables)
     backup = callbacks.ResumableBackup(str(backup_dir))
     backup.set_model(model)
     saved = {}
@@ -46,6 +47,7 @@ def _backup_after_epochs(backup_dir, epochs):
 
 def _restore(backup_dir):
     model = _model(seed=1)
+    model.optimizer.build(model.trainable_variables)
     backup = callbacks.ResumableBackup(str(backup_dir))
     backup.set_model(model)
     backup.on_train_begin()

@@ -38,6 +38,19 @@ def objects(trained_run):
     return records_dir, serialized, [parser.decode(s) for s in serialized]
 
 
+def trained_pipeline(run_dir, stage, batch_size):
+    """The evaluation pipeline a stage of the run was scored with (its crop, per-date rule,
+    normalization and length), unaugmented."""
+    import dataclasses
+
+    from tao_keras.training import config as train_config
+    from tao_keras.training import protocol
+
+    config = train_config.from_dict(json.load(open(run_dir / "config.json")))
+    pipeline = protocol.pipeline_config(config, stage)
+    return dataclasses.replace(pipeline, augment=False, batch_size=batch_size)
+
+
 def pack(records, pad=2):
     """Records -> serving_default inputs, padded with NaN images and zero times beyond each
     object."""
@@ -63,7 +76,7 @@ def test_fresh_tensorflow_only_process_reproduces_keras_probabilities(
     records_dir, serialized, records = objects
     trained = keras.saving.load_model(str(trained_run / "joint" / "model.keras"), compile=False)
     model = precision.float32_copy(trained)  # what is exported: same weights, float32 compute
-    config = datasets.PipelineConfig(sequence_length=SEQUENCE_LENGTH, augment=False, batch_size=4)
+    config = trained_pipeline(trained_run, "joint", batch_size=4)
     expected = np.concatenate(
         [
             model(f, training=False)["probabilities"].numpy()
@@ -222,7 +235,7 @@ def test_export_cli_versions_and_refuses_triplet_models(trained_run, objects, tm
     model = precision.float32_copy(
         keras.saving.load_model(str(trained_run / "gru" / "model.keras"), compile=False)
     )
-    config = datasets.PipelineConfig(sequence_length=None, augment=False, batch_size=5)
+    config = trained_pipeline(trained_run, "gru", batch_size=5)
     expected = np.concatenate(
         [
             model(f, training=False)["probabilities"].numpy()

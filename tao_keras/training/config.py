@@ -65,3 +65,16 @@ TRAINING_PRESETS = {
         joint=StageConfig(epochs=20, learning_rate=1e-4, batch_size=8),
     ),
 }
+
+
+def from_dict(values):
+    """A TrainConfig from its dataclasses.asdict form (a run's config.json; keys that are not
+    fields, e.g. "records", are ignored; missing ones take the defaults)."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    kept = {k: v for k, v in values.items() if k in names}
+    for stage in ("densenet", "gru", "joint"):
+        if isinstance(kept.get(stage), dict):
+            kept[stage] = StageConfig(**kept[stage])
+    if isinstance(kept.get("frozen"), list):
+        kept["frozen"] = tuple(kept["frozen"])
+    return TrainConfig(**kept)

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny simulated survey and its conversion, built once per test session."""
+"""Shared test helpers: REPO (the repository root, for subprocesses), and the fixtures of a tiny
+simulated survey and its conversion, built once per test session."""
 
 import os
 import subprocess

@@ -1,11 +1,10 @@
 """The command-line tools as a user runs them: help, a small end-to-end run, failure exit codes."""
 
 import json
-import os
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO
 
 
 def run_module(*args, check=True):

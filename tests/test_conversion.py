@@ -22,7 +22,7 @@ from tfrecords import parser
 from tools.conversion import convert, shards
 from tools.conversion.sources import ObjectSource
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO
 
 
 def shard_paths(out):

@@ -19,8 +19,7 @@ from tools.conversion import convert
 from tools.conversion import sources as src
 
 import fitsfiles
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO
 
 
 def _model(seed=0):

@@ -3,7 +3,6 @@ curves, resampling, CSV input, the RF trainer's report and the comparison table.
 
 import csv
 import json
-import os
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ from tao_keras import classes, metrics
 from tao_keras.lightcurves import baseline, curve_features, photometry, resampling
 from tao_keras.lightcurves import curves as curve_io
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO
 
 
 def star_images(fluxes, fwhm=2.5, sky=1000.0, gain=2.0, read_noise=5.0, roi=64, seed=0):

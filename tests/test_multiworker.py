@@ -9,7 +9,7 @@ import sys
 import keras
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO
 
 
 def free_ports(count):

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tao_keras import classes
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO
 
 
 def predict(model, input_dir, output):

@@ -17,7 +17,8 @@ from tao_keras.training import precision
 from tfrecords import manifest as manifest_file
 from tfrecords import parser
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO
+
 SEQUENCE_LENGTH = 5  # the trained_run fixture's S
 
 

@@ -151,14 +151,7 @@ def export_run(run_dir, export_root, name=None, version=None, stage=None):
 
     stage: which stage's model.keras (default: joint, else gru); name: default taonet_<task>.
     """
-    config_path = run_layout.config_path(run_dir)
-    try:
-        with open(config_path) as f:
-            config = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{config_path}: not found; --run must be a directory written by a trainer"
-        )
+    config = run_layout.load_config(run_dir, "--run")
     available = run_layout.finished_models(run_dir, run_layout.SERVED_STAGES)
     if stage is None:
         if not available:

@@ -13,6 +13,7 @@
 Training, export, prediction and the benchmarks find files through these functions.
 """
 
+import json
 import os
 
 STAGES = ("densenet", "gru", "joint")  # in training order
@@ -28,6 +29,26 @@ def config_path(run_dir):
 
 def report_path(run_dir):
     return os.path.join(run_dir, REPORT)
+
+
+def _read(path, what):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path}: not found; {what} must be a directory written by a trainer"
+        ) from None
+
+
+def load_config(run_dir, what="the run"):
+    """The run's config.json as a dict (FileNotFoundError naming the file when there is none)."""
+    return _read(config_path(run_dir), what)
+
+
+def load_report(run_dir, what="the run"):
+    """The run's report.json as a dict (FileNotFoundError naming the file when there is none)."""
+    return _read(report_path(run_dir), what)
 
 
 def stage_dir(run_dir, stage):

@@ -5,13 +5,11 @@ per-class maximum F1 (%) and mean ± std, plus the time each run took.
   python -m tools.compare runs/light_curve_rf_multiclass runs/multiclass [--output table.md]
 """
 
-import json
-import os
 import sys
 
 from absl import app, flags
 
-from tao_keras import classes
+from tao_keras import classes, run_layout
 from tao_keras.lightcurves import baseline
 from tao_keras.training import protocol, reports
 
@@ -25,14 +23,7 @@ def load_reports(run_dirs):
     """[report.json contents + "run"] of each run directory; a clear error for a missing report."""
     out = []
     for run in run_dirs:
-        path = os.path.join(run, "report.json")
-        try:
-            with open(path) as f:
-                report = json.load(f)
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"{path}: not found; pass run directories written by a trainer"
-            ) from None
+        report = run_layout.load_report(run, "each argument")
         report["run"] = run
         out.append(report)
     return out

@@ -12,6 +12,21 @@ from tools.simulation import survey
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
+def trainer_command(records, out, *flags, task="multiclass"):
+    """The command line of trainers.<task> on `records` into `out`, with more flags."""
+    return [
+        sys.executable,
+        "-m",
+        f"trainers.{task}",
+        "--data",
+        str(records),
+        "--output",
+        str(out),
+        *flags,
+    ]
+
+
 TINY_SURVEY = survey.SurveyConfig(
     num_objects=16,
     seed=7,
@@ -46,14 +61,9 @@ def trained_run(tiny_records, tmp_path_factory):
     records, _ = tiny_records
     out = tmp_path_factory.mktemp("run")
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trainers.multiclass",
-            "--data",
-            str(records),
-            "--output",
-            str(out),
+        trainer_command(
+            records,
+            out,
             "--epochs_densenet",
             "2",
             "--epochs_gru",
@@ -66,7 +76,7 @@ def trained_run(tiny_records, tmp_path_factory):
             "5",
             "--epoch_fraction",
             "0.2",
-        ],
+        ),
         cwd=REPO,
         check=True,
         capture_output=True,

@@ -93,37 +93,14 @@ def test_bad_object_id_rejects_row(dataset, tmp_path, bad_id, message):
     assert manifest["summary"]["objects_written"] == 1
 
 
+ALIASES = ["Supernova", "blazar", "UNKNOWN", "non-transient", "nontransient", "Non_Transient"]
+ALIASES += ["non-t", "agn", "cv"]
+
+
 def test_label_aliases_and_unknown_label(dataset, tmp_path):
-    for i, alias in enumerate(
-        [
-            "Supernova",
-            "blazar",
-            "UNKNOWN",
-            "non-transient",
-            "nontransient",
-            "Non_Transient",
-            "non-t",
-            "agn",
-            "cv",
-        ]
-    ):
+    for i, alias in enumerate(ALIASES):
         fitsfiles.write_nights(dataset / "images" / f"a{i}", NIGHTS)
-    rows = [
-        {"object_id": f"a{i}", "label": alias}
-        for i, alias in enumerate(
-            [
-                "Supernova",
-                "blazar",
-                "UNKNOWN",
-                "non-transient",
-                "nontransient",
-                "Non_Transient",
-                "non-t",
-                "agn",
-                "cv",
-            ]
-        )
-    ]
+    rows = [{"object_id": f"a{i}", "label": alias} for i, alias in enumerate(ALIASES)]
     rows.append({"object_id": "good-2", "label": "quasar"})
     fitsfiles.write_catalog(dataset, rows)
     manifest = run(dataset, tmp_path / "out")

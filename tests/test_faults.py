@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -19,7 +18,7 @@ from tools.conversion import convert
 from tools.conversion import sources as src
 
 import fitsfiles
-from conftest import REPO
+from conftest import REPO, trainer_command
 
 
 def _model(seed=0):
@@ -153,14 +152,9 @@ def test_best_value_so_far_comes_from_the_history(tmp_path):
 def test_a_finished_stage_is_not_trained_again_on_rerun(tiny_records, tmp_path):
     records, _ = tiny_records
     out = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "trainers.multiclass",
-        "--data",
-        str(records),
-        "--output",
-        str(out),
+    command = trainer_command(
+        records,
+        out,
         "--stages",
         "densenet,gru",
         "--epochs_densenet",
@@ -171,7 +165,7 @@ def test_a_finished_stage_is_not_trained_again_on_rerun(tiny_records, tmp_path):
         "4",
         "--epoch_fraction",
         "0.2",
-    ]
+    )
     subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True, timeout=600)
     history = (out / "densenet" / "history.csv").read_text()
     model_time = os.path.getmtime(out / "densenet" / "model.keras")

@@ -9,7 +9,7 @@ import sys
 import keras
 import numpy as np
 
-from conftest import REPO
+from conftest import REPO, trainer_command
 
 
 def free_ports(count):
@@ -70,21 +70,16 @@ def test_trainer_on_two_workers(tiny_records, tmp_path):
     records, _ = tiny_records
     out = tmp_path / "run"
     results = run_workers(
-        [
-            sys.executable,
-            "-m",
-            "trainers.multiclass",
-            "--data",
-            str(records),
-            "--output",
-            str(out),
+        trainer_command(
+            records,
+            out,
             "--stages",
             "densenet",
             "--epochs_densenet",
             "2",
             "--batch_size",
             "4",
-        ]
+        )
     )
     assert [code for code, _, _ in results] == [0, 0], results[0][2][-3000:] + results[1][2][-3000:]
     chief = keras.saving.load_model(str(out / "densenet" / "model.keras"))

@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tao_keras import classes
 from tao_keras.training import protocol
 
-from conftest import REPO
+from conftest import REPO, trainer_command
 
 
 def tags(log_dir):
@@ -140,14 +140,9 @@ def test_killed_training_resumes_where_it_stopped(tiny_records, tmp_path):
 
     records, _ = tiny_records
     out = tmp_path / "resume"
-    command = [
-        sys.executable,
-        "-m",
-        "trainers.multiclass",
-        "--data",
-        str(records),
-        "--output",
-        str(out),
+    command = trainer_command(
+        records,
+        out,
         "--stages",
         "densenet",
         "--epochs_densenet",
@@ -156,7 +151,7 @@ def test_killed_training_resumes_where_it_stopped(tiny_records, tmp_path):
         "4",
         "--epoch_fraction",
         "6",
-    ]
+    )
     history = out / "densenet" / "history.csv"
 
     def epochs_logged():

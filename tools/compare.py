@@ -43,6 +43,10 @@ def table(loaded):
         rows.sort(
             key=lambda row: MODEL_ORDER.index(row[0]) if row[0] in MODEL_ORDER else len(MODEL_ORDER)
         )
+        # A model reported by several runs (a trainer's report repeats the baseline it was
+        # compared with) is shown once, from the first run given.
+        seen = set()
+        rows = [row for row in rows if not (row[0] in seen or seen.add(row[0]))]
         for split in ("val", "test"):
             present = [
                 (model, r, by_split[split]) for model, r, by_split in rows if split in by_split

@@ -360,3 +360,25 @@ def test_the_fits_conversion_cache_is_keyed_by_what_was_converted(tmp_path):
     with open(a / "catalog.csv", "a") as f:  # an edited catalog is converted again
         f.write("obj-new,SN,,,,\n")
     assert data.conversion_key(str(a), 0) != key
+
+
+def test_a_manifest_newer_than_this_code_or_unreadable_is_refused_by_name(tmp_path):
+    import json
+
+    from tfrecords import manifest, schema
+
+    (tmp_path / "dataset.json").write_text(
+        json.dumps({"schema_version": schema.SCHEMA_VERSION + 1})
+    )
+    with pytest.raises(
+        manifest.ManifestError, match=r"dataset.json: records of schema version \d+, newer"
+    ):
+        manifest.load(str(tmp_path))
+    (tmp_path / "dataset.json").write_text("{ not json")
+    with pytest.raises(manifest.ManifestError, match="dataset.json: unreadable manifest"):
+        manifest.load(str(tmp_path))
+    with pytest.raises(
+        manifest.ManifestError, match="records have 16x16 RoIs, smaller than the model's 32x32"
+    ):
+        manifest.check_roi({"roi_size": 16}, str(tmp_path), 32)
+    manifest.check_roi({"roi_size": 64}, str(tmp_path), 16)  # a central crop is fine

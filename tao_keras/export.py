@@ -50,8 +50,8 @@ def export_model(
     metadata.
 
     model: a TAO-Net (Keras); export_dir: the version directory to write; task: its task
-    (tao_keras.classes.TASKS), giving the class names; sequence_length: the fixed S the model
-    was evaluated at (joint stage), or None (all dates); stride: of the sliding triplets;
+    (tao_keras.classes.TASKS), giving the class names; sequence_length: serve on the most recent S dates of
+    a request, or None (every date: how the trainers score and export every stage); stride: of the sliding triplets;
     training_config: a dict kept in the metadata.
     objects_per_call: objects the model sees at once (memory bound: a 64-object paper-preset
     request in one call was killed at 24 GiB; in chunks of 8 it peaked at 4 GiB).
@@ -89,6 +89,7 @@ def export_model(
         "roi_size": roi,
         "model_roi_size": model_roi,
         "sequence_length": sequence_length,
+        "dates_used": "all" if sequence_length is None else f"most recent {sequence_length}",
         "stride": stride,
         "normalization": normalization,
         "per_date": per_date,
@@ -143,9 +144,6 @@ def export_model(
     return metadata
 
 
-STAGE_SEQUENCE_LENGTH = {"joint": "fixed", "gru": None}
-
-
 def export_run(run_dir, export_root, name=None, version=None, stage=None):
     """Export a trainer's run directory -> the version directory written (export_root/name/version).
 
@@ -164,7 +162,6 @@ def export_run(run_dir, export_root, name=None, version=None, stage=None):
             f"{run_dir}: stage {stage!r} has no model.keras (served stages found: {available})"
         )
     model = keras.saving.load_model(run_layout.stage_model(run_dir, stage), compile=False)
-    sequence_length = config["sequence_length"] if STAGE_SEQUENCE_LENGTH[stage] == "fixed" else None
     model_root = os.path.join(export_root, name or f"taonet_{config['task']}")
     target = os.path.join(model_root, str(version or run_layout.next_version(model_root)))
     if os.path.exists(target):
@@ -175,7 +172,7 @@ def export_run(run_dir, export_root, name=None, version=None, stage=None):
         model,
         target,
         config["task"],
-        sequence_length,
+        None,  # every stage is served on the whole sequence, as it was scored
         training_config={**config, "stage": stage},
         normalization=config.get("normalization", "image"),
         input_roi_size=config.get("records_roi_size"),

@@ -11,7 +11,7 @@ Signatures (every output has the batch as its first axis, as TF Serving's row fo
 Inside the graph, with the functions the pipeline uses (tao_keras.pipeline): exposures sorted by
 time, exposures without a single finite pixel dropped (as the converter drops such files),
 dates grouped by the converter's rule, the first exposure of each date (the evaluation choice),
-normalization, fixed length S (when the model was evaluated at one), sliding triplets, the model.
+normalization, the most recent S dates (when set; else all), sliding triplets, the model.
 Malformed requests fail with InvalidArgument and a message naming the batch row.
 """
 
@@ -40,8 +40,8 @@ class ServingModule:
     """The graph functions of a served TAO-Net, closing over the model and its settings.
 
     model: a float32 TAO-Net; class_names: the task's [C] names; roi_size: side of the
-    cutouts a request carries; sequence_length: the fixed S the model was evaluated at, or
-    None (all dates); stride: of the sliding triplets; objects_per_call: objects the model
+    cutouts a request carries; sequence_length: the request's most recent S dates, or None
+    (all dates; never dates around a centre, which a live object has not seen yet); stride: of the sliding triplets; objects_per_call: objects the model
     sees at once (bounds memory whatever the batch); scale: the normalization's noise scale
     ("object" or "image"); crop: the model's RoI side when smaller than roi_size; per_date:
     one image per date by dates.PER_DATE ("choose": the first exposure; "coadd": their mean).

@@ -57,21 +57,33 @@ def test_triplet_rules(num_dates, max_date, nt, expected):
 
 
 @pytest.mark.parametrize(
-    "num, length, expected",
+    "num, end, length, expected",
     [
-        (25, 19, list(range(3, 22))),  # central 19 of 25
-        (24, 19, list(range(2, 21))),  # odd excess: one more dropped at the end
-        (19, 19, list(range(19))),
-        (16, 19, [0] + list(range(16)) + [15, 15]),  # first replicated before, last after
-        (3, 6, [0, 0, 1, 2, 2, 2]),
+        (25, None, None, (0, 25)),  # whole sequence
+        (25, None, 19, (6, 25)),  # the most recent 19, never the central ones
+        (25, 10, 19, (0, 10)),  # the first 10 dates (an object seen for 10 nights)
+        (25, 22, 5, (17, 22)),  # cut after date 22, its 5 most recent
+        (7, 30, None, (0, 7)),  # asking for more dates than there are
     ],
 )
-def test_fixed_length_central_and_replication(num, length, expected):
-    images = tf.reshape(tf.range(num, dtype=tf.float32), [num, 1, 1]) * tf.ones([1, 2, 2])
-    mjd = tf.range(num, dtype=tf.float64) * 10.0
-    out, out_mjd = windows.fix_length(images, mjd, length)
-    assert out[:, 0, 0].numpy().astype(int).tolist() == expected
-    np.testing.assert_array_equal(out_mjd.numpy(), np.array(expected) * 10.0)
+def test_windows_end_at_an_observed_date(num, end, length, expected):
+    start, stop = windows.window_bounds(num, end, length)
+    assert (int(start), int(stop)) == expected
+
+
+def test_random_prefixes_cover_every_end_with_the_asked_frequency():
+    ends = np.array(
+        [int(windows.random_end(12, 0.5, tf.constant([i, 7], tf.int64))) for i in range(2000)]
+    )
+    assert ends.min() == windows.MIN_DATES and ends.max() == 12
+    cut = ends < 12  # cut at 12 is indistinguishable from whole: 0.5 * (1 - 1/10) expected
+    assert abs(cut.mean() - 0.5 * 9 / 10) < 0.04
+    counts = np.bincount(ends[cut], minlength=12)[windows.MIN_DATES : 12]
+    assert counts.min() > 0.6 * counts.mean()  # roughly uniform over 3..11
+    assert all(
+        int(windows.random_end(12, 0.0, tf.constant([i, 1], tf.int64))) == 12 for i in range(50)
+    )
+    assert int(windows.random_end(2, 1.0, tf.constant([3, 1], tf.int64))) == 2  # too few to cut
 
 
 @pytest.mark.parametrize(
@@ -247,6 +259,41 @@ def test_evaluation_uses_the_first_exposure_of_each_date(tiny_records):
     ).numpy()
     np.testing.assert_allclose(features["images"].numpy()[0, :, :, :, 0], expected[:-2], atol=1e-6)
     np.testing.assert_allclose(features["images"].numpy()[0, -1, :, :, 2], expected[-1], atol=1e-6)
+
+
+def test_first_dates_are_the_whole_sequence_cut_without_look_ahead(tiny_records):
+    out, _ = tiny_records
+    whole = datasets.PipelineConfig(sequence_length=None, batch_size=1, augment=False)
+    first4 = dataclasses.replace(whole, max_dates=4)
+    for (a, _), (b, _) in zip(
+        datasets.evaluation_dataset(str(out), whole, split="train").take(4),
+        datasets.evaluation_dataset(str(out), first4, split="train").take(4),
+    ):
+        assert int(b["length"][0]) == min(2, int(a["length"][0]))  # 4 dates = 2 triplets
+        # the same pixels and gaps: the noise scale comes from the first dates in both
+        np.testing.assert_array_equal(b["images"].numpy()[0], a["images"].numpy()[0, :2])
+        np.testing.assert_array_equal(b["dt"].numpy()[0], a["dt"].numpy()[0, :2])
+
+
+def test_training_prefixes_and_at_most_s_dates(tiny_records):
+    out, _ = tiny_records
+    base = datasets.PipelineConfig(
+        sequence_length=None, batch_size=1, augment=False, shuffle_buffer=1, seed=3
+    )
+    longest = max(
+        int(f["length"][0]) for f, _ in datasets.evaluation_dataset(str(out), base, split="train")
+    )
+
+    def lengths(config, n=120):
+        dataset, _ = datasets.training_dataset(str(out), config)
+        return np.array([int(f["length"][0]) for f, _ in dataset.take(n)])
+
+    whole = lengths(base)
+    assert whole.min() > 1 and whole.max() == longest
+    cut = lengths(dataclasses.replace(base, prefix_fraction=1.0))
+    assert cut.min() == 1 and cut.mean() < whole.mean() - 1  # cut after 3..D dates
+    capped = lengths(dataclasses.replace(base, sequence_length=5, prefix_fraction=0.5))
+    assert capped.max() == 3 and capped.min() == 1  # at most 5 dates = 3 triplets
 
 
 @pytest.mark.parametrize("mode", ["sequence", "triplet"])

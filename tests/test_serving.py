@@ -41,7 +41,7 @@ def objects(trained_run):
 
 def trained_pipeline(run_dir, stage, batch_size):
     """The evaluation pipeline a stage of the run was scored with (its crop, per-date rule,
-    normalization and length), unaugmented."""
+    normalization; whole sequences), unaugmented."""
     import dataclasses
 
     from tao_keras.training import config as train_config
@@ -49,7 +49,7 @@ def trained_pipeline(run_dir, stage, batch_size):
 
     config = train_config.from_dict(json.load(open(run_dir / "config.json")))
     pipeline = protocol.pipeline_config(config, stage)
-    return dataclasses.replace(pipeline, augment=False, batch_size=batch_size)
+    return dataclasses.replace(protocol.evaluation_config(pipeline), batch_size=batch_size)
 
 
 def pack(records, pad=2):
@@ -122,7 +122,10 @@ def test_fresh_tensorflow_only_process_reproduces_keras_probabilities(
     assert list(out["class_name"]) == [classes.CLASS_NAMES[i] for i in expected.argmax(axis=1)]
     metadata = json.loads(str(out["metadata"]))
     assert metadata["task"] == "multiclass" and metadata["class_names"] == list(classes.CLASS_NAMES)
-    assert metadata["sequence_length"] == SEQUENCE_LENGTH and metadata["schema_version"] == 1
+    # trained on at most S dates, served like it was scored: every date, none from a centre
+    assert metadata["sequence_length"] is None and metadata["dates_used"] == "all"
+    assert metadata["training_config"]["sequence_length"] == SEQUENCE_LENGTH
+    assert metadata["schema_version"] == 1
     assert metadata["training_config"]["joint"]["epochs"] == 1
 
 
@@ -162,11 +165,17 @@ def test_padding_order_and_empty_exposures_do_not_change_the_answer(served, obje
         reference,
         atol=1e-6,
     )
-    blank = images.copy()  # an all-NaN exposure, not the first of its date
+    blank = images.copy()  # an all-NaN exposure, not the first of its date: as if absent
     second = int(np.flatnonzero(np.diff(mjd[1, : num_exposures[1]]) < 0.5)[0]) + 1
     blank[1, second] = np.nan
+    keep = np.arange(images.shape[1]) != second
+    absent_images, absent_mjd = images.copy(), mjd.copy()
+    absent_images[1, :-1], absent_mjd[1, :-1] = images[1, keep], mjd[1, keep]
+    fewer = num_exposures - np.array([0, 1], np.int32)
     np.testing.assert_allclose(
-        call_raw(served, blank, mjd, num_exposures)["probabilities"], reference, atol=1e-6
+        call_raw(served, blank, mjd, num_exposures)["probabilities"],
+        call_raw(served, absent_images, absent_mjd, fewer)["probabilities"],
+        atol=1e-6,
     )
 
 

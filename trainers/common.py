@@ -32,7 +32,18 @@ flags.DEFINE_integer(
     "batch_size", None, "Global batch size of every stage (default: preset), split across replicas."
 )
 flags.DEFINE_integer(
-    "sequence_length", 19, "Fixed length S of joint training, in dates.", lower_bound=3
+    "sequence_length",
+    19,
+    "S: joint training sees at most the S most recent dates of each (possibly cut) sequence.",
+    lower_bound=3,
+)
+flags.DEFINE_float(
+    "prefix_fraction",
+    None,
+    "Share of TAO-Net training sequences (stages gru, joint) cut after a random date, so that "
+    "early predictions (a few nights) are trained for. Default: the preset's.",
+    0.0,
+    1.0,
 )
 flags.DEFINE_float("aux_weight", 1.0, "Weight of the auxiliary (per-step) loss in joint training.")
 flags.DEFINE_float("epoch_fraction", 1.0, "Fraction of the balanced epoch per training epoch.", 0.0)
@@ -110,6 +121,9 @@ def train_config(task):
         base,
         task=task,
         sequence_length=FLAGS.sequence_length,
+        prefix_fraction=(
+            base.prefix_fraction if FLAGS.prefix_fraction is None else FLAGS.prefix_fraction
+        ),
         aux_weight=FLAGS.aux_weight,
         epoch_fraction=FLAGS.epoch_fraction,
         frozen=tuple(FLAGS.freeze),
@@ -125,19 +139,22 @@ def train_config(task):
 
 
 def baseline_results(records, task, seed):
-    """{RF model name: {split: metrics}} of the light-curve Random Forest on the same records
-    (the comparison the paper makes), or {} with a warning when it cannot be trained."""
+    """The light-curve Random Forest on the same records (the comparison the paper makes):
+    ({RF model name: {split: metrics}}, {RF model name: early F1 (baseline.early_run)}), or
+    ({}, {}) with a warning when it cannot be trained."""
     from tao_keras.lightcurves import baseline
     from tao_keras.lightcurves import curves as curve_io
 
     began = time.perf_counter()
     try:
-        scores, _ = baseline.run(curve_io.of_records(records), task, seed=seed)
+        curves = curve_io.of_records(records)
+        scores, _ = baseline.run(curves, task, seed=seed)
+        early_f1 = baseline.early_run(curves, task, seed=seed)
     except ValueError as e:
         logging.warning("no light-curve baseline in the report: %s", e)
-        return {}
+        return {}, {}
     logging.info("light-curve Random Forest: %.0f s", time.perf_counter() - began)
-    return {baseline.MODEL_NAME: scores}
+    return {baseline.MODEL_NAME: scores}, {baseline.MODEL_NAME: early_f1}
 
 
 def run(task):
@@ -179,16 +196,19 @@ def run(task):
     previous = None
     if FLAGS.init_from:
         previous = keras.saving.load_model(run_layout.last_model(FLAGS.init_from))
-    results, stage_seconds = {}, {}
+    results, early_f1, stage_seconds = {}, {}, {}
     for stage in FLAGS.stages:
         stage_began = time.perf_counter()
         previous, scores = protocol.run_stage(stage, records, out_dir, config, strategy, previous)
         results[protocol.MODEL_NAMES[stage]] = scores
+        if protocol.stage_early(out_dir, stage):
+            early_f1[protocol.MODEL_NAMES[stage]] = protocol.stage_early(out_dir, stage)
         stage_seconds[protocol.MODEL_NAMES[stage]] = time.perf_counter() - stage_began
     names = classes.task_class_names(task)
     trained = time.perf_counter() - began
     if FLAGS.baseline and multiworker.is_chief() and not FLAGS.init_from:
-        results = {**baseline_results(records, task, FLAGS.seed), **results}
+        rf_scores, rf_early = baseline_results(records, task, FLAGS.seed)
+        results, early_f1 = {**rf_scores, **results}, {**rf_early, **early_f1}
     text = reports.write(
         out_dir,
         results,
@@ -200,6 +220,7 @@ def run(task):
             "training_seconds": trained,
             "stage_seconds": stage_seconds,
         },
+        early_f1=early_f1,
     )
     print(text)
     print(f"TensorBoard: tensorboard --logdir {run_layout.logs_dir(out_dir)}")

@@ -29,11 +29,20 @@ NT_INDEX = classes.CLASS_NAMES.index("NT")
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-    """How records become batches. sequence_length None = variable length (padded batches)."""
+    """How records become batches.
+
+    Sequence mode sees a window of dates ending at an observed date (windows.window_bounds):
+    the first max_dates dates (all when None: early classification evaluates the first N
+    nights), in training cut after a random date with probability prefix_fraction (the object
+    as it looked after that night), and of those the most recent sequence_length (all when
+    None). Batches are padded to their longest sequence; "length" gives each one's steps.
+    """
 
     task: str = "multiclass"
     mode: str = "sequence"
-    sequence_length: int | None = 19
+    sequence_length: int | None = 19  # at most S dates, the most recent of the window
+    max_dates: int | None = None  # only the first N dates of every object (None: all)
+    prefix_fraction: float = 0.0  # training: share of sequences cut after a random date
     stride: int = 1
     batch_size: int = 32
     balance: str = "balanced"
@@ -56,6 +65,10 @@ class PipelineConfig:
             raise ValueError(
                 f"sequence_length {self.sequence_length} < 3 (one triplet needs 3 dates)"
             )
+        if self.max_dates is not None and self.max_dates < 3:
+            raise ValueError(f"max_dates {self.max_dates} < 3 (one triplet needs 3 dates)")
+        if not 0.0 <= self.prefix_fraction <= 1.0:
+            raise ValueError(f"prefix_fraction {self.prefix_fraction} outside [0, 1]")
         classes.task_class_names(self.task)
         if self.per_date not in dates.PER_DATE:
             raise ValueError(f"per_date {self.per_date!r} not in {dates.PER_DATE}")
@@ -104,7 +117,8 @@ def _finish(config, augment):
     """Normalize, augment and build the model input from one image per date.
 
     Augmentation acts on the per-date images, before they are stacked into (overlapping)
-    triplets: the same transform for the whole sequence, on a third of the data.
+    triplets: the same transform for the whole sequence, on a third of the data. seed (a
+    stateless seed [2], training only) draws the augmentation and the training prefix.
     """
 
     def finish(item, seed=None):
@@ -119,8 +133,16 @@ def _finish(config, augment):
             if augment:
                 images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
             return {"images": tf.transpose(images, [1, 2, 0])}, item["label"]
+        end = config.max_dates
+        if seed is not None and config.prefix_fraction > 0:
+            cut = windows.random_end(
+                tf.shape(item["images"])[0],
+                config.prefix_fraction,
+                tf.random.experimental.stateless_fold_in(seed, 3),
+            )
+            end = cut if end is None else tf.minimum(cut, end)
         images, mjd = model_inputs.prepare_dates(
-            item["images"], item["mjd"], config.sequence_length, config.scale, config.crop
+            item["images"], item["mjd"], config.sequence_length, config.scale, config.crop, end
         )
         if augment:
             images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
@@ -130,7 +152,7 @@ def _finish(config, augment):
 
 
 def _batch(dataset, config, drop_remainder):
-    if config.mode == "sequence" and config.sequence_length is None:
+    if config.mode == "sequence":
         return dataset.padded_batch(config.batch_size, drop_remainder=drop_remainder)
     return dataset.batch(config.batch_size, drop_remainder=drop_remainder)
 
@@ -207,17 +229,12 @@ def training_dataset(records_dir, config, split="train"):
         epoch = sum(counts)
     dataset = tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=config.seed)
     finish = _finish(config, augment=config.augment)
-    if config.augment:
-        seeds = tf.data.Dataset.random(seed=config.seed + 7919).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            lambda item, seed: finish(item, seed),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=config.deterministic,
-        )
-    else:
-        dataset = dataset.map(
-            finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic
-        )
+    seeds = tf.data.Dataset.random(seed=config.seed + 7919).batch(2)
+    dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+        lambda item, seed: finish(item, seed),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=config.deterministic,
+    )
     dataset = _batch(dataset, config, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     return dataset.with_options(_options(config)), math.ceil(epoch / config.batch_size)
 

@@ -19,18 +19,19 @@ def center_crop(images, size):
     return images[..., top : top + size, left : left + size]
 
 
-def prepare_dates(images, mjd, sequence_length=None, scale="object", crop=None):
-    """Raw images [D, H, W], mjd [D] (float64), one per date in time order -> normalized images
-    and times of exactly `sequence_length` dates (all D dates when None). The noise scale comes
-    from the object's first dates (before any date is dropped), the rest of the normalization
-    is per image, so the dates are chosen first and only those kept are normalized.
-    scale="image" divides each image by its own noise scale instead (the former rule, kept
-    for comparison: it does not preserve flux ratios between dates). crop: the model's RoI
-    side when smaller than the records' (central crop after normalization, so the sky
-    statistics still come from the whole cutout)."""
+def prepare_dates(images, mjd, sequence_length=None, scale="object", crop=None, end=None):
+    """Raw images [D, H, W], mjd [D] (float64), one per date in time order -> the normalized
+    images and times of the window windows.window_bounds(D, end, sequence_length): the first
+    `end` dates (all when None) and of those the most recent `sequence_length` (all when None).
+    The noise scale comes from the object's first dates (before any date is dropped), the rest
+    of the normalization is per image, so the dates are chosen first and only those kept are
+    normalized. scale="image" divides each image by its own noise scale instead (the former
+    rule, kept for comparison: it does not preserve flux ratios between dates). crop: the
+    model's RoI side when smaller than the records' (central crop after normalization, so the
+    sky statistics still come from the whole cutout)."""
     reference = normalization.object_scale(images, scale)
-    if sequence_length is not None:
-        images, mjd = windows.fix_length(images, mjd, sequence_length)
+    start, stop = windows.window_bounds(tf.shape(images)[0], end, sequence_length)
+    images, mjd = images[start:stop], mjd[start:stop]
     return center_crop(normalization.normalize_images(images, reference), crop), mjd
 
 
@@ -40,6 +41,9 @@ def sequence_features(images, mjd, stride=1):
     return {"images": triplets, "dt": gaps, "length": tf.shape(triplets)[0]}
 
 
-def evaluation_features(images, mjd, sequence_length=None, stride=1, scale="object", crop=None):
-    """One object's model input without augmentation (evaluation and serving)."""
-    return sequence_features(*prepare_dates(images, mjd, sequence_length, scale, crop), stride)
+def evaluation_features(
+    images, mjd, sequence_length=None, stride=1, scale="object", crop=None, end=None
+):
+    """One object's model input without augmentation (evaluation and serving); arguments as
+    prepare_dates'."""
+    return sequence_features(*prepare_dates(images, mjd, sequence_length, scale, crop, end), stride)

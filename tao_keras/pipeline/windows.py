@@ -2,12 +2,15 @@
 
 Triplets stack three dates as channels (early fusion). Sequences slide a window of three
 consecutive dates along the object's dates; each step also carries the time gaps inside
-its triplet, in years (the paper's relative-date feature).
+its triplet, in years (the paper's relative-date feature). Sequence models see a window of
+dates that ends at an observed date (window_bounds): the whole sequence, its first N dates
+(early classification), or during training a random prefix (random_end) and at most S dates.
 """
 
 import tensorflow as tf
 
 DAYS_PER_YEAR = 365.25
+MIN_DATES = 3  # one triplet
 
 
 def triplet_dates(num_dates, max_date_index, is_non_transient):
@@ -20,14 +23,27 @@ def triplet_dates(num_dates, max_date_index, is_non_transient):
     return tf.where(is_non_transient, spread, around_max)
 
 
-def fix_length(images, mjd, length):
-    """Exactly `length` dates: the central ones when longer; when shorter, the first date
-    replicated before and the last after (the extra half rounded to the end)."""
-    num = tf.shape(images)[0]
-    extra = length - num
-    left = tf.where(extra < 0, (-extra) // 2, -(extra // 2))  # start offset into the dates
-    index = tf.clip_by_value(tf.range(length) + left, 0, num - 1)
-    return tf.gather(images, index), tf.gather(mjd, index)
+def window_bounds(num_dates, end=None, length=None):
+    """The dates [start, stop) a sequence model sees, never a date after `end`: the first `end`
+    dates (all when None; an object observed for `end` nights so far), and of those the most
+    recent `length` (all when None). A live object has only its past, so windows end at a date
+    that has been observed, never around a later one. -> (start, stop) int32 scalars."""
+    num_dates = tf.cast(num_dates, tf.int32)
+    stop = num_dates if end is None else tf.minimum(tf.cast(end, tf.int32), num_dates)
+    start = tf.constant(0) if length is None else tf.maximum(stop - length, 0)
+    return start, stop
+
+
+def random_end(num_dates, prefix_fraction, seed):
+    """Training's prefix rule: with probability prefix_fraction the object is cut after a random
+    date (uniform over MIN_DATES..num_dates: what a live object looks like after that night),
+    else all num_dates dates are kept. seed: a stateless seed [2]. -> int32 scalar."""
+    num_dates = tf.cast(num_dates, tf.int32)
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    cut = tf.random.stateless_uniform([], seeds[0]) < prefix_fraction
+    low = tf.minimum(MIN_DATES, num_dates)
+    end = tf.random.stateless_uniform([], seeds[1], low, num_dates + 1, dtype=tf.int32)
+    return tf.where(cut, end, num_dates)
 
 
 def sliding_triplets(images, mjd, stride=1):

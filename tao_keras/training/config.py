@@ -12,8 +12,11 @@ class StageConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Stage 1: DenseNet on triplets; 2: GRU on frozen backbone, variable length;
-    3: joint training at fixed length S with the auxiliary loss (weight aux_weight)."""
+    """Stage 1: DenseNet on triplets; 2: GRU on frozen backbone, whole sequences; 3: joint
+    training on at most S dates (the most recent of the window) with the auxiliary loss
+    (weight aux_weight). prefix_fraction: in stages 2 and 3, the share of training sequences
+    cut after a random date (an object as it looked after that night, for early
+    classification); evaluation and serving use whole sequences (or their first N dates)."""
 
     model_preset: str = "cpu"
     task: str = "multiclass"
@@ -21,6 +24,7 @@ class TrainConfig:
     gru: StageConfig = StageConfig(epochs=3, learning_rate=2e-3, batch_size=16)
     joint: StageConfig = StageConfig(epochs=2, learning_rate=5e-4, batch_size=16)
     sequence_length: int = 19
+    prefix_fraction: float = 0.0
     aux_weight: float = 1.0
     weight_decay: float = 1e-4
     epoch_fraction: float = 1.0  # fraction of the balanced epoch per Keras epoch (quick runs)
@@ -48,12 +52,14 @@ class TrainConfig:
 
 
 TRAINING_PRESETS = {
-    # the winners of the learning-curve benchmark (docs/science.md): co-added dates, 40/15/15 epochs
+    # the winners of the learning-curve benchmark (docs/science.md): co-added dates, 40/15/40
+    # epochs, half the TAO-Net training sequences cut after a random night (early classification)
     "cpu": TrainConfig(
         per_date="coadd",
         densenet=StageConfig(epochs=40, learning_rate=2e-3, batch_size=32),
         gru=StageConfig(epochs=15, learning_rate=2e-3, batch_size=16),
-        joint=StageConfig(epochs=15, learning_rate=5e-4, batch_size=16),
+        joint=StageConfig(epochs=40, learning_rate=5e-4, batch_size=16),
+        prefix_fraction=0.5,
     ),
     # the paper's protocol: one exposure per date, its schedule (normalization: per object in
     # every preset, the fix of docs/science.md)

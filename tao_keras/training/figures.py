@@ -61,6 +61,42 @@ def save_confusion_png(path, matrix, class_names, title=None):
     plt.close(fig)
 
 
+def save_early_png(path, early_f1, title=None):
+    """ "F1 versus nights observed" as a PNG: one panel per split, a line per model, mean F1
+    (%) against the number of observation dates (the whole sequence drawn as a dashed level).
+
+    early_f1: {model: {split: {early.label(N): {"mean_f1": ...}}}} (report.json's "early_f1").
+    """
+    splits = sorted({s for by_split in early_f1.values() for s in by_split}, reverse=True)
+    fig, axes = plt.subplots(1, max(1, len(splits)), figsize=(5.2 * max(1, len(splits)), 3.8))
+    axes = np.atleast_1d(axes)
+    for ax, split in zip(axes, splits):
+        for i, (model, by_split) in enumerate(early_f1.items()):
+            points = by_split.get(split, {})
+            numbers = sorted(int(k) for k in points if k != "all")
+            colour = f"C{i}"
+            if numbers:
+                ax.plot(
+                    numbers,
+                    [100 * points[str(n)]["mean_f1"] for n in numbers],
+                    "o-",
+                    color=colour,
+                    label=model,
+                )
+            if "all" in points:
+                ax.axhline(100 * points["all"]["mean_f1"], color=colour, ls="--", lw=0.8)
+        ax.set_xlabel("observation dates (nights) used, from the first")
+        ax.set_ylabel("mean max-F1 over classes (%)")
+        ax.set_title(f"{split} (dashed: all dates)", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def example_dates(images, dt=None, max_dates=8):
     """Model inputs -> (per-date images [N, D, H, W], days since the first shown date [N, D]).
 

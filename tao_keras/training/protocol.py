@@ -2,9 +2,11 @@
 
 Stage 1 trains a DenseNet on triplets; stage 2 freezes its weights inside TAO-Net and trains
 the GRU stack on the complete, variable-length sequences; stage 3 trains everything jointly
-at fixed length S with the auxiliary loss after the backbone. Each stage keeps its best
-weights by validation mean F1, resumes after a kill (BackupAndRestore), writes TensorBoard
-logs, and is scored on the validation and test splits.
+on at most S dates with the auxiliary loss after the backbone. With TrainConfig.
+prefix_fraction, stages 2 and 3 also train on sequences cut after a random date. Each stage
+keeps its best weights by validation mean F1, resumes after a kill (BackupAndRestore), writes
+TensorBoard logs, and is scored on the validation and test splits on whole sequences; TAO-Net
+stages also on the first N dates of each object (early.NIGHTS: early classification).
 """
 
 import dataclasses
@@ -16,7 +18,7 @@ import os
 import keras
 import tensorflow as tf
 
-from tao_keras import classes, run_layout
+from tao_keras import classes, early, run_layout
 from tao_keras.models import densenet, presets, taonet
 from tao_keras.pipeline import datasets
 from tao_keras.training import (
@@ -30,6 +32,10 @@ from tao_keras.training import (
 from tfrecords import manifest as manifest_file
 
 STAGES = run_layout.STAGES
+# Settings that only later stages read: a finished stage 1 is reused whatever they are.
+LATER_STAGE_SETTINGS = {
+    "densenet": ("prefix_fraction", "sequence_length", "aux_weight", "aggregation", "frozen"),
+}
 # Shares of TrainConfig.max_minutes per stage (about what each stage takes with the cpu preset).
 BUDGET_SHARE = {"densenet": 0.3, "gru": 0.2, "joint": 0.5}
 MODEL_NAMES = {
@@ -64,10 +70,20 @@ def pipeline_config(config, stage):
     )
     if stage == "densenet":
         return datasets.PipelineConfig(mode="triplet", **common)
-    if stage == "gru":
-        return datasets.PipelineConfig(mode="sequence", sequence_length=None, **common)
+    sequence_length = config.sequence_length if stage == "joint" else None
     return datasets.PipelineConfig(
-        mode="sequence", sequence_length=config.sequence_length, **common
+        mode="sequence",
+        sequence_length=sequence_length,
+        prefix_fraction=config.prefix_fraction,
+        **common,
+    )
+
+
+def evaluation_config(pipeline, max_dates=None):
+    """A stage's PipelineConfig for scoring: no augmentation, no prefixes, whole sequences or
+    their first max_dates dates (what serving does with an object observed that many nights)."""
+    return dataclasses.replace(
+        pipeline, augment=False, prefix_fraction=0.0, sequence_length=None, max_dates=max_dates
     )
 
 
@@ -153,12 +169,15 @@ def transfer_matching_weights(target, source):
     return copied
 
 
+def _stage_settings(values, stage):
+    """The entries of a TrainConfig dict that a stage's result depends on."""
+    later = STAGES[STAGES.index(stage) + 1 :] + LATER_STAGE_SETTINGS.get(stage, ())
+    return json.loads(json.dumps({k: v for k, v in values.items() if k not in later}))
+
+
 def _settings(config, stage):
     """The settings a stage's result depends on: the TrainConfig less the later stages'."""
-    later = STAGES[STAGES.index(stage) + 1 :]
-    return json.loads(
-        json.dumps({k: v for k, v in dataclasses.asdict(config).items() if k not in later})
-    )
+    return _stage_settings(dataclasses.asdict(config), stage)
 
 
 def _finished_stage(out_dir, stage, config):
@@ -168,7 +187,7 @@ def _finished_stage(out_dir, stage, config):
             done = json.load(f)
     except (OSError, ValueError):
         return None
-    same = done.get("config") == _settings(config, stage)
+    same = _stage_settings(done.get("config", {}), stage) == _settings(config, stage)
     if not same or not os.path.exists(run_layout.stage_model(out_dir, stage)):
         return None
     return done["scores"]
@@ -200,7 +219,7 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     pipeline = pipeline_config(config, stage)
     train, steps = datasets.training_dataset(records_dir, pipeline)
     steps = max(1, math.ceil(steps * config.epoch_fraction))
-    eval_config = dataclasses.replace(pipeline, augment=False)
+    eval_config = evaluation_config(pipeline)
     val = datasets.evaluation_dataset(records_dir, eval_config, split="val")
     if stage != "densenet":
         train = train.map(two_outputs)
@@ -269,11 +288,60 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     except ValueError as e:  # e.g. a tiny data set without a test split for this task
         logging.warning("not scoring test: %s", e)
     scores = {split: evaluation.score(model, dataset, names) for split, dataset in splits.items()}
+    early_f1 = {}
+    if stage != "densenet":  # the triplet DenseNet needs the catalog date of maximum
+        early_f1 = early_scores(model, records_dir, eval_config, names, scores)
+        write_early(writer, early_f1)
     model.save(run_layout.stage_model(out_dir, stage))
     scores = json.loads(json.dumps(scores, default=float))
     done = run_layout.stage_file(out_dir, stage, run_layout.SCORES)
     partial = done + ".tmp"
     with open(partial, "w") as f:
-        json.dump({"config": _settings(config, stage), "scores": scores}, f, indent=1)
+        json.dump(
+            {"config": _settings(config, stage), "scores": scores, "early": early_f1}, f, indent=1
+        )
     os.replace(partial, done)
     return model, scores
+
+
+def early_scores(model, records_dir, eval_config, class_names, whole=None, nights=early.NIGHTS):
+    """The metric of a sequence model on the first N dates of every object, per split.
+
+    model: a TAO-Net; records_dir: converted records; eval_config: the stage's evaluation
+    PipelineConfig; class_names: the task's; whole: {split: metrics} already computed on whole
+    sequences (reused for None, and naming the splits to score); nights: the N to try.
+    -> {split: {early.label(N): early.summary(metrics)}}.
+    """
+    out = {}
+    for split in whole or ("val", "test"):
+        out[split] = {}
+        for n in nights:
+            if n is None and whole:
+                r = whole[split]
+            else:
+                dataset = datasets.evaluation_dataset(
+                    records_dir, dataclasses.replace(eval_config, max_dates=n), split
+                )
+                r = evaluation.score(model, dataset, class_names)
+            out[split][early.label(n)] = early.summary(r)
+    return out
+
+
+def write_early(writer, early):
+    """TensorBoard scalars early_mean_f1/<split> with the number of dates as the step (whole
+    sequences are the epoch scalars already)."""
+    with writer.as_default():
+        for split, by_nights in early.items():
+            for label, r in by_nights.items():
+                if label != "all":
+                    tf.summary.scalar(f"early_mean_f1/{split}", r["mean_f1"], step=int(label))
+    writer.flush()
+
+
+def stage_early(out_dir, stage):
+    """The early scores a finished stage wrote in its scores.json ({} when none)."""
+    try:
+        with open(run_layout.stage_file(out_dir, stage, run_layout.SCORES)) as f:
+            return json.load(f).get("early", {})
+    except (OSError, ValueError):
+        return {}

@@ -60,18 +60,62 @@ def markdown(results, task, class_names):
     return "\n".join(lines)
 
 
+EARLY_PNG = "early_f1.png"
+
+
+def early_markdown(early_f1):
+    """{model: {split: {early.label(N): {"mean_f1", "std_f1", ...}}}} -> the "F1 versus nights
+    observed" tables (mean F1 % per model and N, one table per split)."""
+    from tao_keras import early
+
+    labels = [early.label(n) for n in early.NIGHTS]
+    splits = [s for s in SPLIT_TITLES if any(s in by_split for by_split in early_f1.values())]
+    lines = [
+        "## F1 versus nights observed",
+        "",
+        "Mean maximum F1 (%) over classes when each object is classified from its first N "
+        "observation dates only (no later date, no date of maximum); the Random Forest is "
+        f"trained and scored on light curves cut the same way (at least 5 dates). Figure: "
+        f"{EARLY_PNG}.",
+        "",
+    ]
+    for split in splits:
+        lines += [
+            f"### {SPLIT_TITLES[split]}",
+            "",
+            "| model | " + " | ".join(f"N={x}" if x != "all" else "all" for x in labels) + " |",
+            "|---|" + "---|" * len(labels),
+        ]
+        for model, by_split in early_f1.items():
+            points = by_split.get(split, {})
+            cells = [percent(points[x]["mean_f1"]) if x in points else "–" for x in labels]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def confusion_png_name(model, split):
     """File name of a model's confusion-matrix figure for one split, beside report.md."""
     slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")
     return f"confusion-{slug}-{split}.png"
 
 
-def write(out_dir, results, task, class_names, extra=None):
+def write(out_dir, results, task, class_names, extra=None, early_f1=None):
     """Write OUTDIR/report.md, OUTDIR/report.json and a confusion-matrix PNG per model and
-    split (class names on both axes, counts and row percentages); returns the Markdown text."""
+    split (class names on both axes, counts and row percentages); returns the Markdown text.
+
+    results: {model: {split: metrics.evaluate output}}; extra: more report.json entries;
+    early_f1: {model: {split: {early.label(N): early.summary}}} ("F1 versus nights observed":
+    a table in report.md, report.json's "early_f1" and early_f1.png), or None.
+    """
     from tao_keras.training import figures
 
     text = markdown(results, task, class_names)
+    if early_f1:
+        text += "\n" + early_markdown(early_f1)
+        figures.save_early_png(
+            os.path.join(out_dir, EARLY_PNG), early_f1, f"task {task}: F1 versus nights observed"
+        )
     for model, by_split in results.items():
         for split, r in by_split.items():
             figures.save_confusion_png(
@@ -83,6 +127,8 @@ def write(out_dir, results, task, class_names, extra=None):
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write(text)
     payload = {"task": task, "class_names": list(class_names), "results": results, **(extra or {})}
+    if early_f1:
+        payload["early_f1"] = early_f1
     with open(os.path.join(out_dir, "report.json"), "w") as f:
         json.dump(payload, f, indent=2, default=float)
     return text

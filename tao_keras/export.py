@@ -1,10 +1,12 @@
 """Write a trained TAO-Net as a self-contained SavedModel (raw cutouts and times in, class
 probabilities out) for TF Serving and alert brokers: no project code is needed to serve it.
 
-The graph functions and their checks are tao_keras.serving.ServingModule; this module writes
-them with the model, the metadata() signature (JSON: task, class names, schema version, RoI,
-sequence length, normalization, training config) and assets.extra/tao_keras.json, and finds
-the model to export in a trainer's run directory (tao_keras.run_layout).
+The graph functions and their checks are tao_keras.serving.ServingModule (whole sequences)
+and tao_keras.streaming.NightUpdate (the `update` signature: one night at a time); this module
+writes them with the model, the metadata() signature (JSON: task, class names, schema version,
+RoI, dates used, normalization, update state size, training config) and
+assets.extra/tao_keras.json, and finds the model to export in a trainer's run directory
+(tao_keras.run_layout).
 """
 
 import json
@@ -14,7 +16,7 @@ import os
 import keras
 import tensorflow as tf
 
-from tao_keras import classes, run_layout, serving
+from tao_keras import classes, run_layout, serving, streaming
 from tao_keras.models import layers as _custom_layers  # noqa: F401  registers them for load_model
 from tao_keras.training import precision
 from tfrecords import schema
@@ -50,9 +52,9 @@ def export_model(
     metadata.
 
     model: a TAO-Net (Keras); export_dir: the version directory to write; task: its task
-    (tao_keras.classes.TASKS), giving the class names; sequence_length: serve on the most recent S dates of
-    a request, or None (every date: how the trainers score and export every stage); stride: of the sliding triplets;
-    training_config: a dict kept in the metadata.
+    (tao_keras.classes.TASKS), giving the class names; sequence_length: serve on the most recent
+    S dates of a request, or None (every date: how the trainers score and export every stage);
+    stride: of the sliding triplets; training_config: a dict kept in the metadata.
     objects_per_call: objects the model sees at once (memory bound: a 64-object paper-preset
     request in one call was killed at 24 GiB; in chunks of 8 it peaked at 4 GiB).
     normalization: the pixel noise scale the model was trained with ("object" or "image",
@@ -98,6 +100,16 @@ def export_model(
         "objects_per_call": objects_per_call,
         "training_config": training_config or {},
     }
+    try:
+        updater = streaming.NightUpdate(model, class_names, roi, model_roi, normalization, per_date)
+    except ValueError as e:  # e.g. bidirectional GRUs: no update signature
+        logging.getLogger(__name__).warning("no night-by-night `update` signature: %s", e)
+        updater = None
+    metadata["update"] = (
+        None
+        if updater is None
+        else {"state_size": updater.state_size, "previous_dates": 2, "min_dates": 3}
+    )
     text = json.dumps(metadata, indent=2, sort_keys=True)
     server = serving.ServingModule(
         model,
@@ -127,6 +139,19 @@ def export_model(
         server.serve_records,
         input_signature=[tf.TensorSpec([None], tf.string, name="records")],
     )
+    if updater is not None:
+        archive.add_endpoint(
+            "update",
+            updater.update,
+            input_signature=[
+                tf.TensorSpec([None, updater.state_size], tf.float32, name="state"),
+                tf.TensorSpec([None, 2, roi, roi], tf.float32, name="previous_images"),
+                tf.TensorSpec([None, 2], tf.float64, name="previous_mjd"),
+                tf.TensorSpec([None, None, roi, roi], tf.float32, name="images"),
+                tf.TensorSpec([None, None], tf.float64, name="mjd"),
+                tf.TensorSpec([None], tf.int32, name="num_exposures"),
+            ],
+        )
     describe = tf.function(lambda: {"json": tf.constant(text)}, input_signature=[])
     describe()
     archive.add_endpoint("metadata", describe)

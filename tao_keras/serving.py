@@ -39,12 +39,13 @@ def _padded(features_per_object):
 class ServingModule:
     """The graph functions of a served TAO-Net, closing over the model and its settings.
 
-    model: a float32 TAO-Net; class_names: the task's [C] names; roi_size: side of the
-    cutouts a request carries; sequence_length: the request's most recent S dates, or None
-    (all dates; never dates around a centre, which a live object has not seen yet); stride: of the sliding triplets; objects_per_call: objects the model
-    sees at once (bounds memory whatever the batch); scale: the normalization's noise scale
-    ("object" or "image"); crop: the model's RoI side when smaller than roi_size; per_date:
-    one image per date by dates.PER_DATE ("choose": the first exposure; "coadd": their mean).
+    model: a float32 TAO-Net; class_names: the task's [C] names; roi_size: side of the cutouts a
+    request carries; sequence_length: the request's most recent S dates, or None (all dates;
+    never dates around a centre, which a live object has not seen yet); stride: of the sliding
+    triplets; objects_per_call: objects the model sees at once (bounds memory whatever the
+    batch); scale: the normalization's noise scale ("object" or "image"); crop: the model's RoI
+    side when smaller than roi_size; per_date: one image per date by dates.PER_DATE ("choose":
+    the first exposure; "coadd": their mean).
     """
 
     def __init__(

@@ -1,10 +1,13 @@
-"""Shared test helpers: REPO (the repository root, for subprocesses), and the fixtures of a tiny
-simulated survey and its conversion, built once per test session."""
+"""Shared test helpers: REPO (the repository root, for subprocesses), pack (records as a
+serving request), and the fixtures of a tiny simulated survey, its conversion, a run trained
+on it and that run's SavedModel, built once per test session."""
 
+import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tools.conversion import convert
@@ -84,3 +87,40 @@ def trained_run(tiny_records, tmp_path_factory):
         timeout=600,
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def served(trained_run):
+    """The trained run's SavedModel (joint stage), loaded."""
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(trained_run / "export" / "taonet_multiclass" / "1"))
+
+
+@pytest.fixture(scope="session")
+def objects(trained_run):
+    """(records dir, serialized records, decoded records) of the train split, in evaluation
+    order."""
+    import tensorflow as tf
+
+    from tfrecords import manifest as manifest_file
+    from tfrecords import parser
+
+    records_dir = json.load(open(trained_run / "config.json"))["records"]
+    shards = manifest_file.task_shards(
+        manifest_file.load(records_dir), records_dir, "train", "multiclass"
+    )
+    paths = [p for label in sorted(shards) for p, _ in shards[label]]
+    serialized = [s.numpy() for s in tf.data.TFRecordDataset(paths)]
+    return records_dir, serialized, [parser.decode(s) for s in serialized]
+
+
+def pack(records, pad=2):
+    """Records -> serving_default inputs, padded with NaN images and zero times beyond each
+    object."""
+    width = max(r.num_exposures for r in records) + pad
+    images = np.full((len(records), width, 64, 64), np.nan, np.float32)
+    mjd = np.zeros((len(records), width))
+    for i, r in enumerate(records):
+        images[i, : r.num_exposures], mjd[i, : r.num_exposures] = r.images, r.mjd
+    return images, mjd, np.array([r.num_exposures for r in records], np.int32)

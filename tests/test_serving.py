@@ -14,29 +14,10 @@ import tensorflow as tf
 from tao_keras import classes, export
 from tao_keras.pipeline import datasets
 from tao_keras.training import precision
-from tfrecords import manifest as manifest_file
-from tfrecords import parser
 
-from conftest import REPO
+from conftest import REPO, pack
 
 SEQUENCE_LENGTH = 5  # the trained_run fixture's S
-
-
-@pytest.fixture(scope="module")
-def served(trained_run):
-    return tf.saved_model.load(str(trained_run / "export" / "taonet_multiclass" / "1"))
-
-
-@pytest.fixture(scope="module")
-def objects(trained_run):
-    """(serialized records, decoded records) of the train split, in evaluation order."""
-    records_dir = json.load(open(trained_run / "config.json"))["records"]
-    shards = manifest_file.task_shards(
-        manifest_file.load(records_dir), records_dir, "train", "multiclass"
-    )
-    paths = [p for label in sorted(shards) for p, _ in shards[label]]
-    serialized = [s.numpy() for s in tf.data.TFRecordDataset(paths)]
-    return records_dir, serialized, [parser.decode(s) for s in serialized]
 
 
 def trained_pipeline(run_dir, stage, batch_size):
@@ -50,17 +31,6 @@ def trained_pipeline(run_dir, stage, batch_size):
     config = train_config.from_dict(json.load(open(run_dir / "config.json")))
     pipeline = protocol.pipeline_config(config, stage)
     return dataclasses.replace(protocol.evaluation_config(pipeline), batch_size=batch_size)
-
-
-def pack(records, pad=2):
-    """Records -> serving_default inputs, padded with NaN images and zero times beyond each
-    object."""
-    width = max(r.num_exposures for r in records) + pad
-    images = np.full((len(records), width, 64, 64), np.nan, np.float32)
-    mjd = np.zeros((len(records), width))
-    for i, r in enumerate(records):
-        images[i, : r.num_exposures], mjd[i, : r.num_exposures] = r.images, r.mjd
-    return images, mjd, np.array([r.num_exposures for r in records], np.int32)
 
 
 def call_raw(served, images, mjd, num_exposures):

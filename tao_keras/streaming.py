@@ -1,0 +1,240 @@
+"""Night-by-night classification for alert brokers: the `update` graph function of an exported
+TAO-Net, which runs the backbone on the one new triplet and one step of each GRU, so that the
+cost of a night does not grow with the object's history.
+
+A broker keeps three tensors per object and passes them back on the next night:
+
+  state            float32 [B, state_size(model)]: zeros for a new object (layout below)
+  previous_images  float32 [B, 2, H, W]: the raw one-image-per-date of the last two nights
+                   (the per-date rule applied, not normalized), the older first
+  previous_mjd     float64 [B, 2]: their times
+
+and sends the new night's exposures (images float32 [B, E, H, W], NaN = bad; mjd float64
+[B, E]; num_exposures int32 [B], exposures beyond it are padding). The outputs are the next
+state, previous_images and previous_mjd, the probabilities [B, C], class_id [B] and class_name
+[B] after this night, and num_dates [B] (observation dates seen). Before an object's third
+date there is no triplet: probabilities are zeros, class_id -1, class_name "".
+
+After the last night the answer equals the full-sequence signature's on all the exposures
+(tests/test_streaming.py, 1e-5), provided each call holds one observation date (the
+converter's rule: exposures closer than schema.SAME_DATE_DAYS) and nights come in time
+order; an update whose exposures are all unusable (no finite pixel) changes nothing.
+
+State layout (float32, per object): the L GRU states (L x H), the running sum of the last
+GRU's outputs (H; the masked sum or mean over time), then steps (triplets seen), dates (dates
+seen) and scale (the object's noise scale, fixed on its third date: pipeline.normalization).
+"""
+
+import tensorflow as tf
+
+from tao_keras.models import taonet
+from tao_keras.pipeline import dates, model_inputs, normalization, windows
+from tfrecords import schema
+
+
+def _recurrent_layers(model):
+    """The GRU layers of a TAO-Net in order (ValueError for bidirectional ones)."""
+    if any(layer.name.startswith("bigru") for layer in model.layers):
+        raise ValueError("a bidirectional GRU needs the whole sequence: no night-by-night update")
+    grus = sorted(
+        (layer for layer in model.layers if layer.name.startswith("gru")),
+        key=lambda layer: int(layer.name[3:]),
+    )
+    if not grus:
+        raise ValueError(f"model {model.name!r} has no GRU layers")
+    return grus
+
+
+def _aggregation(model):
+    names = {layer.name for layer in model.layers}
+    if "masked_mean" in names:
+        return "mean"
+    if "masked_sum" in names:
+        return "add"
+    return "last"
+
+
+def state_size(model):
+    """Length of the per-object state vector of `model` (a TAO-Net)."""
+    grus = _recurrent_layers(model)
+    return sum(g.cell.units for g in grus) + grus[-1].cell.units + 3
+
+
+class NightUpdate:
+    """The `update` graph function of a float32 TAO-Net (see the module docstring).
+
+    model: the TAO-Net (unidirectional GRUs, stride 1); class_names: the task's [C] names;
+    roi_size: side of the cutouts a request carries; crop: the model's RoI side when smaller;
+    scale: the normalization's noise scale ("object" or "image"); per_date: one image per
+    date by dates.PER_DATE.
+    """
+
+    def __init__(self, model, class_names, roi_size, crop, scale, per_date):
+        self.grus = _recurrent_layers(model)
+        self.aggregation = _aggregation(model)
+        self.use_dt = any(layer.name == "features_dt" for layer in model.layers)
+        self.backbone = taonet.backbone_of(model)
+        self.head = model.get_layer("probabilities")
+        self.class_names = tf.constant(class_names)
+        self.roi_size, self.crop, self.scale, self.per_date = roi_size, crop, scale, per_date
+        self.state_size = state_size(model)
+
+    def _night(self, item):
+        """One object's new exposures -> (raw image of the date [H, W], its time, usable):
+        exposures without a finite pixel dropped, sorted by time, the per-date rule applied."""
+        images, mjd, count, row = item
+        images, mjd = images[:count], mjd[:count]
+        finite_times = tf.debugging.Assert(
+            tf.reduce_all(tf.math.is_finite(mjd)),
+            [tf.strings.format("batch row {}: mjd has NaN or infinite values", [row])],
+        )
+        with tf.control_dependencies([finite_times]):
+            usable = tf.reduce_any(tf.math.is_finite(images), axis=[1, 2])
+        images, mjd = tf.boolean_mask(images, usable), tf.boolean_mask(mjd, usable)
+        order = tf.argsort(mjd, stable=True)
+        images, mjd = tf.gather(images, order), tf.gather(mjd, order)
+        one_date = tf.debugging.Assert(
+            tf.reduce_all(mjd[1:] - mjd[:-1] < schema.SAME_DATE_DAYS),
+            [
+                tf.strings.format(
+                    "batch row {}: the exposures span more than one observation date "
+                    "(a gap of {} days or more); send one date per update",
+                    [row, schema.SAME_DATE_DAYS],
+                )
+            ],
+        )
+        any_usable = tf.size(mjd) > 0
+        with tf.control_dependencies([one_date]):
+            # a night without a usable exposure gets a blank stand-in, dropped by the caller
+            images, mjd = tf.cond(
+                any_usable,
+                lambda: (images, mjd),
+                lambda: (tf.zeros([1, self.roi_size, self.roi_size]), tf.zeros([1], tf.float64)),
+            )
+        image, time = dates.per_date_images(
+            images, mjd, tf.zeros_like(mjd, tf.int64), 1, self.per_date
+        )
+        return image[0], time[0], any_usable
+
+    def _split_state(self, state):
+        sizes = [g.cell.units for g in self.grus] + [self.grus[-1].cell.units, 1, 1, 1]
+        *hidden, total, steps, seen, scale = tf.split(state, sizes, axis=1)
+        return hidden, total, steps[:, 0], seen[:, 0], scale[:, 0]
+
+    def _normalized(self, triplets, scale, starting):
+        """Raw [B, 3, H, W] -> the model's triplets [B, h, w, 3], each object normalized with
+        its scale (its reference_scale computed here on its third date)."""
+
+        def one(item):
+            images, object_scale, third = item
+            if self.scale == "image":
+                reference = None
+            else:
+                reference = tf.where(third, normalization.reference_scale(images), object_scale)
+            out = normalization.normalize_images(images, reference)
+            used = object_scale if reference is None else reference
+            return model_inputs.center_crop(out, self.crop), used
+
+        roi = self.crop or self.roi_size
+        images, scale = tf.map_fn(
+            one,
+            (triplets, scale, starting),
+            fn_output_signature=(
+                tf.TensorSpec([3, roi, roi], tf.float32),
+                tf.TensorSpec([], tf.float32),
+            ),
+        )
+        return tf.transpose(images, [0, 2, 3, 1]), scale
+
+    def update(self, state, previous_images, previous_mjd, images, mjd, num_exposures):
+        batch = tf.shape(images)[0]
+        shape = tf.shape(images)
+        checks = [
+            tf.debugging.Assert(
+                tf.reduce_all(tf.equal(shape[2:], self.roi_size)),
+                [f"images must be [batch, exposures, {self.roi_size}, {self.roi_size}]", shape],
+            ),
+            tf.debugging.Assert(
+                tf.reduce_all(tf.equal(tf.shape(state), [batch, self.state_size])),
+                [f"state must be [batch, {self.state_size}] (zeros for a new object)"],
+            ),
+            tf.debugging.Assert(
+                tf.reduce_all(tf.equal(tf.shape(previous_images)[:2], [batch, 2]))
+                & tf.reduce_all(tf.equal(tf.shape(previous_mjd), [batch, 2]))
+                & tf.reduce_all(tf.equal(tf.shape(mjd), shape[:2]))
+                & tf.equal(tf.shape(num_exposures)[0], batch),
+                [
+                    "previous_images [batch, 2, H, W], previous_mjd [batch, 2], mjd [batch, "
+                    "exposures] and num_exposures [batch] must match images"
+                ],
+            ),
+            tf.debugging.Assert(
+                tf.reduce_all((num_exposures >= 0) & (num_exposures <= shape[1])),
+                ["num_exposures must lie in [0, exposures]", num_exposures],
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            images = tf.identity(images)
+        night, night_mjd, usable = tf.map_fn(
+            self._night,
+            (images, mjd, num_exposures, tf.range(batch)),
+            fn_output_signature=(
+                tf.TensorSpec([self.roi_size, self.roi_size], tf.float32),
+                tf.TensorSpec([], tf.float64),
+                tf.TensorSpec([], tf.bool),
+            ),
+        )
+        hidden, total, steps, seen, scale = self._split_state(state)
+        in_order = tf.debugging.Assert(
+            tf.reduce_all(~usable | (seen < 1) | (night_mjd > previous_mjd[:, 1])),
+            ["nights must come in time order: a night earlier than the last one seen"],
+        )
+        with tf.control_dependencies([in_order]):
+            seen_now = seen + tf.cast(usable, tf.float32)
+        step = usable & (seen_now >= windows.MIN_DATES)
+        triplets = tf.concat([previous_images, night[:, None]], axis=1)
+        times = tf.concat([previous_mjd, night_mjd[:, None]], axis=1)
+        starting = usable & tf.equal(seen_now, float(windows.MIN_DATES))
+        triplets, new_scale = self._normalized(triplets, scale, starting)
+        gaps = tf.cast((times[:, 1:] - times[:, :-1]) / windows.DAYS_PER_YEAR, tf.float32)
+        x = self.backbone(triplets, training=False)
+        if self.use_dt:
+            x = tf.concat([x, gaps], axis=-1)
+        new_hidden = []
+        keep = step[:, None]
+        for gru, h in zip(self.grus, hidden):
+            out, _ = gru.cell(x, [h], training=False)
+            new_hidden.append(tf.where(keep, out, h))
+            x = out
+        steps = steps + tf.cast(step, tf.float32)
+        if self.aggregation == "last":
+            pooled = new_hidden[-1]
+        else:
+            total = total + tf.where(keep, x, 0.0)
+            pooled = (
+                total / tf.maximum(steps, 1.0)[:, None] if self.aggregation == "mean" else total
+            )
+        probabilities = tf.where((steps > 0)[:, None], tf.cast(self.head(pooled), tf.float32), 0.0)
+        class_id = tf.where(steps > 0, tf.argmax(probabilities, axis=-1, output_type=tf.int32), -1)
+        scale = tf.where(starting, new_scale, scale)
+        state = tf.concat(
+            [*new_hidden, total, steps[:, None], seen_now[:, None], scale[:, None]], axis=1
+        )
+        shift = usable[:, None, None, None]
+        return {
+            "state": state,
+            "previous_images": tf.where(
+                shift, tf.concat([previous_images[:, 1:], night[:, None]], 1), previous_images
+            ),
+            "previous_mjd": tf.where(
+                usable[:, None],
+                tf.concat([previous_mjd[:, 1:], night_mjd[:, None]], 1),
+                previous_mjd,
+            ),
+            "probabilities": probabilities,
+            "class_id": class_id,
+            "class_name": tf.where(
+                class_id >= 0, tf.gather(self.class_names, tf.maximum(class_id, 0)), ""
+            ),
+            "num_dates": tf.cast(seen_now, tf.int32),
+        }

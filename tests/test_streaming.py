@@ -1,0 +1,157 @@
+"""The `update` signature (night-by-night classification for brokers): after the last night it
+gives the full-sequence signature's answer, in a process with tensorflow alone; its edge cases
+(no usable exposure, several dates in one call, nights out of order) and the replay helper."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tao_keras import classes, export
+from tao_keras.models import presets, taonet
+from tfrecords import parser
+from tools import replay_nights
+
+from conftest import REPO, pack
+
+
+def test_last_night_equals_the_whole_sequence_with_tensorflow_alone(trained_run, objects, tmp_path):
+    _, _, records = objects
+    images, mjd, num_exposures = pack(records, pad=2)
+    np.savez(tmp_path / "inputs.npz", images=images, mjd=mjd, num_exposures=num_exposures)
+    model_dir = trained_run / "export" / "taonet_multiclass" / "1"
+    run = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tests", "update_client.py"),
+            str(model_dir),
+            str(tmp_path / "inputs.npz"),
+            str(tmp_path / "out.npz"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = np.load(tmp_path / "out.npz")
+    assert out["loaded"].size == 0
+    history, dates = out["history"], out["dates"]
+    np.testing.assert_allclose(history[-1], out["full"], atol=1e-5)
+    np.testing.assert_array_equal(dates[-1], out["full_dates"])
+    assert list(out["class_name"]) == [classes.CLASS_NAMES[i] for i in out["full"].argmax(1)]
+    # nights 1 and 2: no triplet yet, no class; from the third on, a distribution
+    assert np.all(history[:2] == 0) and np.all(dates[0] == 1) and np.all(dates[1] == 2)
+    np.testing.assert_allclose(history[2:].sum(axis=-1), 1.0, atol=1e-5)
+    # every object gains one date per call until its last night
+    nights = np.array([r.num_dates for r in records])
+    np.testing.assert_array_equal(dates, np.minimum(np.arange(1, len(dates) + 1)[:, None], nights))
+
+
+@pytest.mark.parametrize(
+    "aggregation, per_date, scale",
+    [("add", "choose", "image"), ("last", "coadd", "object")],
+)
+def test_every_aggregation_and_per_date_rule_updates_exactly(
+    objects, tmp_path, aggregation, per_date, scale
+):
+    _, _, records = objects
+    config = dataclasses.replace(presets.preset("cpu"), aggregation=aggregation)
+    export.export_model(
+        taonet.build_taonet(config, 6),
+        str(tmp_path / "m"),
+        "multiclass",
+        None,
+        normalization=scale,
+        input_roi_size=64,
+        per_date=per_date,
+    )
+    model = tf.saved_model.load(str(tmp_path / "m"))
+    images, mjd, counts = pack(records[:4], pad=0)
+    _, history, _ = replay_nights.replay(model, images, mjd, counts)
+    full = model.signatures["serving_default"](
+        images=tf.constant(images), mjd=tf.constant(mjd), num_exposures=tf.constant(counts)
+    )["probabilities"].numpy()
+    np.testing.assert_allclose(history[-1], full, atol=1e-5)
+
+
+def _first_nights(record, same_date_days, nights):
+    return replay_nights.split_nights(record.images, record.mjd, same_date_days)[:nights]
+
+
+def _call(served, state, previous_images, previous_mjd, images, mjd, counts):
+    return served.signatures["update"](
+        state=tf.constant(state, tf.float32),
+        previous_images=tf.constant(previous_images, tf.float32),
+        previous_mjd=tf.constant(previous_mjd, tf.float64),
+        images=tf.constant(images, tf.float32),
+        mjd=tf.constant(mjd, tf.float64),
+        num_exposures=tf.constant(counts, tf.int32),
+    )
+
+
+def test_a_night_without_usable_exposures_changes_nothing_and_bad_calls_are_refused(
+    served, objects
+):
+    _, _, records = objects
+    metadata = json.loads(served.metadata()["json"].numpy())
+    size = metadata["update"]["state_size"]
+    state = np.zeros((1, size), np.float32)
+    previous, previous_mjd = np.zeros((1, 2, 64, 64)), np.zeros((1, 2))
+    nights = _first_nights(records[0], metadata["same_date_days"], 5)
+    for images, times in nights[:4]:
+        out = _call(served, state, previous, previous_mjd, images[None], times[None], [len(times)])
+        state, previous, previous_mjd = (
+            out["state"].numpy(),
+            out["previous_images"].numpy(),
+            out["previous_mjd"].numpy(),
+        )
+    blank = np.full_like(nights[4][0], np.nan)[None]
+    same = _call(served, state, previous, previous_mjd, blank, nights[4][1][None], [3])
+    np.testing.assert_array_equal(same["state"].numpy(), state)
+    np.testing.assert_array_equal(same["previous_images"].numpy(), previous)
+    np.testing.assert_array_equal(same["probabilities"].numpy(), out["probabilities"].numpy())
+    assert int(same["num_dates"][0]) == 4
+    two_dates = np.concatenate([nights[4][0], nights[4][0]])[None]
+    two_times = np.concatenate([nights[4][1], nights[4][1] + 1.0])[None]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="batch row 0: the exposures span"):
+        _call(served, state, previous, previous_mjd, two_dates, two_times, [two_times.shape[1]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="time order"):
+        _call(served, state, previous, previous_mjd, nights[0][0][None], nights[0][1][None], [1])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"state must be \\[batch, {size}\\]"):
+        _call(served, state[:, :-1], previous, previous_mjd, blank, nights[4][1][None], [1])
+
+
+def test_replay_tool_prints_every_night(trained_run, objects):
+    records_dir, _, _ = objects
+    shard = sorted(p for p in os.listdir(records_dir) if p.startswith("train-"))[0]
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.replay_nights",
+            "--model",
+            str(trained_run / "export" / "taonet_multiclass" / "1"),
+            "--records",
+            os.path.join(records_dir, shard),
+            "--max_objects",
+            "2",
+            "--check",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    first = next(parser.read_records([os.path.join(records_dir, shard)], 64))
+    assert f"{first.object_id}:" in run.stdout
+    assert "after  2 dates: not yet (< 3 dates)" in run.stdout
+    assert f"after {first.num_dates:2d} dates:" in run.stdout
+    difference = float(run.stdout.rsplit("after the last night: ", 1)[1].split()[0])
+    assert difference < 1e-5

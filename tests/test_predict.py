@@ -16,7 +16,7 @@ from tao_keras import classes
 from conftest import REPO
 
 
-def predict(model, input_dir, output):
+def predict(model, input_dir, output, *flags):
     run = subprocess.run(
         [
             sys.executable,
@@ -30,6 +30,7 @@ def predict(model, input_dir, output):
             str(output),
             "--workers",
             "1",
+            *flags,
         ],
         cwd=REPO,
         capture_output=True,
@@ -152,3 +153,30 @@ def test_a_truncated_or_corrupted_shard_costs_its_remainder_only(model_root, tra
     assert len(rows) == 2 + 2 + 2  # every record before each fault
     assert "2 shard remainder(s) unreadable" in stdout
     assert "object(s) skipped" not in stdout
+
+
+def test_first_nights_match_the_update_signature_after_that_night(
+    model_root, trained_run, tmp_path
+):
+    from tfrecords import parser
+    from tools import replay_nights
+
+    records_dir = json.load(open(trained_run / "config.json"))["records"]
+    manifest = json.load(open(os.path.join(records_dir, "dataset.json")))
+    shard = os.path.join(records_dir, manifest["splits"]["train"]["shards"][0]["file"])
+    (tmp_path / "in").mkdir()
+    shutil.copy(shard, tmp_path / "in" / "objects.tfrecord")
+    rows, stdout = predict(model_root, tmp_path / "in", tmp_path / "p.csv", "--nights", "4")
+    records = list(parser.read_records([shard]))
+    assert "from their first 4 nights" in stdout and len(rows) == len(records)
+    assert [int(r["num_dates"]) for r in rows] == [min(4, r.num_dates) for r in records]
+    width = max(r.num_exposures for r in records)
+    images = np.full((len(records), width, 64, 64), np.nan, np.float32)
+    mjd = np.zeros((len(records), width))
+    for i, r in enumerate(records):
+        images[i, : r.num_exposures], mjd[i, : r.num_exposures] = r.images, r.mjd
+    counts = np.array([r.num_exposures for r in records], np.int32)
+    model = tf.saved_model.load(str(model_root / "1"))
+    _, history, _ = replay_nights.replay(model, images, mjd, counts)
+    got = np.array([[float(r[f"p_{c}"]) for c in classes.CLASS_NAMES] for r in rows])
+    np.testing.assert_allclose(got, history[3], atol=1e-5)  # the 4th night's update

@@ -45,6 +45,30 @@ def test_report_has_every_stage_and_split(run_dir):
     assert "| model | BZ | AGN | CV | OTHER | SN | NT | mean ± std |" in text
 
 
+def test_report_has_f1_versus_nights_for_the_tao_net_stages(run_dir):
+    from tfrecords import manifest as manifest_file
+    from tfrecords import parser
+
+    report = json.load(open(run_dir / "report.json"))
+    early = report["early_f1"]
+    assert list(early) == [protocol.MODEL_NAMES["gru"], protocol.MODEL_NAMES["joint"]]
+    records_dir = report["records"]
+    shards = manifest_file.shards(manifest_file.load(records_dir), records_dir, "val")
+    longest = max(r.num_dates for r in parser.read_records([p for p, _, _ in shards]))
+    for model, by_split in early.items():
+        val = by_split["val"]
+        assert list(val) == ["3", "5", "7", "10", "15", "20", "all"]
+        assert val["all"]["mean_f1"] == pytest.approx(report["results"][model]["val"]["mean_f1"])
+        # N at least every object's number of dates is the whole sequence
+        for n in ("3", "5", "7", "10", "15", "20"):
+            if int(n) >= longest:
+                assert val[n] == val["all"]
+    text = (run_dir / "report.md").read_text()
+    assert "## F1 versus nights observed" in text and "| model | N=3 | N=5 |" in text
+    assert (run_dir / "early_f1.png").stat().st_size > 10_000
+    assert "early_mean_f1/val" in tags(str(run_dir / "logs" / "joint" / "evaluation"))
+
+
 def test_each_stage_keeps_its_best_epoch_as_model_and_score(run_dir):
     report = json.load(open(run_dir / "report.json"))
     for stage in protocol.STAGES:
@@ -212,6 +236,13 @@ def test_binary_finetunes_from_multiclass_with_frozen_gru(run_dir, tmp_path):
     )
     report = json.load(open(out / "report.json"))
     assert report["class_names"] == ["SN", "NT"]
+    # the RF on the same records first; early F1 for it and the finetuned TAO-Net
+    assert list(report["results"])[0] == "Random Forest (light curves)"
+    assert set(report["early_f1"]) == {
+        "Random Forest (light curves)",
+        "TAO-Net, joint + double supervision",
+    }
+    assert (out / "early_f1.png").exists()
     source = keras.saving.load_model(str(run_dir / "joint" / "model.keras"))
     tuned = keras.saving.load_model(str(out / "joint" / "model.keras"))
     for a, b in zip(source.get_layer("gru1").get_weights(), tuned.get_layer("gru1").get_weights()):

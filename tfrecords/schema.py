@@ -93,3 +93,17 @@ class SequenceRecord:
             raise ValueError(
                 f"{where}: max_date_index {self.max_date_index} outside [0, {self.num_dates})"
             )
+
+
+def first_dates(record, nights):
+    """The record as it was after its first `nights` observation dates (early classification,
+    tools.predict --nights): later exposures dropped, the date of maximum kept only if it is
+    among those dates (else the last kept date). nights >= 1."""
+    keep = record.date_index < nights
+    return dataclasses.replace(
+        record,
+        images=record.images[keep],
+        mjd=record.mjd[keep],
+        date_index=record.date_index[keep],
+        max_date_index=min(record.max_date_index, min(nights, record.num_dates) - 1),
+    )

@@ -7,7 +7,9 @@ read of the same files with the same number of processes (the ceiling); pipeline
 training input pipeline (S=19, balanced, augmented, batch 32) in sequences/s and parsed
 images/s, against a bare parse of the same records; training_step: sequences/s consumed
 by a joint-training step of the `cpu` and `paper` presets; serving: the exported SavedModel's
-sequences/s and p50/p99 latency at batch 1 and 64 for both presets. Each part runs in
+sequences/s and p50/p99 latency at batch 1 and 64 for both presets; update: the night-by-night
+`update` signature's calls/s and latency per night at batch 1 and 64 against the
+full-sequence signature on the same objects. Each part runs in
 its own process; peak RSS is that process plus its worker processes, summed, sampled.
 """
 
@@ -27,9 +29,9 @@ from absl import app, flags, logging
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
     "parts",
-    ["simulation", "conversion", "pipeline", "training_step", "serving"],
+    ["simulation", "conversion", "pipeline", "training_step", "serving", "update"],
     "Parts to run, in order: simulation, conversion, pipeline (each needs the one before), "
-    "training_step and serving (need nothing).",
+    "training_step, serving and update (need nothing).",
 )
 flags.DEFINE_integer(
     "num_objects", 100, "Objects in the simulated survey the parts work on.", lower_bound=1
@@ -357,12 +359,80 @@ def _serving(
     return {"configurations": results}
 
 
+def _update(workdir, num_objects, workers, batches=(1, 64), nights=25, per_night=3):
+    """The `update` signature (one night per call, state carried) against `serving_default` (the
+    whole sequence in one call) on the same synthetic objects (25 nights x 3 exposures), cpu
+    preset: calls/s and p50/p99 latency of one night's update at batch 1 and 64, the time to
+    replay every night, and the full-sequence call's latency."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tao_keras import export
+    from tao_keras.models import presets, taonet
+
+    path = os.path.join(workdir, "update", "cpu")
+    export.export_model(
+        taonet.build_taonet(presets.preset("cpu"), 6),
+        path,
+        "multiclass",
+        None,
+        input_roi_size=64,
+        per_date="coadd",
+    )
+    model = tf.saved_model.load(path)
+    update, full = model.signatures["update"], model.signatures["serving_default"]
+    size = json.loads(model.metadata()["json"].numpy())["update"]["state_size"]
+    results = {}
+    for batch in batches:
+        images, mjd, count = _synthetic_requests(batch, nights, per_night)
+        state = {
+            "state": tf.zeros([batch, size]),
+            "previous_images": tf.zeros([batch, 2, 64, 64]),
+            "previous_mjd": tf.zeros([batch, 2], tf.float64),
+        }
+        latencies = []
+        for night in range(-2, nights):  # two warm-up calls
+            k = max(night, 0)
+            exposures = slice(k * per_night, (k + 1) * per_night)
+            began = time.perf_counter()
+            out = update(
+                **state,
+                images=tf.constant(images[:, exposures]),
+                mjd=tf.constant(mjd[:, exposures]),
+                num_exposures=tf.fill([batch], per_night),
+            )
+            out["probabilities"].numpy()
+            if night >= 0:
+                latencies.append(time.perf_counter() - began)
+                state = {k: out[k] for k in state}
+        images, mjd, count = (tf.constant(a) for a in (images, mjd, count))
+        full(images=images, mjd=mjd, num_exposures=count)  # warm-up
+        full_latencies = []
+        for _ in range(3):
+            began = time.perf_counter()
+            full(images=images, mjd=mjd, num_exposures=count)["probabilities"].numpy()
+            full_latencies.append(time.perf_counter() - began)
+        latencies = np.array(latencies)
+        results[f"cpu/batch{batch}"] = {
+            "batch_size": batch,
+            "nights": nights,
+            "update_calls_per_second": round(len(latencies) / latencies.sum(), 2),
+            "update_objects_per_second": round(batch * len(latencies) / latencies.sum(), 1),
+            "update_latency_p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1),
+            "update_latency_p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1),
+            "all_nights_by_update_ms": round(1000 * float(latencies.sum()), 1),
+            "full_sequence_latency_ms": round(1000 * float(np.median(full_latencies)), 1),
+        }
+    return {"configurations": results}
+
+
 PARTS = {
     "simulation": _simulation,
     "conversion": _conversion,
     "pipeline": _pipeline,
     "training_step": _training_step,
     "serving": _serving,
+    "update": _update,
 }
 
 
@@ -421,6 +491,21 @@ def format_table(results):
                         f"p50 {c['latency_p50_ms']:.0f} ms, p99 {c['latency_p99_ms']:.0f} ms "
                         f"({c['calls']} calls)",
                         "",
+                        f"{r['peak_rss_mb']:.0f}",
+                    )
+                )
+            continue
+        if name == "update":
+            for key, c in r["configurations"].items():
+                rows.append(
+                    (
+                        f"update:{key}",
+                        f"{c['update_calls_per_second']:.1f} nights/s "
+                        f"({c['update_objects_per_second']:.0f} object-nights/s)",
+                        f"p50 {c['update_latency_p50_ms']:.0f} ms, p99 "
+                        f"{c['update_latency_p99_ms']:.0f} ms per night; whole sequence "
+                        f"{c['full_sequence_latency_ms']:.0f} ms",
+                        f"{c['update_latency_p50_ms'] / c['full_sequence_latency_ms']:.2f}",
                         f"{r['peak_rss_mb']:.0f}",
                     )
                 )

@@ -35,6 +35,13 @@ flags.DEFINE_string(
 flags.DEFINE_string("output", "predictions.csv", "CSV to write.")
 flags.DEFINE_integer("batch_size", 32, "Objects per SavedModel call.", lower_bound=1)
 flags.DEFINE_integer(
+    "nights",
+    None,
+    "Classify each object from its first N observation dates only (early classification: what "
+    "the model says once N nights have been observed). Default: every date.",
+    lower_bound=3,
+)
+flags.DEFINE_integer(
     "workers", None, "FITS reader processes when converting (default: all cores).", lower_bound=1
 )
 
@@ -140,9 +147,16 @@ def read_batches(path, batch_size):
         yield batch, None
 
 
-def predict(model, shards, output, batch_size):
+def first_nights(serialized, nights, roi_size):
+    """A serialized record cut to its first `nights` observation dates (schema.first_dates)."""
+    from tfrecords import parser, schema, writer
+
+    return writer.encode(schema.first_dates(parser.decode(serialized, roi_size), nights))
+
+
+def predict(model, shards, output, batch_size, nights=None):
     """Write the CSV; returns (rows written, [skipped], {split: (labels, probabilities)},
-    metadata)."""
+    metadata). nights: classify from each object's first N dates only (None: all)."""
     import numpy as np
     import tensorflow as tf
     from tqdm import tqdm
@@ -182,6 +196,21 @@ def predict(model, shards, output, batch_size):
                             }
                         )
                         object_id, label = None, -1
+                    if object_id is not None and nights:
+                        try:
+                            batch[len(object_ids)] = first_nights(
+                                record, nights, metadata["roi_size"]
+                            )
+                        except (ValueError, tf.errors.OpError) as e:
+                            skipped.append(
+                                {
+                                    "object_id": object_id,
+                                    "path": f"{path}, record {number}",
+                                    "reason": f"cannot cut to {nights} nights: {e}",
+                                    "kind": "object",
+                                }
+                            )
+                            object_id = None
                     object_ids.append(object_id)
                     labels.append(label)
                 bar.update(len(batch))
@@ -242,9 +271,15 @@ def main(argv):
             shards, skipped = record_sources(FLAGS.input, roi, work_dir, FLAGS.workers)
         except (ValueError, FileNotFoundError) as e:
             sys.exit(f"error: {e}")
-        rows, failed, scored, metadata = predict(model, shards, FLAGS.output, FLAGS.batch_size)
+        rows, failed, scored, metadata = predict(
+            model, shards, FLAGS.output, FLAGS.batch_size, FLAGS.nights
+        )
     skipped += failed
-    print(f"{rows} object(s) classified by {model_dir} (task {metadata['task']}) -> {FLAGS.output}")
+    seen = f", from their first {FLAGS.nights} nights" if FLAGS.nights else ""
+    print(
+        f"{rows} object(s) classified by {model_dir} (task {metadata['task']}{seen}) -> "
+        f"{FLAGS.output}"
+    )
     titles = {
         "object": "object(s) skipped",
         "shard": "shard remainder(s) unreadable (the records before the fault were classified)",

@@ -206,7 +206,7 @@ def run(task):
         stage_seconds[protocol.MODEL_NAMES[stage]] = time.perf_counter() - stage_began
     names = classes.task_class_names(task)
     trained = time.perf_counter() - began
-    if FLAGS.baseline and multiworker.is_chief() and not FLAGS.init_from:
+    if FLAGS.baseline and multiworker.is_chief():
         rf_scores, rf_early = baseline_results(records, task, FLAGS.seed)
         results, early_f1 = {**rf_scores, **results}, {**rf_early, **early_f1}
     text = reports.write(

@@ -308,7 +308,8 @@ def _synthetic_requests(batch, nights=25, per_night=3, roi=64, seed=0):
     exposures = nights * per_night
     images = rng.normal(1000.0, 30.0, size=(batch, exposures, roi, roi)).astype(np.float32)
     images[:, :, roi // 2 - 1 : roi // 2 + 2, roi // 2 - 1 : roi // 2 + 2] += 500.0
-    night = np.sort(rng.uniform(0, 1000, size=(batch, nights)), axis=1).round()
+    # distinct whole days: one observation date each
+    night = np.sort([rng.choice(1000, nights, replace=False) for _ in range(batch)], axis=1)
     mjd = (
         55000.0
         + np.repeat(night, per_night, axis=1)

@@ -147,6 +147,9 @@ class NightUpdate:
         return tf.transpose(images, [0, 2, 3, 1]), scale
 
     def update(self, state, previous_images, previous_mjd, images, mjd, num_exposures):
+        """One night of B objects: state [B, state_size], previous_images [B, 2, H, W],
+        previous_mjd [B, 2], images [B, E, H, W], mjd [B, E], num_exposures [B] -> the dict
+        of outputs described in the module docstring (the next three inputs included)."""
         batch = tf.shape(images)[0]
         shape = tf.shape(images)
         checks = [

@@ -21,6 +21,7 @@ import os
 import shlex
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -231,7 +232,7 @@ def plot(summary, path, title):
         ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=model)
     ax.set_xlabel("training survey size: objects per class (balanced, 6 classes)")
     ax.set_ylabel("6-class mean max-F1 on held-out objects (%)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 90), fontsize=8)  # long trainer flags wrap
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tao_keras import classes
 
-from conftest import REPO
+from conftest import REPO, pack
 
 
 def predict(model, input_dir, output, *flags):
@@ -170,12 +170,7 @@ def test_first_nights_match_the_update_signature_after_that_night(
     records = list(parser.read_records([shard]))
     assert "from their first 4 nights" in stdout and len(rows) == len(records)
     assert [int(r["num_dates"]) for r in rows] == [min(4, r.num_dates) for r in records]
-    width = max(r.num_exposures for r in records)
-    images = np.full((len(records), width, 64, 64), np.nan, np.float32)
-    mjd = np.zeros((len(records), width))
-    for i, r in enumerate(records):
-        images[i, : r.num_exposures], mjd[i, : r.num_exposures] = r.images, r.mjd
-    counts = np.array([r.num_exposures for r in records], np.int32)
+    images, mjd, counts = pack(records, pad=0)
     model = tf.saved_model.load(str(model_root / "1"))
     _, history, _ = replay_nights.replay(model, images, mjd, counts)
     got = np.array([[float(r[f"p_{c}"]) for c in classes.CLASS_NAMES] for r in rows])

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from tools.conversion import convert
@@ -118,9 +117,6 @@ def objects(trained_run):
 def pack(records, pad=2):
     """Records -> serving_default inputs, padded with NaN images and zero times beyond each
     object."""
-    width = max(r.num_exposures for r in records) + pad
-    images = np.full((len(records), width, 64, 64), np.nan, np.float32)
-    mjd = np.zeros((len(records), width))
-    for i, r in enumerate(records):
-        images[i, : r.num_exposures], mjd[i, : r.num_exposures] = r.images, r.mjd
-    return images, mjd, np.array([r.num_exposures for r in records], np.int32)
+    from tools import replay_nights
+
+    return replay_nights.padded_requests(records, 64, pad)

@@ -243,6 +243,9 @@ def test_binary_finetunes_from_multiclass_with_frozen_gru(run_dir, tmp_path):
         "TAO-Net, joint + double supervision",
     }
     assert (out / "early_f1.png").exists()
+    rf = "Random Forest (light curves)"
+    for split, by_nights in report["early_f1"][rf].items():
+        assert by_nights["all"]["mean_f1"] == report["results"][rf][split]["mean_f1"]
     source = keras.saving.load_model(str(run_dir / "joint" / "model.keras"))
     tuned = keras.saving.load_model(str(out / "joint" / "model.keras"))
     for a, b in zip(source.get_layer("gru1").get_weights(), tuned.get_layer("gru1").get_weights()):

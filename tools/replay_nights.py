@@ -31,6 +31,18 @@ def split_nights(images, mjd, same_date_days):
     return list(zip(np.split(images, starts), np.split(mjd, starts)))
 
 
+def padded_requests(records, roi_size, pad=0):
+    """Records (tfrecords.schema.SequenceRecord or anything with images, mjd, num_exposures) ->
+    the whole-sequence inputs images [B, E, roi, roi] (NaN beyond each object's exposures),
+    mjd [B, E] (0 there), num_exposures [B]; E = the most exposures + pad."""
+    width = max(r.num_exposures for r in records) + pad
+    images = np.full((len(records), width, roi_size, roi_size), np.nan, np.float32)
+    mjd = np.zeros((len(records), width))
+    for i, r in enumerate(records):
+        images[i, : r.num_exposures], mjd[i, : r.num_exposures] = r.images, r.mjd
+    return images, mjd, np.array([r.num_exposures for r in records], np.int32)
+
+
 def replay(model, images, mjd, num_exposures):
     """Send B objects' nights through model.signatures["update"], one call per night for all.
 
@@ -93,13 +105,7 @@ def main(argv):
     records = list(parser.read_records(FLAGS.records, metadata["roi_size"]))[: FLAGS.max_objects]
     if not records:
         raise SystemExit(f"error: no records in {', '.join(FLAGS.records)}")
-    width = max(r.num_exposures for r in records)
-    roi = metadata["roi_size"]
-    images = np.full((len(records), width, roi, roi), np.nan, np.float32)
-    mjd = np.zeros((len(records), width))
-    for i, r in enumerate(records):
-        images[i, : r.num_exposures], mjd[i, : r.num_exposures] = r.images, r.mjd
-    counts = np.array([r.num_exposures for r in records], np.int32)
+    images, mjd, counts = padded_requests(records, metadata["roi_size"])
     _, history, dates = replay(model, images, mjd, counts)
     names = metadata["class_names"]
     for i, r in enumerate(records):

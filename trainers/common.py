@@ -149,7 +149,7 @@ def baseline_results(records, task, seed):
     try:
         curves = curve_io.of_records(records)
         scores, _ = baseline.run(curves, task, seed=seed)
-        early_f1 = baseline.early_run(curves, task, seed=seed)
+        early_f1 = baseline.early_run(curves, task, seed=seed, whole=scores)
     except ValueError as e:
         logging.warning("no light-curve baseline in the report: %s", e)
         return {}, {}
@@ -201,8 +201,9 @@ def run(task):
         stage_began = time.perf_counter()
         previous, scores = protocol.run_stage(stage, records, out_dir, config, strategy, previous)
         results[protocol.MODEL_NAMES[stage]] = scores
-        if protocol.stage_early(out_dir, stage):
-            early_f1[protocol.MODEL_NAMES[stage]] = protocol.stage_early(out_dir, stage)
+        stage_early = protocol.stage_early(out_dir, stage)
+        if stage_early:
+            early_f1[protocol.MODEL_NAMES[stage]] = stage_early
         stage_seconds[protocol.MODEL_NAMES[stage]] = time.perf_counter() - stage_began
     names = classes.task_class_names(task)
     trained = time.perf_counter() - began

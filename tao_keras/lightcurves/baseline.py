@@ -66,16 +66,20 @@ def run(curves, task, trees=200, seed=0):
     return results, info
 
 
-def early_run(curves, task, nights=early.NIGHTS, trees=200, seed=0):
+def early_run(curves, task, nights=early.NIGHTS, trees=200, seed=0, whole=None):
     """The Random Forest's "F1 versus nights observed": for each N, a forest trained and scored
     on the first N dates of every curve (training curves cut like the scored ones: the best a
     light-curve classifier can do with N nights). N below MIN_CURVE_DATES has no score.
+    whole: run()'s scores on whole curves, reused for N = None instead of training again.
     -> {split: {early.label(N): early.summary(metrics)}} for val and test."""
     out = {}
     for n in nights:
         if n is not None and n < curve_features.MIN_CURVE_DATES:
             continue
-        scores, _ = run([early.first_dates(c, n) for c in curves], task, trees, seed)
+        if n is None and whole is not None:
+            scores = whole
+        else:
+            scores, _ = run([early.first_dates(c, n) for c in curves], task, trees, seed)
         for split, r in scores.items():
             out.setdefault(split, {})[early.label(n)] = early.summary(r)
     return out

@@ -18,11 +18,14 @@ def label(nights):
 
 
 def summary(metrics):
-    """metrics.evaluate's output -> {"mean_f1", "std_f1", "f1": {class: F1}}, kept per N."""
+    """metrics.evaluate's output -> {"mean_f1", "std_f1", "f1": {class: F1}, "accuracy",
+    "chance_mean_f1"}, kept per N."""
     return {
         "mean_f1": float(metrics["mean_f1"]),
         "std_f1": float(metrics["std_f1"]),
         "f1": {c: float(v) for c, v in metrics["f1"].items()},
+        "accuracy": float(metrics.get("accuracy", float("nan"))),
+        "chance_mean_f1": float(metrics.get("chance_mean_f1", float("nan"))),
     }
 
 

@@ -47,6 +47,7 @@ def export_model(
     normalization="object",
     input_roi_size=None,
     per_date="choose",
+    temperature=1.0,
 ):
     """Write the SavedModel to export_dir (e.g. EXPORT/<model name>/<version>); returns its
     metadata.
@@ -62,6 +63,8 @@ def export_model(
     input_roi_size: side of the cutouts a request carries (the records' RoI), when the model
     takes a smaller central crop of them; default: the model's own RoI.
     per_date: how the model was given one image per date (pipeline.dates.PER_DATE).
+    temperature: the calibration fitted on the validation split (tao_keras.calibration), applied
+    to the probabilities of every signature; 1.0 leaves them as the model gives them.
     """
     if not is_sequence_model(model):
         raise ValueError(
@@ -99,9 +102,16 @@ def export_model(
         "min_dates": schema.MIN_OBSERVATION_DATES,
         "objects_per_call": objects_per_call,
         "training_config": training_config or {},
+        "calibration": {
+            "temperature": float(temperature),
+            "method": "temperature scaling fitted on the validation split (minimum NLL); "
+            "probabilities = softmax(log(p) / temperature) in every signature",
+        },
     }
     try:
-        updater = streaming.NightUpdate(model, class_names, roi, model_roi, normalization, per_date)
+        updater = streaming.NightUpdate(
+            model, class_names, roi, model_roi, normalization, per_date, temperature
+        )
     except ValueError as e:  # e.g. bidirectional GRUs: no update signature
         logging.getLogger(__name__).warning("no night-by-night `update` signature: %s", e)
         updater = None
@@ -121,6 +131,7 @@ def export_model(
         normalization,
         model_roi,
         per_date,
+        temperature,
     )
 
     archive = keras.export.ExportArchive()
@@ -202,5 +213,21 @@ def export_run(run_dir, export_root, name=None, version=None, stage=None):
         normalization=config.get("normalization", "image"),
         input_roi_size=config.get("records_roi_size"),
         per_date=config.get("per_date", "choose"),
+        temperature=stage_temperature(run_dir, stage),
     )
     return target
+
+
+def stage_temperature(run_dir, stage):
+    """The temperature a stage fitted on its validation split (its scores.json), 1.0 for a run
+    written before calibration existed (logged)."""
+    try:
+        with open(run_layout.stage_file(run_dir, stage, run_layout.SCORES)) as f:
+            return float(json.load(f)["temperature"])
+    except (OSError, ValueError, KeyError, TypeError):
+        logging.getLogger(__name__).warning(
+            "%s: stage %s has no fitted temperature; exporting uncalibrated probabilities",
+            run_dir,
+            stage,
+        )
+        return 1.0

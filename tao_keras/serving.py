@@ -5,7 +5,8 @@ Signatures (every output has the batch as its first axis, as TF Serving's row fo
   serving_default(images float32 [B, E, H, W] raw pixels (NaN = bad), mjd float64 [B, E],
                   num_exposures int32 [B]: exposures beyond it are padding and ignored)
   serialized(records string [B]: records as written by tools.fits_to_tfrecords)
-    -> probabilities float32 [B, C], class_id int32 [B], class_name string [B],
+    -> probabilities float32 [B, C] (calibrated by the exported temperature), class_id int32
+       [B], class_name string [B],
        class_names string [B, C], num_dates int32 [B] (observation dates used)
 
 Inside the graph, with the functions the pipeline uses (tao_keras.pipeline): exposures sorted by
@@ -17,6 +18,7 @@ Malformed requests fail with InvalidArgument and a message naming the batch row.
 
 import tensorflow as tf
 
+from tao_keras import calibration
 from tao_keras.pipeline import dates, model_inputs
 from tfrecords import parser, schema
 
@@ -45,7 +47,8 @@ class ServingModule:
     triplets; objects_per_call: objects the model sees at once (bounds memory whatever the
     batch); scale: the normalization's noise scale ("object" or "image"); crop: the model's RoI
     side when smaller than roi_size; per_date: one image per date by dates.PER_DATE ("choose":
-    the first exposure; "coadd": their mean).
+    the first exposure; "coadd": their mean); temperature: the calibration applied to the
+    model's probabilities (tao_keras.calibration: softmax(log p / T)).
     """
 
     def __init__(
@@ -59,8 +62,10 @@ class ServingModule:
         scale,
         crop,
         per_date="choose",
+        temperature=1.0,
     ):
         self.model = model
+        self.temperature = float(temperature)
         self.per_date = per_date
         self.scale = scale
         self.crop = crop
@@ -162,7 +167,8 @@ class ServingModule:
             rows = tf.minimum(k * size + tf.range(size), batch - 1)
             features = per_object([tf.gather(x, rows) for x in inputs], rows)
             out = self.model(_padded(features), training=False)["probabilities"]
-            return tf.cast(out, tf.float32), features["num_dates"]
+            out = calibration.scale_log_probabilities(tf.cast(out, tf.float32), self.temperature)
+            return out, features["num_dates"]
 
         probabilities, num_dates = tf.map_fn(
             one_chunk,

@@ -27,6 +27,7 @@ seen) and scale (the object's noise scale, fixed on its third date: pipeline.nor
 
 import tensorflow as tf
 
+from tao_keras import calibration
 from tao_keras.models import taonet
 from tao_keras.pipeline import dates, model_inputs, normalization, windows
 from tfrecords import schema
@@ -66,10 +67,11 @@ class NightUpdate:
     model: the TAO-Net (unidirectional GRUs, stride 1); class_names: the task's [C] names;
     roi_size: side of the cutouts a request carries; crop: the model's RoI side when smaller;
     scale: the normalization's noise scale ("object" or "image"); per_date: one image per
-    date by dates.PER_DATE.
+    date by dates.PER_DATE; temperature: the calibration (tao_keras.calibration) applied to
+    the probabilities, as serving_default applies it.
     """
 
-    def __init__(self, model, class_names, roi_size, crop, scale, per_date):
+    def __init__(self, model, class_names, roi_size, crop, scale, per_date, temperature=1.0):
         self.grus = _recurrent_layers(model)
         self.aggregation = _aggregation(model)
         self.use_dt = any(layer.name == "features_dt" for layer in model.layers)
@@ -78,6 +80,7 @@ class NightUpdate:
         self.class_names = tf.constant(class_names)
         self.roi_size, self.crop, self.scale, self.per_date = roi_size, crop, scale, per_date
         self.state_size = state_size(model)
+        self.temperature = float(temperature)
 
     def _night(self, item):
         """One object's new exposures -> (raw image of the date [H, W], its time, usable):
@@ -217,7 +220,10 @@ class NightUpdate:
             pooled = (
                 total / tf.maximum(steps, 1.0)[:, None] if self.aggregation == "mean" else total
             )
-        probabilities = tf.where((steps > 0)[:, None], tf.cast(self.head(pooled), tf.float32), 0.0)
+        calibrated = calibration.scale_log_probabilities(
+            tf.cast(self.head(pooled), tf.float32), self.temperature
+        )
+        probabilities = tf.where((steps > 0)[:, None], calibrated, 0.0)
         class_id = tf.where(steps > 0, tf.argmax(probabilities, axis=-1, output_type=tf.int32), -1)
         scale = tf.where(starting, new_scale, scale)
         state = tf.concat(

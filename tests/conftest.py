@@ -57,28 +57,30 @@ def tiny_records(tiny_survey, tmp_path_factory):
     return out, manifest
 
 
+# The trained_run fixture's schedule: every stage for an epoch or two, S=5.
+TINY_RUN_FLAGS = (
+    "--epochs_densenet",
+    "2",
+    "--epochs_gru",
+    "1",
+    "--epochs_joint",
+    "1",
+    "--batch_size",
+    "4",
+    "--sequence_length",
+    "5",
+    "--epoch_fraction",
+    "0.2",
+)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tiny_records, tmp_path_factory):
     """trainers.multiclass, all three stages for an epoch or two, on the tiny records (S=5)."""
     records, _ = tiny_records
     out = tmp_path_factory.mktemp("run")
     subprocess.run(
-        trainer_command(
-            records,
-            out,
-            "--epochs_densenet",
-            "2",
-            "--epochs_gru",
-            "1",
-            "--epochs_joint",
-            "1",
-            "--batch_size",
-            "4",
-            "--sequence_length",
-            "5",
-            "--epoch_fraction",
-            "0.2",
-        ),
+        trainer_command(records, out, *TINY_RUN_FLAGS),
         cwd=REPO,
         check=True,
         capture_output=True,

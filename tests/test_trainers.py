@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tao_keras import classes
 from tao_keras.training import protocol
 
-from conftest import REPO, trainer_command
+from conftest import REPO, TINY_RUN_FLAGS, trainer_command
 
 
 def tags(log_dir):
@@ -106,7 +106,8 @@ def test_tensorboard_has_pr_curves_confusion_examples_and_hparams(run_dir):
         "pr_curve/BZ/pr_curves",
         "pr_curve/NT/pr_curves",
         "confusion_matrix",
-        "examples",
+        "kept_model/confusion_matrix",
+        "kept_model/examples",
         "_hparams_/session_start_info",
     } <= found
     path = glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))[0]
@@ -274,3 +275,79 @@ def test_batchnorm_is_synchronized_only_across_several_replicas():
             if isinstance(layer, keras.layers.BatchNormalization)
         ]
         assert norms and all(layer.synchronized == expected for layer in norms)
+
+
+def images_of(log_dir, tag):
+    """The images (decoded PNGs) of a TensorBoard image summary, last event of the tag."""
+    for path in sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))):
+        accumulator = EventAccumulator(path, size_guidance={"tensors": 0})
+        accumulator.Reload()
+        if tag in accumulator.Tags()["tensors"]:
+            encoded = tf.make_ndarray(accumulator.Tensors(tag)[-1].tensor_proto)[2:]
+            return [tf.io.decode_png(e).numpy() for e in encoded]
+    raise AssertionError(f"no {tag} in {log_dir}")
+
+
+def test_tensorboard_shows_the_kept_model_and_one_example_per_class(run_dir):
+    report = json.load(open(run_dir / "report.json"))
+    joint = report["results"][protocol.MODEL_NAMES["joint"]]["val"]
+    log_dir = str(run_dir / "logs" / "joint" / "evaluation")
+    strips = images_of(log_dir, "kept_model/examples")
+    present = [c for c, n in joint["support"].items() if n > 0]
+    assert len(strips) == len(present)  # one strip per class of the validation split
+    assert all(s.ndim == 3 and s.shape[-1] == 3 and s.shape[0] > 60 for s in strips)
+    # the kept model's confusion matrix: the best epoch's, the one the report gives
+    assert images_of(log_dir, "kept_model/confusion_matrix")[0].shape[-1] == 3
+
+
+def test_report_shows_chance_decisions_intervals_and_calibration(run_dir):
+    report = json.load(open(run_dir / "report.json"))
+    text = (run_dir / "report.md").read_text()
+    for model, by_split in report["results"].items():
+        for split, r in by_split.items():
+            assert {"accuracy", "macro_f1", "chance_mean_f1", "chance_mean_f1_p95"} <= set(r)
+            assert 0.0 < r["chance_mean_f1"] < 1.0
+            interval = report["intervals"][split][model]["ci"]
+            assert interval[0] <= interval[1]
+        assert report["calibration"][model]["temperature"] > 0
+    # the tiny survey's splits hold a few objects per class: the report says so
+    assert "> **Warning** — Validation set: fewer than 10 objects of" in text
+    assert "| model | mean max-F1 | 95% CI | chance |" in text and "## Calibration" in text
+    for model in report["results"]:
+        assert (run_dir / reports_module().reliability_png_name(model)).exists()
+    joint = json.load(open(run_dir / "joint" / "scores.json"))
+    val = joint["predictions"]["val"]
+    assert (
+        len(val["object_id"])
+        == len(val["label"])
+        == sum(report["results"][protocol.MODEL_NAMES["joint"]]["val"]["support"].values())
+    )
+
+
+def reports_module():
+    from tao_keras.training import reports
+
+    return reports
+
+
+def test_the_exported_model_carries_the_fitted_temperature(run_dir, served):
+    fitted = json.load(open(run_dir / "joint" / "scores.json"))["temperature"]
+    metadata = json.loads(served.metadata()["json"].numpy())
+    assert metadata["calibration"]["temperature"] == pytest.approx(fitted)
+    assert fitted != 1.0  # a real fit, not the default
+
+
+def test_same_command_same_seed_same_numbers(trained_run, tiny_records, tmp_path):
+    """Reproducible runs: the trained_run fixture's command again, into another directory."""
+    records, _ = tiny_records
+    again = tmp_path / "again"
+    subprocess.run(
+        trainer_command(records, again, *TINY_RUN_FLAGS),
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    first, second = (json.load(open(d / "report.json")) for d in (trained_run, again))
+    for key in ("results", "early_f1", "intervals", "calibration", "predictions"):
+        assert first[key] == second[key], key

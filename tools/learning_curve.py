@@ -60,6 +60,8 @@ flags.DEFINE_integer(
 
 TASK = "multiclass"
 RF = "Random Forest (light curves)"
+# What each run keeps beside mean max-F1, per split (metrics.evaluate's keys).
+CONTEXT = ("accuracy", "macro_f1", "chance_mean_f1")
 
 
 def survey_records(root, size, seed, test_fraction, workers):
@@ -106,12 +108,14 @@ def random_forest(records, run_dir, seed):
         results, info = baseline.run(curves, TASK, seed=seed)
         # photometry (measured once per survey) + features and forest
         seconds = (curve_io.measurement_seconds(records) or 0.0) + time.perf_counter() - began
+        predictions = info.pop("predictions")
         reports.write(
             run_dir,
             {RF: results},
             TASK,
             classes.task_class_names(TASK),
             extra={"seconds": seconds, **info},
+            predictions={RF: predictions},
         )
     return _scores(report_path)[RF]
 
@@ -156,10 +160,59 @@ def _scores(report_path):
         else:
             minutes = report.get("seconds", float("nan")) / 60
         out[model] = {s: by_split[s]["mean_f1"] for s in ("val", "test") if s in by_split} | {
-            "minutes": minutes,
-            "per_class": {s: by_split[s]["f1"] for s in by_split},
+            f"{s}_{key}": by_split[s][key]
+            for s in ("val", "test")
+            if s in by_split
+            for key in CONTEXT
+            if key in by_split[s]
         }
+        out[model] |= {"minutes": minutes, "per_class": {s: by_split[s]["f1"] for s in by_split}}
     return out
+
+
+def test_predictions(run_root):
+    """The test-split predictions of every model of one size and seed ({model: predictions}):
+    the networks' from the TAO-Net run's report.json, the forest's from its own run."""
+    out = {}
+    for part in ("light_curve_rf", "taonet"):
+        try:
+            with open(os.path.join(run_root, part, "report.json")) as f:
+                found = json.load(f).get("predictions", {})
+        except (OSError, ValueError):
+            continue
+        for model, by_split in found.items():
+            if "test" in by_split and model not in out:
+                out[model] = by_split["test"]
+    return out
+
+
+def pooled_intervals(per_seed):
+    """The seeds' test objects pooled in one paired bootstrap: [{model: predictions}] (one
+    entry per seed, each its own survey) -> intervals.paired output, objects resampled within
+    each seed and the statistic averaged over seeds (the mean over seeds, with its interval;
+    differences to the forest on the same objects). None when no seed has predictions."""
+    from tao_keras import intervals
+
+    labels, probabilities, strata = [], {}, []
+    models = None
+    for k, predictions in enumerate(p for p in per_seed if p):
+        _, y, probs = intervals.aligned(predictions)
+        models = set(probs) if models is None else models & set(probs)
+        labels.append(y)
+        strata.append(np.full(len(y), k))
+        for model, p in probs.items():
+            probabilities.setdefault(model, []).append(p)
+    if not labels or not models:
+        return None
+    kept = {
+        m: np.concatenate(probabilities[m]) for m in models if len(probabilities[m]) == len(labels)
+    }
+    return intervals.paired(
+        np.concatenate(labels),
+        {m: kept[m] for m in sorted(kept, key=lambda m: m != RF)},
+        reference=RF if RF in kept else None,
+        strata=np.concatenate(strata),
+    )
 
 
 def summarize(runs):
@@ -169,7 +222,7 @@ def summarize(runs):
     for run in runs:
         for model, scores in run["models"].items():
             entry = table.setdefault(run["size"], {}).setdefault(model, {})
-            for key in ("val", "test", "minutes"):
+            for key in ("val", "test", "minutes", *(f"test_{k}" for k in CONTEXT)):
                 if key in scores:
                     entry.setdefault(key, []).append(scores[key])
     return {
@@ -188,13 +241,17 @@ def summarize(runs):
     }
 
 
-def markdown(summary):
-    """The learning-curve table: per size and model, mean ± sd over seeds (F1 in %)."""
+def markdown(summary, pooled=None):
+    """The learning-curve table: per size and model, mean ± sd over seeds (F1, accuracy and the
+    chance level of mean max-F1, in %), and with `pooled` ({size: pooled_intervals output})
+    the 95% interval of the seeds' mean test F1 and of its difference to the forest."""
     lines = [
-        "| objects per class | model | validation mean F1 | test mean F1 | CPU minutes | seeds |",
-        "|---|---|---|---|---|---|",
+        "| objects per class | model | validation mean F1 | test mean F1 | test 95% CI | "
+        "Δ vs forest, test [95% CI] | test accuracy | test chance | CPU minutes | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size, by_model in summary.items():
+        boot = (pooled or {}).get(size) or {}
         for model, stats in by_model.items():
 
             def cell(key, scale=100.0, digits=1):
@@ -204,9 +261,17 @@ def markdown(summary):
                 sd_text = "" if math.isnan(sd) else f" ± {scale * sd:.{digits}f}"
                 return f"{scale * mean:.{digits}f}{sd_text}"
 
+            b = boot.get(model, {})
+            ci = f"[{100 * b['ci'][0]:.1f}, {100 * b['ci'][1]:.1f}]" if "ci" in b else "–"
+            if "difference" in b:
+                lo, hi = b["difference_ci"]
+                diff = f"{100 * b['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+            else:
+                diff = "reference" if model == RF and b else "–"
             seeds = max(n for _, _, n in stats.values())
             lines.append(
-                f"| {size} | {model} | {cell('val')} | {cell('test')} | "
+                f"| {size} | {model} | {cell('val')} | {cell('test')} | {ci} | {diff} | "
+                f"{cell('test_accuracy')} | {cell('test_chance_mean_f1')} | "
                 f"{cell('minutes', 1.0)} | {seeds} |"
             )
     return "\n".join(lines)
@@ -246,7 +311,7 @@ def main(argv):
     sizes = [int(s) for s in FLAGS.sizes]
     seeds = [int(s) for s in FLAGS.seeds]
     os.makedirs(FLAGS.output, exist_ok=True)
-    runs = []
+    runs, per_size = [], {}
     for size in sizes:
         for seed in seeds:
             root = os.path.join(FLAGS.output, "surveys", f"n{size}-seed{seed}")
@@ -267,6 +332,7 @@ def main(argv):
             runs.append(
                 {"size": size, "seed": seed, "records": records, "models": models, **timings}
             )
+            per_size.setdefault(size, []).append(test_predictions(run_root))
             logging.info(
                 "n=%d seed=%d: %s",
                 size,
@@ -274,7 +340,8 @@ def main(argv):
                 {m: round(100 * s.get("test", float("nan")), 1) for m, s in models.items()},
             )
     summary = summarize(runs)
-    text = markdown(summary)
+    pooled = {size: pooled_intervals(found) for size, found in per_size.items()}
+    text = markdown(summary, pooled)
     name = f"learning_curve{'-' + FLAGS.tag if FLAGS.tag else ''}"
     with open(os.path.join(FLAGS.output, name + ".json"), "w") as f:
         json.dump(
@@ -286,6 +353,7 @@ def main(argv):
                 "trainer_flags": FLAGS.trainer_flags,
                 "runs": runs,
                 "summary": {str(k): v for k, v in summary.items()},
+                "pooled_test_intervals": {str(k): v for k, v in pooled.items()},
             },
             f,
             indent=2,

@@ -134,27 +134,99 @@ def train_config(task):
         aggregation=FLAGS.aggregation,
         roi_size=FLAGS.roi_size,
         max_minutes=FLAGS.max_minutes,
+        deterministic=FLAGS.deterministic,
         **stages,
     )
 
 
-def baseline_results(records, task, seed):
+flags.DEFINE_bool(
+    "deterministic",
+    True,
+    "Same command, same seed, same machine: same report.json numbers (TensorFlow op "
+    "determinism and ordered tf.data; measured cost in docs/training.md). --nodeterministic "
+    "lets tf.data deliver out of order.",
+)
+
+
+@dataclasses.dataclass
+class ModelResults:
+    """What the report shows of the models of a run, filled stage by stage and by the forest.
+
+    scores: {model: {split: metrics.evaluate}}; early: {model: early F1}; predictions: {model:
+    {split: evaluation.predictions}}; calibration: {model: {"temperature", split: summary}}."""
+
+    scores: dict = dataclasses.field(default_factory=dict)
+    early: dict = dataclasses.field(default_factory=dict)
+    predictions: dict = dataclasses.field(default_factory=dict)
+    calibration: dict = dataclasses.field(default_factory=dict)
+
+    def add(self, model, scores, early=None, predictions=None, calibration=None, first=False):
+        """Add one model's results (first=True puts it before the others, as the reference)."""
+        for table, value in (
+            (self.scores, scores),
+            (self.early, early),
+            (self.predictions, predictions),
+            (self.calibration, calibration),
+        ):
+            if value:
+                table[model] = value
+                if first:
+                    table.update({k: table.pop(k) for k in list(table) if k != model})
+
+
+def stage_calibration(found, split_names=("val", "test")):
+    """A stage's scores.json content -> {"temperature", split: calibration.summary} or None."""
+    if "temperature" not in found:
+        return None
+    splits = {s: v for s, v in found.get("calibration", {}).items() if s in split_names}
+    return {"temperature": found["temperature"], **splits}
+
+
+def baseline_results(records, task, seed, out_dir=None):
     """The light-curve Random Forest on the same records (the comparison the paper makes):
-    ({RF model name: {split: metrics}}, {RF model name: early F1 (baseline.early_run)}), or
-    ({}, {}) with a warning when it cannot be trained."""
+    a ModelResults entry's arguments {"scores", "early", "predictions", "calibration"} (the
+    forest's temperature fitted like the networks', for comparison; it is not exported), or
+    None with a warning when it cannot be trained. With out_dir, its early curve also goes to
+    TensorBoard (logs/random_forest/evaluation) beside the networks'."""
+    from tao_keras import calibration, run_layout
     from tao_keras.lightcurves import baseline
     from tao_keras.lightcurves import curves as curve_io
+    from tao_keras.training import protocol
 
     began = time.perf_counter()
     try:
         curves = curve_io.of_records(records)
-        scores, _ = baseline.run(curves, task, seed=seed)
+        scores, info = baseline.run(curves, task, seed=seed)
         early_f1 = baseline.early_run(curves, task, seed=seed, whole=scores)
     except ValueError as e:
         logging.warning("no light-curve baseline in the report: %s", e)
-        return {}, {}
+        return None
     logging.info("light-curve Random Forest: %.0f s", time.perf_counter() - began)
-    return {baseline.MODEL_NAME: scores}, {baseline.MODEL_NAME: early_f1}
+    predictions = info["predictions"]
+    calibrated = None
+    if "val" in predictions:
+        val = predictions["val"]
+        temperature = calibration.fit_temperature(val["label"], val["probabilities"])
+        calibrated = {
+            "temperature": temperature,
+            **{
+                s: calibration.summary(p["label"], p["probabilities"], temperature)
+                for s, p in predictions.items()
+            },
+        }
+    if out_dir is not None:
+        import tensorflow as tf
+
+        writer = tf.summary.create_file_writer(
+            os.path.join(run_layout.logs_dir(out_dir, "random_forest"), "evaluation")
+        )
+        protocol.write_early(writer, early_f1)
+    return {
+        "scores": scores,
+        "early": early_f1,
+        "predictions": predictions,
+        "calibration": calibrated,
+    }
 
 
 def run(task):
@@ -162,6 +234,7 @@ def run(task):
     import keras
 
     from tao_keras import classes, export, run_layout
+    from tao_keras.lightcurves import baseline
     from tao_keras.training import multiworker, protocol, reports
 
     std_logging.getLogger().setLevel(std_logging.INFO)
@@ -171,6 +244,10 @@ def run(task):
     if unknown:
         raise ValueError(f"--stages: unknown {unknown}; choose from {protocol.STAGES}")
     keras.utils.set_random_seed(FLAGS.seed)
+    if FLAGS.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     records = prepare_records(FLAGS.data, FLAGS.cache_dir, FLAGS.num_objects, FLAGS.seed)
     out_dir = FLAGS.output or os.path.join("runs", task)
     if not multiworker.is_chief():
@@ -196,23 +273,30 @@ def run(task):
     previous = None
     if FLAGS.init_from:
         previous = keras.saving.load_model(run_layout.last_model(FLAGS.init_from))
-    results, early_f1, stage_seconds = {}, {}, {}
+    models, stage_seconds = ModelResults(), {}
     for stage in FLAGS.stages:
         stage_began = time.perf_counter()
         previous, scores = protocol.run_stage(stage, records, out_dir, config, strategy, previous)
-        results[protocol.MODEL_NAMES[stage]] = scores
-        stage_early = protocol.stage_early(out_dir, stage)
-        if stage_early:
-            early_f1[protocol.MODEL_NAMES[stage]] = stage_early
+        found = protocol.stage_results(out_dir, stage)
+        models.add(
+            protocol.MODEL_NAMES[stage],
+            scores,
+            found.get("early"),
+            found.get("predictions"),
+            stage_calibration(found),
+        )
         stage_seconds[protocol.MODEL_NAMES[stage]] = time.perf_counter() - stage_began
     names = classes.task_class_names(task)
     trained = time.perf_counter() - began
+    reference = None
     if FLAGS.baseline and multiworker.is_chief():
-        rf_scores, rf_early = baseline_results(records, task, FLAGS.seed)
-        results, early_f1 = {**rf_scores, **results}, {**rf_early, **early_f1}
+        forest = baseline_results(records, task, FLAGS.seed, out_dir)
+        if forest is not None:
+            reference = baseline.MODEL_NAME
+            models.add(reference, **forest, first=True)
     text = reports.write(
         out_dir,
-        results,
+        models.scores,
         task,
         names,
         extra={
@@ -220,8 +304,12 @@ def run(task):
             "seconds": time.perf_counter() - began,
             "training_seconds": trained,
             "stage_seconds": stage_seconds,
+            "deterministic": config.deterministic,
         },
-        early_f1=early_f1,
+        early_f1=models.early,
+        predictions=models.predictions,
+        calibration=models.calibration,
+        reference=reference,
     )
     print(text)
     print(f"TensorBoard: tensorboard --logdir {run_layout.logs_dir(out_dir)}")

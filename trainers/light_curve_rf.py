@@ -53,6 +53,7 @@ def main(argv):
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     names = classes.task_class_names(FLAGS.task)
+    predictions = info.pop("predictions")
     text = reports.write(
         out_dir,
         {baseline.MODEL_NAME: results},
@@ -64,6 +65,7 @@ def main(argv):
             "light_curve_seconds": measured,
             **info,
         },
+        predictions={baseline.MODEL_NAME: predictions},
     )
     print(text)
     print(

@@ -12,8 +12,8 @@ MODEL_NAME = "Random Forest (light curves)"
 
 
 def task_curves(curves, task):
-    """{split: (curves, task labels)} of the labelled curves that belong to the task and have
-    enough dates; plus the number left out for too few dates."""
+    """{split: (curves, task labels, object ids)} of the labelled curves that belong to the
+    task and have enough dates; plus the number left out for too few dates."""
     table = classes.task_label_table(task)
     out, too_short = {}, 0
     for c in curves:
@@ -22,10 +22,13 @@ def task_curves(curves, task):
         if len(c.mjd) < curve_features.MIN_CURVE_DATES:
             too_short += 1
             continue
-        entry = out.setdefault(c.split, ([], []))
+        entry = out.setdefault(c.split, ([], [], []))
         entry[0].append(c.arrays())
         entry[1].append(table[c.label])
-    return {split: (cs, np.array(labels)) for split, (cs, labels) in out.items()}, too_short
+        entry[2].append(c.object_id)
+    return {
+        split: (cs, np.array(labels), ids) for split, (cs, labels, ids) in out.items()
+    }, too_short
 
 
 def fit(train_curves, train_labels, num_classes, trees=200, seed=0):
@@ -42,7 +45,9 @@ def fit(train_curves, train_labels, num_classes, trees=200, seed=0):
 
 
 def run(curves, task, trees=200, seed=0):
-    """-> ({split: metrics.evaluate output} for val and test, info dict)."""
+    """-> ({split: metrics.evaluate output} for val and test, info dict: "predictions" ({split:
+    {"object_id", "label", "probabilities"}}, as tao_keras.training.evaluation.predictions),
+    "too_few_dates", "objects", "feature_importance")."""
     names = classes.task_class_names(task)
     splits, too_short = task_curves(curves, task)
     if "train" not in splits:
@@ -50,13 +55,20 @@ def run(curves, task, trees=200, seed=0):
             f"no training light curves with at least {curve_features.MIN_CURVE_DATES} dates "
             f"for task {task}"
         )
-    forest = fit(*splits["train"], len(names), trees, seed)
-    results = {}
+    forest = fit(*splits["train"][:2], len(names), trees, seed)
+    results, predictions = {}, {}
     for split in ("val", "test"):
         if split in splits:
-            probabilities = forest.predict_proba(curve_features.compute(splits[split][0]))
-            results[split] = metrics.evaluate(splits[split][1], probabilities, names)
+            split_curves, labels, ids = splits[split]
+            probabilities = forest.predict_proba(curve_features.compute(split_curves))
+            results[split] = metrics.evaluate(labels, probabilities, names)
+            predictions[split] = {
+                "object_id": list(ids),
+                "label": labels.astype(int).tolist(),
+                "probabilities": np.asarray(probabilities, float).tolist(),
+            }
     info = {
+        "predictions": predictions,
         "too_few_dates": too_short,
         "objects": {s: len(v[1]) for s, v in splits.items()},
         "feature_importance": dict(

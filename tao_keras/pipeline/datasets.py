@@ -239,17 +239,31 @@ def training_dataset(records_dir, config, split="train"):
     return dataset.with_options(_options(config)), math.ceil(epoch / config.batch_size)
 
 
-def evaluation_dataset(records_dir, config, split="val"):
-    """Every object of the split that belongs to the task, once, in file order, no augmentation:
-    (features, label) batches as training_dataset's. records_dir, config: as there; split:
-    'val', 'test', 'train' or 'unlabelled'."""
+def _evaluation_records(records_dir, config, split):
+    """(serialized records of the split's task objects in file order, the records' RoI)."""
     manifest = manifest_file.load(records_dir)
     shards = manifest_file.task_shards(manifest, records_dir, split, config.task)
     paths = [p for label in sorted(shards) for p, _ in shards[label]]
     if not paths:
         raise ValueError(f"{records_dir}: split '{split}' has no objects for task {config.task}")
-    dataset = tf.data.TFRecordDataset(paths).map(
-        _parse_fn(manifest["roi_size"], config.task),
+    return tf.data.TFRecordDataset(paths), manifest["roi_size"]
+
+
+def evaluation_object_ids(records_dir, config, split="val"):
+    """The object ids [N] (str) of evaluation_dataset(records_dir, config, split), in its order:
+    what ties a model's predictions to the same objects scored by another model."""
+    records, roi = _evaluation_records(records_dir, config, split)
+    ids = records.map(lambda r: parser.parse(r, roi)["object_id"])
+    return [i.decode() for i in ids.as_numpy_iterator()]
+
+
+def evaluation_dataset(records_dir, config, split="val"):
+    """Every object of the split that belongs to the task, once, in file order, no augmentation:
+    (features, label) batches as training_dataset's. records_dir, config: as there; split:
+    'val', 'test', 'train' or 'unlabelled'."""
+    records, roi = _evaluation_records(records_dir, config, split)
+    dataset = records.map(
+        _parse_fn(roi, config.task),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )

@@ -40,6 +40,9 @@ class TrainConfig:
         None  # wall-clock budget of the whole run (stages share it by planned steps)
     )
     seed: int = 0
+    # same seed, same machine -> same numbers (ordered tf.data; the trainer also turns on
+    # TensorFlow's op determinism)
+    deterministic: bool = True
 
     def __post_init__(self):
         unknown = set(self.frozen) - {"backbone", "recurrent"}

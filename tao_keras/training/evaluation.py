@@ -3,6 +3,7 @@
 import numpy as np
 
 from tao_keras import metrics
+from tao_keras.pipeline import datasets
 
 
 def predict(model, dataset):
@@ -20,3 +21,24 @@ def score(model, dataset, class_names):
     index class_names."""
     labels, probabilities = predict(model, dataset)
     return metrics.evaluate(labels, probabilities, class_names)
+
+
+def predictions(model, records_dir, config, split):
+    """A model's predictions on every task object of a split, tied to the objects:
+    {"object_id": [N] str, "label": [N] int, "probabilities": [N, C] float lists} (JSON-ready;
+    what the paired bootstrap and the temperature fit read). config: the evaluation
+    PipelineConfig (datasets.evaluation_dataset's)."""
+    labels, probabilities = predict(model, datasets.evaluation_dataset(records_dir, config, split))
+    ids = datasets.evaluation_object_ids(records_dir, config, split)
+    if len(ids) != len(labels):
+        raise RuntimeError(f"{records_dir} {split}: {len(ids)} object ids for {len(labels)} labels")
+    return {
+        "object_id": ids,
+        "label": labels.astype(int).tolist(),
+        "probabilities": np.asarray(probabilities, float).tolist(),
+    }
+
+
+def score_predictions(prediction, class_names):
+    """metrics.evaluate of a predictions() dict."""
+    return metrics.evaluate(prediction["label"], prediction["probabilities"], class_names)

@@ -129,3 +129,63 @@ def example_strip(dates, zoom=1):
     separator = np.ones((dates.shape[1], 2), np.float32)
     strip = np.concatenate([part for d in stretched for part in (d, separator)][:-1], axis=1)
     return np.kron(strip, np.ones((zoom, zoom), np.float32)) if zoom > 1 else strip
+
+
+def example_image(dates, title):
+    """Per-date images [D, H, W] of one object -> uint8 RGB image [h, w, 3]: example_strip
+    with `title` written above it (so the class and days travel with the picture)."""
+    strip = example_strip(dates)
+    height = 1.1 + 2.2 * strip.shape[0] / strip.shape[1] * 6.0
+    fig, ax = plt.subplots(figsize=(6.0, height), dpi=100)
+    ax.imshow(strip, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=8, wrap=True)
+    fig.tight_layout()
+    return _figure_pixels(fig)
+
+
+def same_size(images):
+    """uint8 RGB images of different sizes -> the same images padded (white) to the largest."""
+    h = max(i.shape[0] for i in images)
+    w = max(i.shape[1] for i in images)
+    out = []
+    for i in images:
+        padded = np.full((h, w, 3), 255, np.uint8)
+        padded[: i.shape[0], : i.shape[1]] = i
+        out.append(padded)
+    return out
+
+
+def save_reliability_png(path, calibration_by_split, title=None):
+    """Reliability diagrams before and after the temperature, one panel per split: accuracy
+    against confidence of the predicted class per bin (the diagonal is calibrated), with the
+    expected calibration error (ECE) in the legend.
+
+    calibration_by_split: {split: calibration.summary output}.
+    """
+    splits = sorted(calibration_by_split, reverse=True)
+    fig, axes = plt.subplots(1, max(1, len(splits)), figsize=(4.2 * max(1, len(splits)), 4.0))
+    axes = np.atleast_1d(axes)
+    for ax, split in zip(axes, splits):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+        for key, style in (("before", "o-"), ("after", "s--")):
+            r = calibration_by_split[split][key]
+            bins = r["bins"]
+            ax.plot(
+                [b["confidence"] for b in bins],
+                [b["accuracy"] for b in bins],
+                style,
+                label=f"{key} temperature (ECE {100 * r['ece']:.1f}%)",
+            )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (probability of the predicted class)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(split, fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

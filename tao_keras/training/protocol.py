@@ -18,7 +18,7 @@ import os
 import keras
 import tensorflow as tf
 
-from tao_keras import classes, early, run_layout
+from tao_keras import calibration, classes, early, files, run_layout
 from tao_keras.models import densenet, presets, taonet
 from tao_keras.pipeline import datasets
 from tao_keras.training import (
@@ -67,6 +67,7 @@ def pipeline_config(config, stage):
         scale=config.normalization,
         per_date=config.per_date,
         crop=model_config(config).backbone.roi_size,
+        deterministic=config.deterministic,
     )
     if stage == "densenet":
         return datasets.PipelineConfig(mode="triplet", **common)
@@ -181,7 +182,9 @@ def _settings(config, stage):
 
 
 def _finished_stage(out_dir, stage, config):
-    """The scores of a stage finished earlier with the same settings, else None."""
+    """What a stage finished earlier with the same settings wrote (its scores.json), else None.
+    A scores.json of an older format (without the predictions) counts as unfinished scoring:
+    the caller scores its model.keras again instead of training."""
     try:
         with open(run_layout.stage_file(out_dir, stage, run_layout.SCORES)) as f:
             done = json.load(f)
@@ -190,7 +193,7 @@ def _finished_stage(out_dir, stage, config):
     same = _stage_settings(done.get("config", {}), stage) == _settings(config, stage)
     if not same or not os.path.exists(run_layout.stage_model(out_dir, stage)):
         return None
-    return done["scores"]
+    return done
 
 
 def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
@@ -205,22 +208,33 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     after its model.keras) is not trained again: a rerun after a kill in a later stage loads
     its model and scores and goes on.
     """
-    stage_config = getattr(config, stage)
     stage_dir = run_layout.stage_dir(out_dir, stage)
     os.makedirs(stage_dir, exist_ok=True)
-    scores = _finished_stage(out_dir, stage, config)
-    if scores is not None:
+    done = _finished_stage(out_dir, stage, config)
+    if done is not None:
         logging.info("stage %s finished earlier with these settings: reusing %s", stage, stage_dir)
-        return keras.saving.load_model(run_layout.stage_model(out_dir, stage)), scores
-    names = classes.task_class_names(config.task)
+        model = keras.saving.load_model(run_layout.stage_model(out_dir, stage))
+        if "predictions" not in done:  # written before predictions were kept: score again
+            writer = _evaluation_writer(out_dir, stage)
+            return model, score_stage(model, stage, records_dir, out_dir, config, writer)
+        return model, done["scores"]
     manifest_file.check_roi(
         manifest_file.load(records_dir), records_dir, model_config(config).backbone.roi_size
     )
+    writer = _evaluation_writer(out_dir, stage)
+    model = train_stage(stage, records_dir, out_dir, config, strategy, previous, writer)
+    return model, score_stage(model, stage, records_dir, out_dir, config, writer)
+
+
+def train_stage(stage, records_dir, out_dir, config, strategy, previous, writer):
+    """Fit one stage's model (resuming from its backup) and return it with its best weights;
+    writer: the stage's TensorBoard evaluation writer (validation F1, PR curves, HParams)."""
+    names = classes.task_class_names(config.task)
+    stage_config = getattr(config, stage)
     pipeline = pipeline_config(config, stage)
     train, steps = datasets.training_dataset(records_dir, pipeline)
     steps = max(1, math.ceil(steps * config.epoch_fraction))
-    eval_config = evaluation_config(pipeline)
-    val = datasets.evaluation_dataset(records_dir, eval_config, split="val")
+    val = datasets.evaluation_dataset(records_dir, evaluation_config(pipeline), split="val")
     if stage != "densenet":
         train = train.map(two_outputs)
     with strategy.scope(), precision.policy(config.precision):
@@ -228,11 +242,6 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
         compile_model(model, stage, config, stage_config)
     best = run_layout.stage_file(out_dir, stage, "best.weights.h5")
     history = run_layout.stage_file(out_dir, stage, "history.csv")
-    writer = tf.summary.create_file_writer(
-        os.path.join(run_layout.logs_dir(out_dir, stage), "evaluation")
-    )
-    features, labels = next(iter(val))
-    tensorboard_views.write_examples(writer, features["images"], labels, names, features.get("dt"))
     tensorboard_views.write_hparams(
         writer,
         {
@@ -282,26 +291,66 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     )
     if os.path.exists(best):
         model.load_weights(best)
-    splits = {"val": val}
-    try:
-        splits["test"] = datasets.evaluation_dataset(records_dir, eval_config, "test")
-    except ValueError as e:  # e.g. a tiny data set without a test split for this task
-        logging.warning("not scoring test: %s", e)
-    scores = {split: evaluation.score(model, dataset, names) for split, dataset in splits.items()}
+    return model
+
+
+def _evaluation_writer(out_dir, stage):
+    return tf.summary.create_file_writer(
+        os.path.join(run_layout.logs_dir(out_dir, stage), "evaluation")
+    )
+
+
+def score_stage(model, stage, records_dir, out_dir, config, writer):
+    """Score a stage's kept model and write OUT/<stage>/model.keras and scores.json (last).
+
+    On the validation and test splits: predictions per object (kept for the paired bootstrap),
+    the paper's metric with its context (metrics.evaluate), a temperature fitted on the
+    validation predictions with NLL and reliability before and after it (tao_keras.calibration),
+    for TAO-Net stages the first-N-dates scores (early classification); TensorBoard gets the
+    kept model's confusion matrix and example strips (writer). -> {split: metrics}.
+    """
+    names = classes.task_class_names(config.task)
+    eval_config = evaluation_config(pipeline_config(config, stage))
+    predictions = {}
+    for split in ("val", "test"):
+        try:
+            predictions[split] = evaluation.predictions(model, records_dir, eval_config, split)
+        except ValueError as e:  # e.g. a tiny data set without a test split for this task
+            if split == "val":
+                raise
+            logging.warning("not scoring test: %s", e)
+    scores = {s: evaluation.score_predictions(p, names) for s, p in predictions.items()}
+    val = predictions["val"]
+    temperature = calibration.fit_temperature(val["label"], val["probabilities"])
+    calibrated = {
+        s: calibration.summary(p["label"], p["probabilities"], temperature)
+        for s, p in predictions.items()
+    }
+    tensorboard_views.write_kept_model(
+        writer,
+        datasets.evaluation_dataset(records_dir, eval_config, "val"),
+        val,
+        names,
+        scores["val"]["confusion_matrix"],
+    )
     early_f1 = {}
     if stage != "densenet":  # the triplet DenseNet needs the catalog date of maximum
         early_f1 = early_scores(model, records_dir, eval_config, names, scores)
         write_early(writer, early_f1)
     model.save(run_layout.stage_model(out_dir, stage))
     scores = json.loads(json.dumps(scores, default=float))
-    done = run_layout.stage_file(out_dir, stage, run_layout.SCORES)
-    partial = done + ".tmp"
-    with open(partial, "w") as f:
-        json.dump(
-            {"config": _settings(config, stage), "scores": scores, "early": early_f1}, f, indent=1
-        )
-    os.replace(partial, done)
-    return model, scores
+    files.write_json_atomic(
+        run_layout.stage_file(out_dir, stage, run_layout.SCORES),
+        {
+            "config": _settings(config, stage),
+            "scores": scores,
+            "early": early_f1,
+            "temperature": temperature,
+            "calibration": calibrated,
+            "predictions": predictions,
+        },
+    )
+    return scores
 
 
 def early_scores(model, records_dir, eval_config, class_names, whole=None, nights=early.NIGHTS):
@@ -338,10 +387,11 @@ def write_early(writer, early):
     writer.flush()
 
 
-def stage_early(out_dir, stage):
-    """The early scores a finished stage wrote in its scores.json ({} when none)."""
+def stage_results(out_dir, stage):
+    """Everything a finished stage wrote in its scores.json ({} when none): "scores", "early",
+    "temperature", "calibration", "predictions" ({split: evaluation.predictions})."""
     try:
         with open(run_layout.stage_file(out_dir, stage, run_layout.SCORES)) as f:
-            return json.load(f).get("early", {})
+            return json.load(f)
     except (OSError, ValueError):
         return {}

@@ -1,9 +1,11 @@
 """report.md (tables laid out like the paper's: per-class F1 and mean ± std) and report.json."""
 
-import json
+import logging
 import math
 import os
 import re
+
+from tao_keras import files, metrics
 
 
 def percent(value):
@@ -22,14 +24,98 @@ SPLIT_TITLES = {
 }
 
 
-def markdown(results, task, class_names):
-    """results: {model name: {split: metrics.evaluate output}} -> Markdown text."""
+def _ci(interval):
+    return "–" if not interval else f"[{percent(interval[0])}, {percent(interval[1])}]"
+
+
+def _signed(value):
+    return "–" if value is None else f"{100 * value:+.2f}"
+
+
+def split_warning(split, support):
+    """The warning for a split with fewer than metrics.MIN_RELIABLE_SUPPORT objects of a class
+    (or none), else None."""
+    small = {c: n for c, n in support.items() if n < metrics.MIN_RELIABLE_SUPPORT}
+    if not small:
+        return None
+    listed = ", ".join(f"{c} {n}" for c, n in small.items())
+    return (
+        f"{SPLIT_TITLES.get(split, split)}: fewer than {metrics.MIN_RELIABLE_SUPPORT} objects of "
+        f"{listed}. One object moves such a class's F1 by ~100/n points, and its maximum F1 is "
+        "high by chance: read the chance level and the intervals, not the ranks."
+    )
+
+
+def _summary_table(rows, split, intervals, calibration, reference):
+    """The table beside the paper's: the interval, chance, decision metrics, calibration."""
+    boot = (intervals or {}).get(split, {})
+    lines = [
+        f"Beside it: the 95% interval of mean max-F1 (paired bootstrap over the "
+        f"{boot.get('_objects', '–')} objects every model scored, {boot.get('_draws', '–')} "
+        "draws), the chance level of mean max-F1 for this split's class counts (mean of random "
+        "scorings; 95% of them stay below the value in brackets), "
+        + (f"the difference to the {reference} on the same objects, " if reference else "")
+        + "the macro-F1 and accuracy of the arg-max class, and the expected calibration error "
+        "(ECE) before and after the temperature fitted on validation.",
+        "",
+        "| model | mean max-F1 | 95% CI | chance | "
+        + ("Δ vs forest [95% CI] | " if reference else "")
+        + "macro-F1 | accuracy | ECE (T) | objects |",
+        "|---|" + "---|" * (8 if reference else 7),
+    ]
+    for name, r in rows:
+        b = boot.get(name, {})
+        cal = (calibration or {}).get(name, {})
+        ece = "–"
+        if split in cal:
+            ece = (
+                f"{percent(cal[split]['before']['ece'])} → {percent(cal[split]['after']['ece'])} "
+                f"(T={cal['temperature']:.2f})"
+            )
+        cells = [
+            name,
+            percent(r["mean_f1"]),
+            _ci(b.get("ci")),
+            f"{percent(r.get('chance_mean_f1'))} ({percent(r.get('chance_mean_f1_p95'))})",
+        ]
+        if reference:
+            cells.append(
+                "reference"
+                if name == reference
+                else f"{_signed(b.get('difference'))} {_ci(b.get('difference_ci'))}"
+            )
+        cells += [
+            percent(r.get("macro_f1")),
+            percent(r.get("accuracy")),
+            ece,
+            str(sum(r["support"].values())),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(results, task, class_names, intervals=None, calibration=None, reference=None):
+    """results: {model name: {split: metrics.evaluate output}} -> Markdown text.
+
+    intervals: {split: intervals.paired output} or None; calibration: {model: {"temperature",
+    split: calibration.summary}} or None; reference: the model the differences are to.
+    """
     lines = [f"# TAO-Net report: task `{task}`", ""]
     present = {split for by_split in results.values() for split in by_split}
     for split in [s for s in SPLIT_TITLES if s in present] + sorted(present - set(SPLIT_TITLES)):
         rows = [(name, by_split[split]) for name, by_split in results.items() if split in by_split]
+        support = rows[-1][1]["support"]
         lines += [
-            f"## {SPLIT_TITLES.get(split, split)}: maximum F1 (%) per class",
+            f"## {SPLIT_TITLES.get(split, split)}",
+            "",
+            "Objects per class: " + ", ".join(f"{c} {support[c]}" for c in class_names),
+            "",
+        ]
+        warning = split_warning(split, support)
+        if warning:
+            lines += [f"> **Warning** — {warning}", ""]
+        lines += [
+            "Maximum F1 (%) per class (the paper's metric):",
             "",
             "| model | " + " | ".join(class_names) + " | mean ± std |",
             "|---|" + "---|" * (len(class_names) + 1),
@@ -41,12 +127,9 @@ def markdown(results, task, class_names):
                 + " | ".join(cells)
                 + f" | {percent(r['mean_f1'])} ± {percent(r['std_f1'])} |"
             )
-        support = rows[0][1]["support"]
-        lines += [
-            "",
-            "Objects per class: " + ", ".join(f"{c} {support[c]}" for c in class_names),
-            "",
-        ]
+        lines.append("")
+        lines += _summary_table(rows, split, intervals, calibration, reference)
+        lines.append("")
         name, r = rows[-1]
         lines += [
             f"Confusion matrix of {name} (rows: true, columns: predicted):",
@@ -57,7 +140,32 @@ def markdown(results, task, class_names):
         for c, row in zip(class_names, r["confusion_matrix"]):
             lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
         lines.append("")
+    if calibration:
+        lines += _calibration_markdown(calibration)
     return "\n".join(lines)
+
+
+def _calibration_markdown(calibration):
+    lines = [
+        "## Calibration",
+        "",
+        "Each model's probabilities divided in log space by a temperature T fitted on the "
+        "validation split (minimum negative log-likelihood; the exported SavedModel applies "
+        "it). NLL in nats, ECE in % (10 bins of the predicted class's probability); test "
+        "shows whether the validation fit carries over. Figures: reliability-<model>.png.",
+        "",
+        "| model | T | split | NLL before → after | ECE before → after |",
+        "|---|---|---|---|---|",
+    ]
+    for name, cal in calibration.items():
+        for split in [s for s in ("val", "test") if s in cal]:
+            b, a = cal[split]["before"], cal[split]["after"]
+            lines.append(
+                f"| {name} | {cal['temperature']:.2f} | {split} | {b['nll']:.3f} → "
+                f"{a['nll']:.3f} | {percent(b['ece'])} → {percent(a['ece'])} |"
+            )
+    lines.append("")
+    return lines
 
 
 EARLY_PNG = "early_f1.png"
@@ -90,27 +198,67 @@ def early_markdown(early_f1):
             points = by_split.get(split, {})
             cells = [percent(points[x]["mean_f1"]) if x in points else "–" for x in labels]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        chance = []
+        for x in labels:  # the networks' objects (the forest may score fewer)
+            found = [
+                b[split][x].get("chance_mean_f1", math.nan)
+                for b in early_f1.values()
+                if x in b.get(split, {})
+            ]
+            chance.append(next((v for v in reversed(found) if not math.isnan(v)), math.nan))
+        lines.append("| chance level | " + " | ".join(percent(c) for c in chance) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
+def figure_slug(model):
+    """A model name as a file-name part: "TAO-Net, joint" -> "tao-net-joint"."""
+    return re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")
+
+
 def confusion_png_name(model, split):
     """File name of a model's confusion-matrix figure for one split, beside report.md."""
-    slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")
-    return f"confusion-{slug}-{split}.png"
+    return f"confusion-{figure_slug(model)}-{split}.png"
 
 
-def write(out_dir, results, task, class_names, extra=None, early_f1=None):
-    """Write OUTDIR/report.md, OUTDIR/report.json and a confusion-matrix PNG per model and
-    split (class names on both axes, counts and row percentages); returns the Markdown text.
+def reliability_png_name(model):
+    """File name of a model's reliability diagram (before/after its temperature)."""
+    return f"reliability-{figure_slug(model)}.png"
+
+
+def write(
+    out_dir,
+    results,
+    task,
+    class_names,
+    extra=None,
+    early_f1=None,
+    predictions=None,
+    calibration=None,
+    reference=None,
+):
+    """Write OUTDIR/report.md, OUTDIR/report.json (both atomically) and the figures beside them;
+    returns the Markdown text.
 
     results: {model: {split: metrics.evaluate output}}; extra: more report.json entries;
     early_f1: {model: {split: {early.label(N): early.summary}}} ("F1 versus nights observed":
-    a table in report.md, report.json's "early_f1" and early_f1.png), or None.
+    a table in report.md, report.json's "early_f1" and early_f1.png), or None;
+    predictions: {model: {split: evaluation.predictions}} (the paired bootstrap's input: every
+    model's interval and its difference to `reference`, on the objects all of them scored);
+    calibration: {model: {"temperature": T, split: calibration.summary}} (a table and a
+    reliability diagram per model). A split with too few objects of a class is warned about
+    in report.md and the log.
     """
+    from tao_keras import intervals as bootstrap
     from tao_keras.training import figures
 
-    text = markdown(results, task, class_names)
+    boot = bootstrap.by_split(predictions, reference) if predictions else None
+    for split in sorted({s for by_split in results.values() for s in by_split}):
+        support = next(r[split]["support"] for r in results.values() if split in r)
+        warning = split_warning(split, support)
+        if warning:
+            logging.warning("%s", warning)
+    text = markdown(results, task, class_names, boot, calibration, reference)
     if early_f1:
         text += "\n" + early_markdown(early_f1)
         figures.save_early_png(
@@ -124,11 +272,22 @@ def write(out_dir, results, task, class_names, extra=None, early_f1=None):
                 class_names,
                 f"{model}\n{SPLIT_TITLES.get(split, split)}",
             )
-    with open(os.path.join(out_dir, "report.md"), "w") as f:
-        f.write(text)
+    for model, cal in (calibration or {}).items():
+        figures.save_reliability_png(
+            os.path.join(out_dir, reliability_png_name(model)),
+            {s: v for s, v in cal.items() if s != "temperature"},
+            f"{model}: reliability (T = {cal['temperature']:.2f})",
+        )
+    files.write_text_atomic(os.path.join(out_dir, "report.md"), text)
     payload = {"task": task, "class_names": list(class_names), "results": results, **(extra or {})}
     if early_f1:
         payload["early_f1"] = early_f1
-    with open(os.path.join(out_dir, "report.json"), "w") as f:
-        json.dump(payload, f, indent=2, default=float)
+    if boot:
+        payload["intervals"] = boot
+        payload["reference"] = reference
+    if calibration:
+        payload["calibration"] = calibration
+    if predictions:
+        payload["predictions"] = predictions
+    files.write_json_atomic(os.path.join(out_dir, "report.json"), payload)
     return text

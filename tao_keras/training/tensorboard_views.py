@@ -26,23 +26,62 @@ def write_evaluation(writer, step, labels, probabilities, class_names, confusion
     writer.flush()
 
 
-def write_examples(writer, images, labels, class_names, dt=None, max_outputs=4):
-    """A few model inputs as grey strips of their dates (asinh stretch), captioned with the
-    class and the days of each date since the first shown."""
-    per_date, days = figures.example_dates(
-        np.asarray(images)[:max_outputs], None if dt is None else np.asarray(dt)[:max_outputs]
-    )
-    labels = np.asarray(labels)[:max_outputs]
-    zoom = max(1, 96 // per_date.shape[-2])  # 32x32 cutouts shown at 96x96
-    strips = np.stack([figures.example_strip(d, zoom) for d in per_date])[..., None]
-    captions = []
-    for i, (label, d) in enumerate(zip(labels, days)):
-        when = "triplet dates" if np.isnan(d).all() else "days " + ", ".join(f"{x:.0f}" for x in d)
-        captions.append(f"example {i}: {class_names[int(label)]} ({when})")
-    with writer.as_default(step=0):
-        tf.summary.image(
-            "examples", strips, max_outputs=max_outputs, description="  \n".join(captions)
+def class_examples(dataset, num_classes):
+    """The first object of each class in an evaluation dataset: {class index: (images, dt or
+    None, row)} where row indexes `labels` (the dataset's objects in order)."""
+    found, row = {}, 0
+    for features, batch_labels in dataset:
+        for i, label in enumerate(np.asarray(batch_labels)):
+            if int(label) not in found:
+                dt = features.get("dt")
+                found[int(label)] = (
+                    np.asarray(features["images"][i]),
+                    None if dt is None else np.asarray(dt[i]),
+                    row + i,
+                )
+        row += len(batch_labels)
+        if len(found) == num_classes:
+            break
+    return found
+
+
+def write_kept_model(writer, model_inputs, prediction, class_names, confusion):
+    """What the kept (best-epoch) model does on the validation split, logged once a stage ends:
+    its confusion matrix ("kept_model/confusion_matrix") and one example strip per class
+    ("kept_model/examples"), each image titled with the true class, the kept model's class and
+    probability, and the days of the dates shown.
+
+    model_inputs: the validation evaluation dataset (features, label); prediction: the kept
+    model's evaluation.predictions on it (same order).
+    """
+    probabilities = np.asarray(prediction["probabilities"])
+    examples = class_examples(model_inputs, len(class_names))
+    strips = []
+    for label in sorted(examples):
+        images, dt, row = examples[label]
+        per_date, days = figures.example_dates(images[None], None if dt is None else dt[None])
+        guess = int(probabilities[row].argmax())
+        when = (
+            "triplet dates"
+            if np.isnan(days).all()
+            else "days " + ", ".join(f"{x:.0f}" for x in days[0])
         )
+        title = (
+            f"true {class_names[label]}; kept model: {class_names[guess]} "
+            f"(p={probabilities[row, guess]:.2f}); {when}"
+        )
+        strips.append(figures.example_image(per_date[0], title))
+    image = figures.confusion_image(confusion, class_names, "validation, kept model")
+    with writer.as_default(step=0):
+        tf.summary.image("kept_model/confusion_matrix", image[None])
+        if strips:
+            tf.summary.image(
+                "kept_model/examples",
+                np.stack(figures.same_size(strips)),
+                max_outputs=len(strips),
+                description="One validation object per class, dates left to right (asinh "
+                "stretch), titled with its true class and the kept model's answer.",
+            )
     writer.flush()
 
 

@@ -1,0 +1,185 @@
+"""Evidence beside the paper's metric: chance level, decision metrics, paired bootstrap
+intervals, temperature calibration, and the report that shows them."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import precision_recall_curve
+
+from tao_keras import calibration, intervals, metrics
+from tao_keras.training import reports
+
+NAMES = ["BZ", "AGN", "CV", "OTHER", "SN", "NT"]
+
+
+def sklearn_max_f1(is_positive, scores):
+    precision, recall, _ = precision_recall_curve(is_positive, scores)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return f1.max()
+
+
+def test_max_f1_equals_the_precision_recall_curve_with_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(2, 40))
+        y = rng.random(n) < 0.4
+        if not y.any():
+            continue
+        scores = np.round(rng.random(n), int(rng.integers(1, 3)))  # many ties
+        assert metrics.max_f1(y, scores) == pytest.approx(sklearn_max_f1(y, scores), abs=1e-12)
+
+
+def test_weighted_max_f1_equals_the_sample_with_repeated_objects():
+    rng = np.random.default_rng(1)
+    y, scores = rng.random(30) < 0.3, np.round(rng.random(30), 2)
+    weights = rng.integers(0, 4, (5, 30))
+    order, ends = metrics.ranked(scores)
+    got = metrics.max_f1_weighted(y, order, ends, weights)
+    for w, value in zip(weights, got):
+        repeated = np.repeat(np.arange(30), w)
+        expected = metrics.max_f1(y[repeated], scores[repeated]) if y[repeated].any() else np.nan
+        assert value == pytest.approx(expected, nan_ok=True)
+
+
+def test_chance_level_is_what_random_scores_get_on_those_class_counts():
+    labels = np.repeat(np.arange(6), 2)  # the main job's old test split: 2 objects per class
+    rng = np.random.default_rng(3)
+    random_means = [
+        metrics.evaluate(labels, rng.random((12, 6)), NAMES)["mean_f1"] for _ in range(400)
+    ]
+    result = metrics.evaluate(labels, rng.random((12, 6)), NAMES)
+    assert result["chance_mean_f1"] == pytest.approx(np.mean(random_means), abs=0.015)
+    assert 0.40 < result["chance_mean_f1"] < 0.52  # far above 1/6: the max rewards chance
+    assert result["chance_mean_f1_p95"] == pytest.approx(np.quantile(random_means, 0.95), abs=0.03)
+    # more objects per class: chance falls towards the positives' share
+    assert metrics.chance_level([45] * 6)["mean_f1"] < 0.32
+    # fixed seed: the same counts give the same numbers
+    assert metrics.chance_level([3, 5, 8]) == metrics.chance_level([3, 5, 8])
+
+
+def test_evaluate_gives_accuracy_macro_f1_and_small_classes():
+    labels = [0, 0, 1, 1, 1, 2]
+    p = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1]] * 2)
+    r = metrics.evaluate(labels, p, ["A", "B", "C"])
+    predicted = p.argmax(1)  # 0, 1, 1, 0, 1, 1
+    assert r["accuracy"] == pytest.approx(np.mean(predicted == labels))
+    # F1 of the decisions: A 1/2 (P 1/2, R 1/2), B 2/3 (P 1/2, R 2/3 -> 4/7), C 0
+    assert r["macro_f1"] == pytest.approx((0.5 + 4 / 7 + 0.0) / 3)
+    assert r["small_classes"] == ["A", "B", "C"]
+    assert r["support"] == {"A": 2, "B": 3, "C": 1}
+
+
+def test_paired_bootstrap_of_identical_models_has_a_zero_difference():
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(6), 20)
+    p = rng.random((120, 6))
+    out = intervals.paired(labels, {"forest": p, "copy": p.copy()}, reference="forest")
+    assert out["copy"]["difference"] == 0.0 and out["copy"]["difference_ci"] == [0.0, 0.0]
+    lo, hi = out["forest"]["ci"]
+    assert lo <= out["forest"]["mean_f1"] <= hi + 0.02  # the point estimate inside (max-F1
+    # rises a little on resamples: repeated objects)
+    assert out == intervals.paired(labels, {"forest": p, "copy": p}, reference="forest")
+
+
+def test_paired_bootstrap_separates_a_better_model_and_not_noise():
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(6), 30)
+    noise = rng.random((180, 6))
+    good = np.eye(6)[labels] + 1.2 * rng.random((180, 6))
+    out = intervals.paired(labels, {"forest": noise, "good": good}, reference="forest")
+    assert out["good"]["difference_ci"][0] > 0.2 and out["good"]["p_not_better"] == 0.0
+    other_noise = rng.random((180, 6))
+    out = intervals.paired(labels, {"forest": noise, "noise": other_noise}, reference="forest")
+    lo, hi = out["noise"]["difference_ci"]
+    assert lo < 0 < hi  # two random scorings: no difference claimed
+    point = metrics.evaluate(labels, good, NAMES)["mean_f1"]
+    assert intervals.paired(labels, {"good": good})["good"]["mean_f1"] == pytest.approx(point)
+
+
+def test_strata_average_the_seeds():
+    rng = np.random.default_rng(6)
+    labels = np.tile(np.repeat(np.arange(3), 10), 2)
+    p = rng.random((60, 3))
+    strata = np.repeat([0, 1], 30)
+    out = intervals.paired(labels, {"m": p}, strata=strata, draws=200)
+    each = [metrics.evaluate(labels[s == strata], p[s == strata], "ABC")["mean_f1"] for s in (0, 1)]
+    assert out["m"]["mean_f1"] == pytest.approx(np.mean(each))
+
+
+def test_aligned_keeps_the_objects_every_model_scored():
+    a = {"object_id": ["x", "y", "z"], "label": [0, 1, 2], "probabilities": np.eye(3).tolist()}
+    b = {"object_id": ["z", "x"], "label": [2, 0], "probabilities": [[0, 0, 1], [1, 0, 0]]}
+    ids, labels, probabilities = intervals.aligned({"a": a, "b": b})
+    assert ids == ["x", "z"] and labels.tolist() == [0, 2]
+    np.testing.assert_array_equal(probabilities["a"], probabilities["b"])
+    wrong = dict(b, label=[1, 0])
+    with pytest.raises(ValueError, match="labels differ"):
+        intervals.aligned({"a": a, "b": wrong})
+
+
+def overconfident(seed=7, n=600, classes=4):
+    """Labels drawn from calibrated probabilities, then the probabilities sharpened (T=1/3)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1.2, (n, classes))
+    true_p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = np.array([rng.choice(classes, p=row) for row in true_p])
+    return labels, calibration.apply_temperature(true_p, 1 / 3)
+
+
+def test_temperature_lowers_the_nll_of_an_overconfident_model():
+    labels, p = overconfident()
+    t = calibration.fit_temperature(labels, p)
+    assert 2.4 < t < 3.8  # undoes the sharpening (1/3) up to sampling noise
+    after = calibration.apply_temperature(p, t)
+    assert calibration.negative_log_likelihood(labels, after) < 0.9 * (
+        calibration.negative_log_likelihood(labels, p)
+    )
+    np.testing.assert_allclose(after.sum(1), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(after.argmax(1), p.argmax(1))  # never changes the class
+    summary = calibration.summary(labels, p, t)
+    assert summary["after"]["ece"] < summary["before"]["ece"] / 2
+    assert sum(b["count"] for b in summary["before"]["bins"]) == len(labels)
+
+
+def test_graph_temperature_equals_numpy():
+    _, p = overconfident(n=20)
+    graph = np.asarray(calibration.scale_log_probabilities(p.astype("float32"), 2.5))
+    np.testing.assert_allclose(graph, calibration.apply_temperature(p, 2.5), atol=1e-6)
+
+
+def evaluated(labels, p):
+    return metrics.evaluate(labels, p, NAMES)
+
+
+def test_report_shows_chance_intervals_accuracy_and_warns_on_small_splits(tmp_path):
+    rng = np.random.default_rng(8)
+    labels = np.repeat(np.arange(6), 4)  # 4 objects per class: too few
+    ids = [f"obj{i}" for i in range(24)]
+    forest, net = rng.random((24, 6)), np.eye(6)[labels] + rng.random((24, 6))
+    predictions = {
+        name: {"val": {"object_id": ids, "label": labels.tolist(), "probabilities": p.tolist()}}
+        for name, p in (("forest", forest), ("net", net))
+    }
+    temperature = calibration.fit_temperature(labels, net / net.sum(1, keepdims=True))
+    cal = {"net": {"temperature": temperature, "val": calibration.summary(labels, net, 1.0)}}
+    text = reports.write(
+        str(tmp_path),
+        {"forest": {"val": evaluated(labels, forest)}, "net": {"val": evaluated(labels, net)}},
+        "multiclass",
+        NAMES,
+        predictions=predictions,
+        calibration=cal,
+        reference="forest",
+    )
+    assert "> **Warning** — Validation set: fewer than 10 objects of BZ 4" in text
+    assert "| model | mean max-F1 | 95% CI | chance | Δ vs forest [95% CI] |" in text
+    chance = metrics.chance_level([4] * 6)
+    assert f"{100 * chance['mean_f1']:.2f} ({100 * chance['mean_f1_p95']:.2f})" in text
+    net_row = next(line for line in text.splitlines() if line.startswith("| net | "))
+    assert "| 100.00 |" in net_row  # one-hot plus noise below one: every arg-max is right
+    assert "## Calibration" in text and (tmp_path / "reliability-net.png").stat().st_size > 5000
+    import json
+
+    saved = json.load(open(tmp_path / "report.json"))
+    assert saved["intervals"]["val"]["net"]["difference_ci"][0] > 0
+    assert saved["reference"] == "forest" and saved["predictions"]["net"]["val"]["object_id"] == ids

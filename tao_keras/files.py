@@ -5,27 +5,36 @@ the target, so a kill or a full disk leaves either the old file or the new one, 
 partial one. A failed write names the file and the reason (a full disk says so).
 """
 
+import contextlib
 import errno
 import json
 import os
 
 
-def write_text_atomic(path, text):
-    """Write `text` to `path` atomically (see the module docstring)."""
+@contextlib.contextmanager
+def atomic_open(path, mode="w", **kwargs):
+    """open() for writing whose file appears at `path` only once the block ends without error
+    (the temporary file is removed otherwise). OSError names `path` and the reason."""
     partial = f"{path}.partial-{os.getpid()}"
     try:
-        with open(partial, "w") as f:
-            f.write(text)
+        with open(partial, mode, **kwargs) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(partial, path)
-    except OSError as e:
-        try:
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             os.remove(partial)
-        except OSError:
-            pass
-        reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise OSError(e.errno, f"could not write {path}: {reason}") from e
+        if isinstance(e, OSError) and str(path) not in str(e):
+            reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            raise OSError(e.errno, f"could not write {path}: {reason}") from e
+        raise
+
+
+def write_text_atomic(path, text):
+    """Write `text` to `path` atomically (see the module docstring)."""
+    with atomic_open(path) as f:
+        f.write(text)
 
 
 def write_json_atomic(path, payload):

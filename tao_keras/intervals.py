@@ -2,7 +2,9 @@
 
 Every model is scored on the same resampled objects in each draw (a draw picks N objects of
 the split with replacement), so the interval of a difference between two models reflects only
-how they disagree on objects, not which objects happened to land in the split. The statistic
+how they disagree on objects, not which objects happened to land in the split. Intervals are
+basic (reverse-percentile) bootstrap intervals, which undo the upward bias that taking the
+maximum over thresholds has on resamples. The statistic
 is metrics' mean over classes of the per-class maximum F1, recomputed in each draw (the
 threshold is re-chosen per draw, as the metric does). With strata (e.g. the test sets of
 several seeds' surveys), objects are resampled within each stratum and the statistic is the
@@ -40,9 +42,13 @@ def _mean_f1(labels, probabilities, weights):
         return np.nanmean(np.stack(per_class), axis=0)
 
 
-def _interval(values, level):
+def _interval(estimate, values, level, bounds):
+    """The basic (reverse-percentile) bootstrap interval [2θ − q_hi, 2θ − q_lo], clipped to
+    bounds: the maximum over thresholds rises on resamples (repeated objects), so percentile
+    intervals would sit above the estimate; reflecting them about it removes that bias."""
     tail = 100 * (1 - level) / 2
-    lo, hi = np.nanpercentile(values, [tail, 100 - tail])
+    q_lo, q_hi = np.nanpercentile(values, [tail, 100 - tail])
+    lo, hi = np.clip([2 * estimate - q_hi, 2 * estimate - q_lo], *bounds)
     return [float(lo), float(hi)]
 
 
@@ -55,8 +61,9 @@ def paired(labels, probabilities, reference=None, strata=None, draws=DRAWS, seed
     statistic averaged over groups), or None; draws, seed: the bootstrap's (fixed: same
     inputs, same intervals).
 
-    -> {model: {"mean_f1": the point estimate, "ci": [lo, hi] (LEVEL), and, for models other
-    than the reference, "difference": mean_f1 minus the reference's, "difference_ci",
+    -> {model: {"mean_f1": the point estimate, "ci": [lo, hi] (LEVEL, basic bootstrap), and,
+    for models other than the reference, "difference": mean_f1 minus the reference's,
+    "difference_ci",
     "p_not_better": the share of draws where the model does not beat the reference}},
     plus "_objects": N and "_draws".
     """
@@ -85,11 +92,14 @@ def paired(labels, probabilities, reference=None, strata=None, draws=DRAWS, seed
     resampled = {name: np.concatenate(v) for name, v in resampled.items()}
     out = {"_objects": int(len(labels)), "_draws": int(draws)}
     for name in probabilities:
-        entry = {"mean_f1": sample[name], "ci": _interval(resampled[name], LEVEL)}
+        entry = {
+            "mean_f1": sample[name],
+            "ci": _interval(sample[name], resampled[name], LEVEL, (0.0, 1.0)),
+        }
         if reference is not None and name != reference:
             diff = resampled[name] - resampled[reference]
             entry["difference"] = sample[name] - sample[reference]
-            entry["difference_ci"] = _interval(diff, LEVEL)
+            entry["difference_ci"] = _interval(entry["difference"], diff, LEVEL, (-1.0, 1.0))
             entry["p_not_better"] = float(np.mean(diff[~np.isnan(diff)] <= 0))
         out[name] = entry
     return out

@@ -9,10 +9,12 @@
     RUN/logs/<stage>/                TensorBoard
     RUN/report.md, report.json       the paper-style report (+ confusion-matrix PNGs)
     RUN/export/<name>/<version>/     SavedModels, TF Serving numbering
+    RUN/.lock                        held by the trainer writing the run (its PID inside)
 
 Training, export, prediction and the benchmarks find files through these functions.
 """
 
+import fcntl
 import json
 import os
 
@@ -21,6 +23,35 @@ SERVED_STAGES = ("joint", "gru")  # TAO-Net stages that can be exported, preferr
 CONFIG = "config.json"
 REPORT = "report.json"
 SCORES = "scores.json"  # a stage's last file: its presence marks the stage finished
+LOCK = ".lock"
+
+
+class RunInUse(RuntimeError):
+    """Another process is writing the run directory (the message names its PID)."""
+
+
+def lock(run_dir):
+    """Hold RUN/.lock for as long as the returned file stays open (the process's life): a
+    second trainer on the same run directory is refused at once (RunInUse naming the first's
+    PID) instead of mixing its epochs and files with the first's. The operating system
+    releases the lock when the holder exits, even after kill -9."""
+    path = os.path.join(run_dir, LOCK)
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise RunInUse(
+            f"{run_dir} is being written by another process (PID {holder}); wait for it to "
+            "finish or choose another --output"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def config_path(run_dir):
@@ -98,10 +129,24 @@ def next_version(model_root):
 
 
 def saved_model_dir(path):
-    """A version directory (holds saved_model.pb) or the highest numbered version under path
-    that holds one (FileNotFoundError otherwise)."""
+    """The SavedModel version directory that `path` names: a version directory (holds
+    saved_model.pb), a model directory (its highest numbered version that holds one), or a
+    trainer's run directory (its export/ holding one model: that model's highest version).
+    FileNotFoundError saying what was looked for otherwise."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: no such directory")
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         return path
+    exported = export_root(path)
+    if os.path.isdir(exported):
+        models = sorted(d for d in os.listdir(exported) if os.path.isdir(os.path.join(exported, d)))
+        if len(models) == 1:
+            return saved_model_dir(os.path.join(exported, models[0]))
+        if models:
+            raise FileNotFoundError(
+                f"{path}: a run with several exported models ({', '.join(models)}): give one, "
+                f"e.g. {os.path.join(exported, models[0])}"
+            )
     versions = (
         sorted((int(d) for d in os.listdir(path) if d.isdigit()), reverse=True)
         if os.path.isdir(path)
@@ -112,5 +157,6 @@ def saved_model_dir(path):
         if os.path.exists(os.path.join(candidate, "saved_model.pb")):
             return candidate
     raise FileNotFoundError(
-        f"{path}: no saved_model.pb here or in a numbered version directory below it"
+        f"{path}: no saved_model.pb here, in a numbered version directory below it, or in a "
+        "run's export/ directory"
     )

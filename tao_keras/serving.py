@@ -28,6 +28,19 @@ def _check(condition, message_format, values):
     return tf.debugging.Assert(condition, [tf.strings.format(message_format, values)])
 
 
+def plausible_times(mjd, row, after=()):
+    """An assertion (run after `after`) that every time of a row lies in schema.PLAUSIBLE_MJD,
+    the converter's rule: outside it a time belongs to no survey."""
+    low, high = schema.PLAUSIBLE_MJD
+    with tf.control_dependencies(list(after)):
+        return _check(
+            tf.reduce_all((mjd >= low) & (mjd <= high)),
+            f"batch row {{}}: mjd outside any plausible survey ({low:.0f}-{high:.0f}, years "
+            "1900-2100)",
+            [row],
+        )
+
+
 def _padded(features_per_object):
     """Ragged per-object features -> padded model inputs {"images", "dt", "length"}."""
     images = features_per_object["images"]
@@ -106,6 +119,7 @@ class ServingModule:
             "batch row {}: mjd has NaN or infinite values",
             [row],
         )
+        check = plausible_times(mjd, row, [check])
         with tf.control_dependencies([check]):
             images, mjd = tf.identity(images), tf.identity(mjd)
         usable = tf.reduce_any(tf.math.is_finite(images), axis=[1, 2])
@@ -135,6 +149,7 @@ class ServingModule:
                 "batch row {}: record mjd has NaN or infinite values",
                 [row],
             ),
+            plausible_times(mjd, row),
             _check(
                 tf.reduce_all(mjd[1:] >= mjd[:-1]), "batch row {}: record mjd is not sorted", [row]
             ),

@@ -22,15 +22,46 @@ order; an update whose exposures are all unusable (no finite pixel) changes noth
 
 State layout (float32, per object): the L GRU states (L x H), the running sum of the last
 GRU's outputs (H; the masked sum or mean over time), then steps (triplets seen), dates (dates
-seen) and scale (the object's noise scale, fixed on its third date: pipeline.normalization).
+seen), scale (the object's noise scale, fixed on its third date: pipeline.normalization),
+span (days from the last date's time to its last exposure: the night-grouping rule needs it)
+and tag (the model's identity: a state is only accepted by the model that made it).
+
+The graph trusts no state: non-finite values, counts that are not whole numbers in range,
+a non-positive noise scale after the third date, another model's tag, and a night whose first
+exposure lies within schema.SAME_DATE_DAYS of the previous night's last exposure (one night
+split over several calls: the converter and serving_default would count it as the same date)
+are INVALID_ARGUMENT naming the batch row.
 """
 
+import hashlib
+
+import numpy as np
 import tensorflow as tf
 
-from tao_keras import calibration
+from tao_keras import calibration, serving
 from tao_keras.models import taonet
 from tao_keras.pipeline import dates, model_inputs, normalization, windows
 from tfrecords import schema
+
+# Bookkeeping entries after the GRU states and the running sum (see the module docstring).
+BOOKKEEPING = ("steps", "dates", "scale", "span", "tag")
+# More dates than this in one object's state cannot be a real history (and would overflow).
+MAX_DATES = 1_000_000
+
+
+def model_tag(model):
+    """The model's identity in its states: a digest of its weights as a whole number in
+    [1, 2**24) (exact in float32)."""
+    digest = hashlib.sha256()
+    for w in model.weights:
+        digest.update(np.asarray(w).tobytes())
+    return float(int(digest.hexdigest()[:12], 16) % (2**24 - 1) + 1)
+
+
+def _first_bad(ok):
+    """Index of the first False of a [B] bool (B when all hold; defined for B = 0 too): the
+    row named in messages."""
+    return tf.argmax(tf.cast(~tf.concat([ok, [False]], 0), tf.int32), output_type=tf.int32)
 
 
 def _recurrent_layers(model):
@@ -58,7 +89,7 @@ def _aggregation(model):
 def state_size(model):
     """Length of the per-object state vector of `model` (a TAO-Net)."""
     grus = _recurrent_layers(model)
-    return sum(g.cell.units for g in grus) + grus[-1].cell.units + 3
+    return sum(g.cell.units for g in grus) + grus[-1].cell.units + len(BOOKKEEPING)
 
 
 class NightUpdate:
@@ -81,6 +112,7 @@ class NightUpdate:
         self.roi_size, self.crop, self.scale, self.per_date = roi_size, crop, scale, per_date
         self.state_size = state_size(model)
         self.temperature = float(temperature)
+        self.tag = model_tag(model)
 
     def _night(self, item):
         """One object's new exposures -> (raw image of the date [H, W], its time, usable):
@@ -91,7 +123,8 @@ class NightUpdate:
             tf.reduce_all(tf.math.is_finite(mjd)),
             [tf.strings.format("batch row {}: mjd has NaN or infinite values", [row])],
         )
-        with tf.control_dependencies([finite_times]):
+        plausible = serving.plausible_times(mjd, row, [finite_times])
+        with tf.control_dependencies([plausible]):
             usable = tf.reduce_any(tf.math.is_finite(images), axis=[1, 2])
         images, mjd = tf.boolean_mask(images, usable), tf.boolean_mask(mjd, usable)
         order = tf.argsort(mjd, stable=True)
@@ -117,12 +150,54 @@ class NightUpdate:
         image, time = dates.per_date_images(
             images, mjd, tf.zeros_like(mjd, tf.int64), 1, self.per_date
         )
-        return image[0], time[0], any_usable
+        return image[0], time[0], any_usable, mjd[0], mjd[-1]
 
     def _split_state(self, state):
-        sizes = [g.cell.units for g in self.grus] + [self.grus[-1].cell.units, 1, 1, 1]
-        *hidden, total, steps, seen, scale = tf.split(state, sizes, axis=1)
-        return hidden, total, steps[:, 0], seen[:, 0], scale[:, 0]
+        """state [B, state_size] -> (GRU states [L x [B, H]], running sum [B, H], {name: [B]}
+        for BOOKKEEPING)."""
+        sizes = [g.cell.units for g in self.grus] + [self.grus[-1].cell.units]
+        *hidden, total, rest = tf.split(state, sizes + [len(BOOKKEEPING)], axis=1)
+        return hidden, total, dict(zip(BOOKKEEPING, tf.unstack(rest, axis=1)))
+
+    def _check_state(self, state, previous_mjd):
+        """Assertions that each row's state and previous times are ones this model returned."""
+        _, _, book = self._split_state(state)
+        dates_seen, steps = book["dates"], book["steps"]
+
+        def whole(x, high):
+            return (x >= 0) & (x <= high) & tf.equal(x, tf.round(x))
+
+        checks = []
+        for ok, message in (
+            (
+                tf.reduce_all(tf.math.is_finite(state), axis=1)
+                & tf.reduce_all(tf.math.is_finite(previous_mjd), axis=1),
+                "batch row {}: state or previous_mjd has NaN or infinite values",
+            ),
+            (
+                whole(dates_seen, MAX_DATES)
+                & whole(steps, tf.maximum(dates_seen - (windows.MIN_DATES - 1), 0.0)),
+                "batch row {}: the state's counts of dates and steps are not ones an update "
+                "returns (whole numbers, at most " + str(MAX_DATES) + " dates)",
+            ),
+            (
+                tf.equal(dates_seen, 0.0) | tf.equal(book["tag"], self.tag),
+                "batch row {}: the state was made by another model (its tag differs from this "
+                "model's); start the object again from a zero state",
+            ),
+            (
+                (dates_seen < windows.MIN_DATES)
+                | (book["scale"] > 0)
+                | tf.constant(self.scale == "image"),
+                "batch row {}: the state's noise scale must be positive after the third date",
+            ),
+        ):
+            checks.append(
+                tf.debugging.Assert(
+                    tf.reduce_all(ok), [tf.strings.format(message, [_first_bad(ok)])]
+                )
+            )
+        return checks
 
     def _normalized(self, triplets, scale, starting):
         """Raw [B, 3, H, W] -> the model's triplets [B, h, w, 3], each object normalized with
@@ -155,23 +230,33 @@ class NightUpdate:
         of outputs described in the module docstring (the next three inputs included)."""
         batch = tf.shape(images)[0]
         shape = tf.shape(images)
-        checks = [
+        roi = self.roi_size
+        shapes = [
             tf.debugging.Assert(
-                tf.reduce_all(tf.equal(shape[2:], self.roi_size)),
-                [f"images must be [batch, exposures, {self.roi_size}, {self.roi_size}]", shape],
+                tf.reduce_all(tf.equal(shape[2:], roi)),
+                [f"images must be [batch, exposures, {roi}, {roi}]; got", shape],
             ),
             tf.debugging.Assert(
                 tf.reduce_all(tf.equal(tf.shape(state), [batch, self.state_size])),
-                [f"state must be [batch, {self.state_size}] (zeros for a new object)"],
+                [
+                    f"state must be [batch, {self.state_size}] (zeros for a new object); got",
+                    tf.shape(state),
+                ],
             ),
             tf.debugging.Assert(
-                tf.reduce_all(tf.equal(tf.shape(previous_images)[:2], [batch, 2]))
-                & tf.reduce_all(tf.equal(tf.shape(previous_mjd), [batch, 2]))
+                tf.reduce_all(tf.equal(tf.shape(previous_images), [batch, 2, roi, roi])),
+                [
+                    f"previous_images must be [batch, 2, {roi}, {roi}]; got",
+                    tf.shape(previous_images),
+                ],
+            ),
+            tf.debugging.Assert(
+                tf.reduce_all(tf.equal(tf.shape(previous_mjd), [batch, 2]))
                 & tf.reduce_all(tf.equal(tf.shape(mjd), shape[:2]))
                 & tf.equal(tf.shape(num_exposures)[0], batch),
                 [
-                    "previous_images [batch, 2, H, W], previous_mjd [batch, 2], mjd [batch, "
-                    "exposures] and num_exposures [batch] must match images"
+                    "previous_mjd [batch, 2], mjd [batch, exposures] and num_exposures [batch] "
+                    "must match images"
                 ],
             ),
             tf.debugging.Assert(
@@ -179,23 +264,57 @@ class NightUpdate:
                 ["num_exposures must lie in [0, exposures]", num_exposures],
             ),
         ]
-        with tf.control_dependencies(checks):
-            images = tf.identity(images)
-        night, night_mjd, usable = tf.map_fn(
+        with tf.control_dependencies(shapes):  # nothing reads the inputs before they are checked
+            state, previous_images, previous_mjd = (
+                tf.identity(state),
+                tf.identity(previous_images),
+                tf.identity(previous_mjd),
+            )
+            images, mjd, num_exposures = (
+                tf.identity(images),
+                tf.identity(mjd),
+                tf.identity(num_exposures),
+            )
+        with tf.control_dependencies(self._check_state(state, previous_mjd)):
+            state = tf.identity(state)
+        night, night_mjd, usable, first, last = tf.map_fn(
             self._night,
             (images, mjd, num_exposures, tf.range(batch)),
             fn_output_signature=(
-                tf.TensorSpec([self.roi_size, self.roi_size], tf.float32),
+                tf.TensorSpec([roi, roi], tf.float32),
                 tf.TensorSpec([], tf.float64),
                 tf.TensorSpec([], tf.bool),
+                tf.TensorSpec([], tf.float64),
+                tf.TensorSpec([], tf.float64),
             ),
         )
-        hidden, total, steps, seen, scale = self._split_state(state)
+        hidden, total, book = self._split_state(state)
+        steps, seen, scale = book["steps"], book["dates"], book["scale"]
+        follows = ~usable | (seen < 1) | (night_mjd > previous_mjd[:, 1])
         in_order = tf.debugging.Assert(
-            tf.reduce_all(~usable | (seen < 1) | (night_mjd > previous_mjd[:, 1])),
-            ["nights must come in time order: a night earlier than the last one seen"],
+            tf.reduce_all(follows),
+            [
+                tf.strings.format(
+                    "batch row {}: nights must come in time order: a night earlier than the "
+                    "last one seen",
+                    [_first_bad(follows)],
+                )
+            ],
         )
-        with tf.control_dependencies([in_order]):
+        previous_last = previous_mjd[:, 1] + tf.cast(book["span"], tf.float64)
+        new_date = ~usable | (seen < 1) | (first - previous_last >= schema.SAME_DATE_DAYS)
+        one_night = tf.debugging.Assert(
+            tf.reduce_all(new_date),
+            [
+                tf.strings.format(
+                    "batch row {}: an exposure within {} days of the previous night's last "
+                    "exposure belongs to that night (the converter's date rule): send each "
+                    "night's exposures in one update call",
+                    [_first_bad(new_date), schema.SAME_DATE_DAYS],
+                )
+            ],
+        )
+        with tf.control_dependencies([in_order, one_night]):
             seen_now = seen + tf.cast(usable, tf.float32)
         step = usable & (seen_now >= windows.MIN_DATES)
         triplets = tf.concat([previous_images, night[:, None]], axis=1)
@@ -226,8 +345,10 @@ class NightUpdate:
         probabilities = tf.where((steps > 0)[:, None], calibrated, 0.0)
         class_id = tf.where(steps > 0, tf.argmax(probabilities, axis=-1, output_type=tf.int32), -1)
         scale = tf.where(starting, new_scale, scale)
+        span = tf.where(usable, tf.cast(last - night_mjd, tf.float32), book["span"])
+        tag = tf.fill(tf.shape(steps), self.tag)
         state = tf.concat(
-            [*new_hidden, total, steps[:, None], seen_now[:, None], scale[:, None]], axis=1
+            [*new_hidden, total, tf.stack([steps, seen_now, scale, span, tag], axis=1)], axis=1
         )
         shift = usable[:, None, None, None]
         return {

@@ -183,3 +183,38 @@ def test_report_shows_chance_intervals_accuracy_and_warns_on_small_splits(tmp_pa
     saved = json.load(open(tmp_path / "report.json"))
     assert saved["intervals"]["val"]["net"]["difference_ci"][0] > 0
     assert saved["reference"] == "forest" and saved["predictions"]["net"]["val"]["object_id"] == ids
+
+
+def test_learning_curve_pools_the_seeds_test_objects_for_the_interval():
+    from tools import learning_curve
+
+    rng = np.random.default_rng(9)
+    per_seed = []
+    for seed in range(3):
+        labels = np.repeat(np.arange(6), 15)
+        ids = [f"s{seed}-{i}" for i in range(90)]
+        per_seed.append(
+            {
+                learning_curve.RF: {
+                    "object_id": ids,
+                    "label": labels.tolist(),
+                    "probabilities": rng.random((90, 6)).tolist(),
+                },
+                "TAO-Net": {
+                    "object_id": ids[::-1],  # another order: aligned by object id
+                    "label": labels[::-1].tolist(),
+                    "probabilities": (np.eye(6)[labels] + rng.random((90, 6)))[::-1].tolist(),
+                },
+            }
+        )
+    pooled = learning_curve.pooled_intervals(per_seed)
+    assert pooled["_objects"] == 270
+    assert pooled["TAO-Net"]["difference_ci"][0] > 0.3
+    assert list(pooled)[2] == learning_curve.RF  # the reference first
+    text = learning_curve.markdown(
+        {150: {"TAO-Net": {"test": (0.8, 0.01, 3), "test_chance_mean_f1": (0.3, 0.0, 3)}}},
+        {150: pooled},
+    )
+    row = next(line for line in text.splitlines() if "| TAO-Net |" in line)
+    low, high = pooled["TAO-Net"]["ci"]
+    assert f"[{100 * low:.1f}, {100 * high:.1f}]" in row and "| 30.0 ± 0.0 |" in row

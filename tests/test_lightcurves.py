@@ -180,6 +180,7 @@ def test_rf_trainer_writes_the_neural_report_format_and_compare_tabulates_it(tmp
         timeout=300,
     )
     assert compared.returncode == 0, compared.stderr[-2000:]
+    assert "| mean ± std | chance | accuracy | macro-F1 | objects |" in compared.stdout
     lines = [line for line in compared.stdout.splitlines() if line.startswith("| ")]
     models = [line.split("|")[1].strip() for line in lines if not line.startswith("| model")]
     assert models[:4] == [

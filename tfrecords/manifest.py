@@ -5,6 +5,7 @@ Written by tools.conversion.convert; read by the input pipeline, the trainers, t
 baseline and tools.predict, all through this module.
 """
 
+import hashlib
 import json
 import os
 
@@ -52,6 +53,19 @@ def load(records_dir):
             f"({schema.SCHEMA_VERSION}); upgrade tao-keras or convert the data again"
         )
     return manifest
+
+
+def identity(records_dir):
+    """The records' identity: the SHA-256 of dataset.json's bytes (it names every shard with
+    its record count, the splits and the conversion's settings). A trained stage or a cache
+    keyed on it is not reused for other records."""
+    with open(path(records_dir), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def object_count(manifest):
+    """Objects the manifest says its shards hold (every split)."""
+    return sum(s["records"] for entry in manifest["splits"].values() for s in entry["shards"])
 
 
 def check_roi(manifest, records_dir, roi_size):

@@ -19,6 +19,10 @@ MIN_OBSERVATION_DATES = 3
 # converter and the exported model group dates by this one rule.
 SAME_DATE_DAYS = 0.5
 
+# Times outside these (MJD of 1900-01-01 and 2100-01-01) belong to no survey: a corrupt or
+# crafted header or request. The converter refuses such a file, the served model such a row.
+PLAUSIBLE_MJD = (15020.0, 88069.0)
+
 # Storage kinds: "int64" -> Int64List, "string" -> BytesList (UTF-8),
 # "float64"/"float32" -> one BytesList entry holding the little-endian array
 # (float32 would lose ~6 minutes at MJD 59000, so times and coordinates are float64).

@@ -1,6 +1,8 @@
 """Collect run reports into the paper's Table 3 layout: per task and split, one row per model
 (Random Forest on light curves, DenseNet on triplets, TAO-Net, TAO-Net with double supervision),
-per-class maximum F1 (%) and mean ± std, plus the time each run took.
+per-class maximum F1 (%) and mean ± std, then beside it the chance level of the mean maximum F1
+on that split, the accuracy and macro-F1 of the arg-max class, the objects, and the time each
+run took.
 
   python -m tools.compare runs/light_curve_rf_multiclass runs/multiclass [--output table.md]
 """
@@ -56,19 +58,29 @@ def table(loaded):
             lines += [
                 f"### Task `{task}`, {reports.SPLIT_TITLES[split].lower()}: maximum F1 (%)",
                 "",
-                "| model | " + " | ".join(names) + " | mean ± std | run (time of the whole run) |",
-                "|---|" + "---|" * (len(names) + 2),
+                "| model | "
+                + " | ".join(names)
+                + " | mean ± std | chance | accuracy | macro-F1 | objects "
+                + "| run (time of the whole run) |",
+                "|---|" + "---|" * (len(names) + 6),
             ]
             for model, r, m in present:
                 cells = [reports.percent(m["f1"][c]) for c in names]
                 seconds = r.get("seconds")
                 took = f"{r['run']} ({seconds / 60:.1f} min)" if seconds else r["run"]
+                context = [
+                    reports.percent(m.get(key))
+                    for key in ("chance_mean_f1", "accuracy", "macro_f1")
+                ]
                 lines.append(
                     f"| {model} | "
                     + " | ".join(cells)
-                    + f" | {reports.percent(m['mean_f1'])} ± {reports.percent(m['std_f1'])}"
-                    + f" | {took} |"
+                    + f" | {reports.percent(m['mean_f1'])} ± {reports.percent(m['std_f1'])} | "
+                    + " | ".join(context)
+                    + f" | {sum(m['support'].values())} | {took} |"
                 )
+            warning = reports.split_warning(split, present[-1][2]["support"])
+            lines += ["", f"> {warning}"] if warning else []
             lines.append("")
     return "\n".join(lines)
 

@@ -60,8 +60,55 @@ flags.DEFINE_integer(
 
 TASK = "multiclass"
 RF = "Random Forest (light curves)"
+SETTINGS = "settings.json"
 # What each run keeps beside mean max-F1, per split (metrics.evaluate's keys).
 CONTEXT = ("accuracy", "macro_f1", "chance_mean_f1")
+
+
+class StaleOutput(ValueError):
+    """A kept survey or run was made with other settings than the ones asked for."""
+
+
+def check_settings(folder, settings):
+    """Record what made `folder` (FOLDER/settings.json) or check that it was made the same way:
+    a survey, conversion or run kept from an earlier call is reused only for the settings that
+    made it (StaleOutput naming the folder and each differing setting otherwise)."""
+    from tao_keras import files
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, SETTINGS)
+    wanted = json.loads(json.dumps(settings))
+    if os.path.exists(path):
+        try:
+            found = files.read_json(path, "the settings that made this folder")
+        except ValueError:
+            found = None  # cut short: written before its folder's contents, so nothing to trust
+        if found is not None and found != wanted:
+            differ = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+            detail = ", ".join(
+                f"{k}: {found.get(k)!r} there, {wanted.get(k)!r} now" for k in differ
+            )
+            raise StaleOutput(
+                f"{folder} was made with other settings ({detail}); choose another --output "
+                "(or --tag for other trainer flags), or delete it to redo it"
+            )
+        if found == wanted:
+            return
+    files.write_json_atomic(path, wanted)
+
+
+def whole_report(path):
+    """A run's report.json when it is whole, else None (missing, or cut short by a kill or a
+    full disk: the caller redoes the run, whose finished parts are reused)."""
+    from tao_keras import files
+
+    try:
+        return files.read_json(path, "a run's report")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        logging.warning("%s; redoing that run", e)
+        return None
 
 
 def survey_records(root, size, seed, test_fraction, workers):
@@ -70,6 +117,7 @@ def survey_records(root, size, seed, test_fraction, workers):
     from tools.conversion import convert
     from tools.simulation import survey
 
+    check_settings(root, {"size": size, "seed": seed, "test_fraction": test_fraction})
     survey_dir, records = os.path.join(root, "survey"), os.path.join(root, "records")
     timings = {}
     if not os.path.exists(os.path.join(survey_dir, "catalog.csv")):
@@ -95,13 +143,13 @@ def survey_records(root, size, seed, test_fraction, workers):
 
 def random_forest(records, run_dir, seed):
     """The light-curve baseline on the records' splits -> {"val": f1, "test": f1, "minutes": ..}."""
-    from tao_keras import classes
+    from tao_keras import classes, run_layout
     from tao_keras.lightcurves import baseline
     from tao_keras.lightcurves import curves as curve_io
     from tao_keras.training import reports
 
-    report_path = os.path.join(run_dir, "report.json")
-    if not os.path.exists(report_path):
+    report_path = run_layout.report_path(run_dir)
+    if whole_report(report_path) is None:
         os.makedirs(run_dir, exist_ok=True)
         curves = curve_io.of_records(records)
         began = time.perf_counter()
@@ -123,8 +171,10 @@ def random_forest(records, run_dir, seed):
 def taonet(records, run_dir, seed, minutes, trainer_flags):
     """trainers.multiclass on the records (a subprocess: fresh memory per run) -> {model:
     scores}."""
-    report_path = os.path.join(run_dir, "report.json")
-    if not os.path.exists(report_path):
+    from tao_keras import run_layout
+
+    report_path = run_layout.report_path(run_dir)
+    if whole_report(report_path) is None:
         command = [
             sys.executable,
             "-m",
@@ -147,8 +197,9 @@ def taonet(records, run_dir, seed, minutes, trainer_flags):
 
 
 def _scores(report_path):
-    with open(report_path) as f:
-        report = json.load(f)
+    from tao_keras import files
+
+    report = files.read_json(report_path, "a run's report")
     # A model's cost is the training it needs: its stage and the stages before it (a
     # trainer's report also holds the baseline and the export, not counted here).
     stages = report.get("stage_seconds")
@@ -307,6 +358,14 @@ def plot(summary, path, title):
 
 def main(argv):
     del argv
+    try:
+        run()
+    except StaleOutput as e:
+        sys.exit(f"error: {e}")
+
+
+def run():
+    """The benchmark (main without the error handling)."""
     std_logging.getLogger().setLevel(std_logging.INFO)
     sizes = [int(s) for s in FLAGS.sizes]
     seeds = [int(s) for s in FLAGS.seeds]
@@ -318,6 +377,15 @@ def main(argv):
             records, timings = survey_records(root, size, seed, FLAGS.test_fraction, FLAGS.workers)
             run_root = os.path.join(
                 FLAGS.output, "runs" + (f"-{FLAGS.tag}" if FLAGS.tag else ""), f"n{size}-seed{seed}"
+            )
+            check_settings(
+                run_root,
+                {
+                    "survey": os.path.abspath(root),
+                    "test_fraction": FLAGS.test_fraction,
+                    "minutes": FLAGS.minutes,
+                    "trainer_flags": FLAGS.trainer_flags,
+                },
             )
             models = {RF: random_forest(records, os.path.join(run_root, "light_curve_rf"), seed)}
             models.update(

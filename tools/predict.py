@@ -1,13 +1,15 @@
 """Classify objects with an exported SavedModel: FITS (either layout) or converted TFRecords in,
 one CSV row per object out; with labels present, the paper's metrics are printed too.
 
-  python -m tools.predict --model runs/multiclass/export/taonet_multiclass --input survey/ \
-      --output predictions.csv
+  python -m tools.predict --model runs/multiclass --data survey/ --output predictions.csv
 
---model is a version directory or a model directory (its highest version is used). --input
-is a directory with dataset.json (converted records, every split), a directory of .tfrecord
-files, or a FITS dataset, converted on the fly (every object; no date-of-maximum rule).
-Objects that cannot be classified are listed with their reasons and left out of the CSV.
+--model is a run directory, a model directory (its highest version is used) or a version
+directory. --data (formerly --input, still accepted) is a directory with dataset.json
+(converted records, every split), a directory of .tfrecord files, or a FITS dataset, converted
+on the fly (every object; no date-of-maximum rule). Objects that cannot be classified are
+listed with their reasons and left out of the CSV; with none classified the exit status is 1.
+Object ids that a spreadsheet would run as a formula (starting with = + - @) get a leading
+apostrophe in the CSV.
 """
 
 import csv
@@ -21,17 +23,23 @@ from absl import app, flags
 
 from tao_keras import run_layout
 from tfrecords import manifest as manifest_file
+from tools import replay_nights
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
-    "model", None, "Exported SavedModel: version directory or model directory.", required=True
-)
-flags.DEFINE_string(
-    "input",
+    "model",
     None,
-    "Records directory (dataset.json), .tfrecord directory, or FITS dataset.",
+    "The exported model: a run directory, an export (model) directory or a version directory.",
     required=True,
 )
+flags.DEFINE_string(
+    "data",
+    None,
+    "What to classify: a records directory (dataset.json), a directory of .tfrecord files, or "
+    "a FITS dataset (converted on the fly).",
+    required=True,
+)
+flags.DEFINE_alias("input", "data")  # the former name, kept for one release
 flags.DEFINE_string("output", "predictions.csv", "CSV to write.")
 flags.DEFINE_integer("batch_size", 32, "Objects per SavedModel call.", lower_bound=1)
 flags.DEFINE_integer(
@@ -86,6 +94,20 @@ def record_sources(input_dir, roi_size, work_dir, workers):
     return shards, skipped
 
 
+def data_shards(data, record_files, roi_size, work_dir, workers):
+    """What a --data directory (record_sources) or --records files hold -> [(shard path, split,
+    records or None)]; FileNotFoundError naming a file or directory that is not there."""
+    if record_files:
+        for path in record_files:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"--records {path}: no such file")
+        return [(path, "", None) for path in record_files]
+    if not os.path.isdir(data):
+        raise FileNotFoundError(f"--data {data}: not a directory")
+    shards, _ = record_sources(data, roi_size, work_dir, workers)
+    return shards
+
+
 def _identity(record):
     """(object_id, label) of one serialized record, parsed without the pixels."""
     import tensorflow as tf
@@ -100,6 +122,17 @@ def _identity(record):
     return parsed["object_id"].numpy().decode(), int(parsed["label"])
 
 
+# A cell starting with one of these is a formula to a spreadsheet (CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text):
+    """A CSV cell that no spreadsheet runs as a formula: text starting with = + - @ or a tab or
+    carriage return gets a leading apostrophe (shown, not evaluated); other text is unchanged.
+    Only the CSV is changed: the records and every JSON output keep the id as it is."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def classify(signature, batch):
     """-> ([outputs per object, or None], [error text per object]); a failing batch is retried
     object by object so that one bad record costs only itself."""
@@ -110,7 +143,7 @@ def classify(signature, batch):
         return [{k: v[i] for k, v in out.items()} for i in range(len(batch))], [""] * len(batch)
     except tf.errors.OpError as e:
         if len(batch) == 1:
-            return [None], [e.message.strip().splitlines()[0] if e.message else type(e).__name__]
+            return [None], [replay_nights.error_line(e)]
     results, errors = [], []
     for record in batch:
         one, error = classify(signature, [record])
@@ -196,6 +229,17 @@ def predict(model, shards, output, batch_size, nights=None):
                             }
                         )
                         object_id, label = None, -1
+                    if object_id is not None and not -1 <= label < len(table):
+                        skipped.append(
+                            {
+                                "object_id": object_id,
+                                "path": f"{path}, record {number}",
+                                "reason": f"label {label} is not a class index (0-"
+                                f"{len(table) - 1}, or -1 for unlabelled)",
+                                "kind": "object",
+                            }
+                        )
+                        object_id = None
                     if object_id is not None and nights:
                         try:
                             batch[len(object_ids)] = first_nights(
@@ -233,7 +277,7 @@ def predict(model, shards, output, batch_size, nights=None):
                     probabilities = result["probabilities"].numpy()
                     writer.writerow(
                         [
-                            object_id,
+                            spreadsheet_safe(object_id),
                             split,
                             names[task_label] if task_label >= 0 else "",
                             result["class_name"].numpy().decode(),
@@ -258,17 +302,15 @@ def main(argv):
 
     try:
         model_dir = run_layout.saved_model_dir(FLAGS.model)
-    except FileNotFoundError as e:
-        sys.exit(f"error: {e}")
-    import tensorflow as tf
-
-    model = tf.saved_model.load(model_dir)
-    roi = json.loads(model.metadata()["json"].numpy())["roi_size"]
-    if not os.path.isdir(FLAGS.input):
-        sys.exit(f"error: --input {FLAGS.input}: not a directory")
+        model, metadata = replay_nights.load(model_dir)
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: --model {FLAGS.model}: {e}")
+    roi = metadata["roi_size"]
+    if not os.path.isdir(FLAGS.data):
+        sys.exit(f"error: --data {FLAGS.data}: not a directory")
     with tempfile.TemporaryDirectory(prefix="tao-predict-") as work_dir:
         try:
-            shards, skipped = record_sources(FLAGS.input, roi, work_dir, FLAGS.workers)
+            shards, skipped = record_sources(FLAGS.data, roi, work_dir, FLAGS.workers)
         except (ValueError, FileNotFoundError) as e:
             sys.exit(f"error: {e}")
         rows, failed, scored, metadata = predict(
@@ -292,6 +334,11 @@ def main(argv):
             for s in listed:
                 print(f"  {s['object_id'] or s['path']}: {s['reason']}")
     names = metadata["class_names"]
+    if rows == 0:
+        sys.exit(
+            f"error: no object of {FLAGS.data} could be classified"
+            + (" (reasons above)" if skipped else f" (task {metadata['task']})")
+        )
     if scored:  # classes without labelled objects show "–" and stay out of the mean
         results = {split: metrics.evaluate(y, p, names) for split, (y, p) in scored.items()}
         print(reports.markdown({"SavedModel": results}, metadata["task"], names))

@@ -1,17 +1,23 @@
 """Replay objects night by night through an exported model's `update` signature, as an alert
 broker would, and print the class after every night.
 
-  python -m tools.replay_nights --model runs/multiclass/export/taonet_multiclass/1 \\
-      --records records/test-00000-of-00001.tfrecord --max_objects 5 --check
+  python -m tools.replay_nights --model runs/multiclass --data survey/ --max_objects 5 \\
+      --output nights.csv --check
 
-`--check` also asks the full-sequence signature (serving_default) for the same objects and
-prints the largest difference from the last night's answer (they agree to ~1e-6).
+--data reads what tools.predict reads (a records directory, a directory of .tfrecord files,
+or a FITS dataset); --records takes record files. Records are read lazily and an object that
+cannot be read or replayed is skipped with its reason. --output writes a row per object and
+night (object, night, MJD, dates seen, class, probabilities) as CSV, or JSON lines for a
+.jsonl name. `--check` also asks the full-sequence signature (serving_default) for the same
+objects and prints the largest difference from the last night's answer (~1e-6).
 
-The functions here need only numpy and TensorFlow (a broker's process loads the SavedModel
-with tensorflow alone); reading --records uses the project's record parser.
+The library functions (split_nights, padded_requests, replay, error_line, load) need only
+numpy and TensorFlow (a broker's process loads the SavedModel with tensorflow alone); main
+reads records with the project's parser.
 """
 
 import json
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -93,50 +99,205 @@ def replay(model, images, mjd, num_exposures):
     return out, np.array(history), np.array(dates)
 
 
+def error_line(error, limit=300):
+    """The one informative line of a TensorFlow error (an assertion's "batch row i: ..." text,
+    else its first line that is not "Graph execution error:"), cut to `limit` characters (a
+    parse error can quote a whole 100 KB input)."""
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if line != "Graph execution error:"] or [type(error).__name__]
+    chosen = next((line for line in lines if "batch row" in line), lines[0])
+    for marker in ("Assertion failed: [", "Error: "):  # TensorFlow's wrapping
+        if marker in chosen:
+            chosen = chosen.split(marker, 1)[1].rstrip("]").strip("'\"")
+    return chosen if len(chosen) <= limit else chosen[: limit - 3] + "..."
+
+
+def load(model_path):
+    """A SavedModel written by tools.export_savedmodel (a version directory) -> (model,
+    metadata dict). ValueError naming the directory for a SavedModel without the metadata
+    signature (written by another tool or an older tao-keras)."""
+    model = tf.saved_model.load(model_path)
+    try:
+        metadata = json.loads(model.metadata()["json"].numpy())
+    except AttributeError:
+        raise ValueError(
+            f"{model_path}: a SavedModel without the `metadata` signature: written by another "
+            "tool or by tao-keras before 0.1.0; export it again with python -m "
+            "tools.export_savedmodel --run RUN_DIR"
+        ) from None
+    return model, metadata
+
+
+def objects_of(shards, roi_size, limit):
+    """Read records lazily, shard by shard -> yields (SequenceRecord or None, shard path,
+    reason): a record that does not decode, or a shard that stops being readable, is yielded
+    with its reason instead of stopping the replay. At most `limit` good records."""
+    from tfrecords import parser
+    from tools import predict
+
+    good = 0
+    for path, _, _ in shards:
+        for numbered, read_error in predict.read_batches(path, 16):
+            for number, serialized in numbered:
+                try:
+                    record = parser.decode(serialized, roi_size)
+                except (ValueError, tf.errors.OpError) as e:
+                    yield None, f"{path}, record {number}", error_line(e)
+                    continue
+                yield record, path, None
+                good += 1
+                if good >= limit:
+                    return
+            if read_error:
+                yield None, path, read_error
+
+
+def replay_objects(model, records, roi_size):
+    """Replay records together, or one by one when the batch fails, so that a bad object costs
+    only itself -> [(record, (history [K, C], dates [K]) or None, error)]."""
+    images, mjd, counts = padded_requests(records, roi_size)
+    try:
+        _, history, dates = replay(model, images, mjd, counts)
+        return [(r, (history[:, i], dates[:, i]), None) for i, r in enumerate(records)]
+    except tf.errors.OpError as e:
+        if len(records) == 1:
+            return [(records[0], None, error_line(e))]
+    return [one for r in records for one in replay_objects(model, [r], roi_size)]
+
+
+def night_rows(record, history, dates, same_date_days, class_names):
+    """One object's replay -> a row per night: {object_id, night, mjd (the night's first usable
+    exposure), num_dates, class ("" before the third date), probability per class}."""
+    nights = split_nights(record.images, record.mjd, same_date_days)
+    rows = []
+    for k, (_, times) in enumerate(nights):
+        p = history[k]
+        rows.append(
+            {
+                "object_id": record.object_id,
+                "night": k + 1,
+                "mjd": float(times[0]),
+                "num_dates": int(dates[k]),
+                "class": class_names[int(p.argmax())] if p.sum() > 0 else "",
+                **{f"p_{c}": float(v) for c, v in zip(class_names, p)},
+            }
+        )
+    return rows
+
+
+def write_rows(rows, path, class_names):
+    """Rows to CSV (object ids made spreadsheet-safe) or, for a .jsonl/.json path, JSON lines
+    (ids as they are)."""
+    import csv
+
+    from tools import predict
+
+    if path.endswith((".jsonl", ".json")):
+        with open(path, "w") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+        return
+    fields = ["object_id", "night", "mjd", "num_dates", "class", *[f"p_{c}" for c in class_names]]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "object_id": predict.spreadsheet_safe(row["object_id"])})
+
+
 def main(argv):
     del argv
+    import tempfile
+
     from absl import flags
 
-    from tfrecords import parser
+    from tao_keras import run_layout
+    from tools import predict
 
     FLAGS = flags.FLAGS
-    model = tf.saved_model.load(FLAGS.model)
-    metadata = json.loads(model.metadata()["json"].numpy())
-    records = list(parser.read_records(FLAGS.records, metadata["roi_size"]))[: FLAGS.max_objects]
-    if not records:
-        raise SystemExit(f"error: no records in {', '.join(FLAGS.records)}")
-    images, mjd, counts = padded_requests(records, metadata["roi_size"])
-    _, history, dates = replay(model, images, mjd, counts)
-    names = metadata["class_names"]
-    for i, r in enumerate(records):
-        print(f"{r.object_id}:")
-        last = -1
-        for k in range(len(history)):
-            if dates[k, i] == last:
-                continue  # no night of this object in this call
-            last = dates[k, i]
-            p = history[k, i]
+    if not FLAGS.data and not FLAGS.records:
+        raise SystemExit("error: give --data (a FITS dataset or records) or --records FILES")
+    try:
+        model, metadata = load(run_layout.saved_model_dir(FLAGS.model))
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: --model {FLAGS.model}: {e}") from None
+    if not metadata.get("update"):
+        raise SystemExit(f"error: --model {FLAGS.model}: this SavedModel has no `update` signature")
+    roi, names = metadata["roi_size"], metadata["class_names"]
+    with tempfile.TemporaryDirectory(prefix="tao-replay-") as work_dir:
+        try:
+            shards = predict.data_shards(FLAGS.data, FLAGS.records, roi, work_dir, FLAGS.workers)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
+        found = list(objects_of(shards, roi, FLAGS.max_objects))
+    records = [r for r, _, _ in found if r is not None]
+    skipped = [(where, reason) for r, where, reason in found if r is None]
+    results = replay_objects(model, records, roi) if records else []
+    skipped += [(r.object_id, error) for r, out, error in results if out is None]
+    rows, full = [], {}
+    for record, out, _ in results:
+        if out is None:
+            continue
+        history, dates = out
+        object_rows = night_rows(record, history, dates, metadata["same_date_days"], names)
+        rows += object_rows
+        print(f"{record.object_id}:")
+        for row in object_rows:
             best = (
-                f"{names[int(p.argmax())]} {p.max():.2f}" if p.sum() > 0 else "not yet (< 3 dates)"
+                f"{row['class']} {row['p_' + row['class']]:.2f}"
+                if row["class"]
+                else "not yet (< 3 dates)"
             )
-            print(f"  after {int(dates[k, i]):2d} dates: {best}")
+            print(f"  after {row['num_dates']:2d} dates (MJD {row['mjd']:.3f}): {best}")
+        full[record.object_id] = history[len(object_rows) - 1]
+    for where, reason in skipped:
+        print(f"skipped {where}: {reason}", file=sys.stderr)
+    if not rows:
+        raise SystemExit("error: no object could be replayed" + (" (see above)" if skipped else ""))
+    if FLAGS.output:
+        write_rows(rows, FLAGS.output, names)
+        print(f"{len(rows)} night(s) of {len(full)} object(s) -> {FLAGS.output}")
     if FLAGS.check:
-        full = model.signatures["serving_default"](
+        good = [r for r, out, _ in results if out is not None]
+        images, mjd, counts = padded_requests(good, roi)
+        whole = model.signatures["serving_default"](
             images=tf.constant(images), mjd=tf.constant(mjd), num_exposures=tf.constant(counts)
         )["probabilities"].numpy()
+        last = np.stack([full[r.object_id] for r in good])
         print(
             f"largest |update - serving_default| after the last night: "
-            f"{np.abs(history[-1] - full).max():.2e}"
+            f"{np.abs(last - whole).max():.2e}"
         )
 
 
 if __name__ == "__main__":
     from absl import app, flags
 
-    flags.DEFINE_string("model", None, "An exported SavedModel version directory.", required=True)
-    flags.DEFINE_list(
-        "records", None, "TFRecord files written by tools.fits_to_tfrecords.", required=True
+    flags.DEFINE_string(
+        "model",
+        None,
+        "The exported model: a run directory, an export directory or a version directory.",
+        required=True,
     )
-    flags.DEFINE_integer("max_objects", 5, "Objects to replay.", lower_bound=1)
+    flags.DEFINE_string(
+        "data",
+        None,
+        "What to replay, as tools.predict reads it: a records directory (dataset.json), a "
+        "directory of .tfrecord files, or a FITS dataset (converted on the fly).",
+    )
+    flags.DEFINE_list("records", None, "Or: TFRecord files written by tools.fits_to_tfrecords.")
+    flags.DEFINE_integer(
+        "max_objects", 5, "Objects to replay (the first ones read).", lower_bound=1
+    )
+    flags.DEFINE_string(
+        "output", None, "Also write a row per object and night: CSV, or JSON lines (.jsonl)."
+    )
     flags.DEFINE_bool("check", False, "Compare with the full-sequence signature.")
+    flags.DEFINE_integer(
+        "workers",
+        None,
+        "FITS reader processes when converting (default: all cores).",
+        lower_bound=1,
+    )
     app.run(main)

@@ -2,9 +2,9 @@
 protocol, report, saved models. Each trainers.<task> module only names its task."""
 
 import dataclasses
-import json
 import logging as std_logging
 import os
+import sys
 import time
 
 from absl import flags, logging
@@ -233,9 +233,9 @@ def run(task):
     """Train `task` end to end; prints the report and where the logs and models are."""
     import keras
 
-    from tao_keras import classes, export, run_layout
+    from tao_keras import classes, export, files, run_layout
     from tao_keras.lightcurves import baseline
-    from tao_keras.training import multiworker, protocol, reports
+    from tao_keras.training import multiworker, precision, protocol, reports
 
     std_logging.getLogger().setLevel(std_logging.INFO)
     began = time.perf_counter()
@@ -255,17 +255,22 @@ def run(task):
         # restarted worker finds its backup again.
         out_dir = os.path.join(out_dir, f".worker-{strategy.cluster_resolver.task_id}")
     os.makedirs(out_dir, exist_ok=True)
-    config = train_config(task)
-    with open(run_layout.config_path(out_dir), "w") as f:
-        json.dump(
-            {
-                "records": os.path.abspath(records),
-                "records_roi_size": manifest.load(records)["roi_size"],
-                **dataclasses.asdict(config),
-            },
-            f,
-            indent=2,
-        )
+    try:
+        held = run_layout.lock(out_dir)  # noqa: F841  (held until the process exits)
+    except run_layout.RunInUse as e:
+        sys.exit(f"error: {e}")
+    try:
+        config = train_config(task)
+    except precision.PrecisionError as e:
+        sys.exit(f"error: {e}")
+    files.write_json_atomic(
+        run_layout.config_path(out_dir),
+        {
+            "records": os.path.abspath(records),
+            "records_roi_size": manifest.load(records)["roi_size"],
+            **dataclasses.asdict(config),
+        },
+    )
     logging.info(
         "%d replica(s); records %s; output %s", strategy.num_replicas_in_sync, records, out_dir
     )
@@ -316,7 +321,7 @@ def run(task):
     print(f"Keras model: {run_layout.stage_model(out_dir, FLAGS.stages[-1])}")
     if multiworker.is_chief() and export.is_sequence_model(previous):
         target = export.export_run(out_dir, run_layout.export_root(out_dir), stage=FLAGS.stages[-1])
-        print(f"SavedModel: {target}   (python -m tools.predict --model {target} --input DIR ...)")
+        print(f"SavedModel: {target}   (python -m tools.predict --model {target} --data DIR ...)")
     elif not export.is_sequence_model(previous):
         print(
             "No SavedModel: the last stage is the DenseNet on triplets, which needs the catalog "

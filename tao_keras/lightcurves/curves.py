@@ -4,13 +4,14 @@
 import csv
 import dataclasses
 import json
+import logging
 import os
 import time
 import types
 
 import numpy as np
 
-from tao_keras import classes, splits
+from tao_keras import classes, files, splits
 from tao_keras.lightcurves import photometry
 
 CSV_FIELDS = ("object_id", "label", "split", "mjd", "mag", "magerr")
@@ -59,8 +60,9 @@ def from_records(records_dir, config=photometry.PhotometryConfig(), progress=Tru
 
 
 def write_csv(curves, path):
-    """One row per date, in the format from_csv reads."""
-    with open(path, "w", newline="") as f:
+    """One row per date, in the format from_csv reads (written atomically: a kill or a full
+    disk leaves no partial file)."""
+    with files.atomic_open(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_FIELDS)
         for c in curves:
@@ -89,7 +91,7 @@ def from_csv(path, seed=0):
             where = f"{path}:{line}"
             try:
                 values = tuple(float(row[k]) for k in ("mjd", "mag", "magerr"))
-            except ValueError:
+            except (TypeError, ValueError):  # TypeError: a row cut short
                 raise ValueError(f"{where}: mjd, mag and magerr must be numbers") from None
             if not all(np.isfinite(values)) or values[2] <= 0:
                 raise ValueError(f"{where}: mjd, mag must be finite and magerr > 0")
@@ -132,15 +134,28 @@ CACHE_FILE = "lightcurves.csv"
 
 def of_records(records_dir):
     """The light curves of a records directory: measured once (photometry of every record) and
-    kept as RECORDS/lightcurves.csv, which later calls read instead. -> [LightCurve]."""
+    kept as RECORDS/lightcurves.csv, which later calls read instead. A cache that is unreadable
+    or holds fewer or more objects than the manifest (a write cut short) is measured again,
+    with a warning. -> [LightCurve]."""
+    from tfrecords import manifest as manifest_file
+
     cached = os.path.join(records_dir, CACHE_FILE)
+    expected = manifest_file.object_count(manifest_file.load(records_dir))
     if os.path.exists(cached):
-        return from_csv(cached)
+        try:
+            curves = from_csv(cached)
+            problem = None if len(curves) == expected else f"{len(curves)} of {expected} objects"
+        except (OSError, ValueError, KeyError) as e:
+            problem = str(e)
+        if problem is None:
+            return curves
+        logging.warning("%s: unusable photometry cache (%s): measuring again", cached, problem)
     began = time.perf_counter()
     curves = from_records(records_dir)
     write_csv(curves, cached)
-    with open(cached + ".json", "w") as f:  # what the measurement cost, for benchmarks
-        json.dump({"seconds": time.perf_counter() - began, "objects": len(curves)}, f)
+    files.write_json_atomic(  # what the measurement cost, for benchmarks
+        cached + ".json", {"seconds": time.perf_counter() - began, "objects": len(curves)}
+    )
     return curves
 
 

@@ -83,15 +83,34 @@ def _options(config):
 
 
 def _parse_fn(roi_size, task):
+    """(serialized record, its shard's path) -> the parsed record with its task label; a label
+    that is not a class index fails naming the shard and the object."""
     table = tf.constant(classes.task_label_table(task), tf.int32)
+    count = len(classes.CLASS_NAMES)
 
-    def parse(serialized):
+    def parse(serialized, path):
         record = parser.parse(serialized, roi_size)
         label = tf.cast(record["label"], tf.int32)
+        check = tf.debugging.Assert(
+            (label >= -1) & (label < count),
+            [
+                tf.strings.format(
+                    "{}: record {}: label {} is not a class index (0-{}, or -1 for unlabelled)",
+                    [path, record["object_id"], label, count - 1],
+                )
+            ],
+        )
+        with tf.control_dependencies([check]):
+            label = tf.identity(label)
         record["task_label"] = tf.where(label >= 0, tf.gather(table, tf.maximum(label, 0)), -1)
         return record
 
     return parse
+
+
+def _with_path(path):
+    """The records of one shard, each with the shard's path (for messages naming it)."""
+    return tf.data.TFRecordDataset(path).map(lambda record: (record, path))
 
 
 def _select(record, seed, rule):
@@ -160,7 +179,7 @@ def _batch(dataset, config, drop_remainder):
 def _records(files, num_files, roi_size, config, deterministic):
     """Parsed records of a dataset of file names, read in parallel (up to 4 files at a time)."""
     dataset = files.interleave(
-        tf.data.TFRecordDataset,
+        _with_path,
         cycle_length=max(1, min(num_files, 4)),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
@@ -240,20 +259,22 @@ def training_dataset(records_dir, config, split="train"):
 
 
 def _evaluation_records(records_dir, config, split):
-    """(serialized records of the split's task objects in file order, the records' RoI)."""
+    """((serialized record, shard path) of the split's task objects in file order, the records'
+    RoI)."""
     manifest = manifest_file.load(records_dir)
     shards = manifest_file.task_shards(manifest, records_dir, split, config.task)
     paths = [p for label in sorted(shards) for p, _ in shards[label]]
     if not paths:
         raise ValueError(f"{records_dir}: split '{split}' has no objects for task {config.task}")
-    return tf.data.TFRecordDataset(paths), manifest["roi_size"]
+    records = tf.data.Dataset.from_tensor_slices(paths).flat_map(_with_path)
+    return records, manifest["roi_size"]
 
 
 def evaluation_object_ids(records_dir, config, split="val"):
     """The object ids [N] (str) of evaluation_dataset(records_dir, config, split), in its order:
     what ties a model's predictions to the same objects scored by another model."""
     records, roi = _evaluation_records(records_dir, config, split)
-    ids = records.map(lambda r: parser.parse(r, roi)["object_id"])
+    ids = records.map(lambda record, _: parser.parse(record, roi)["object_id"])
     return [i.decode() for i in ids.as_numpy_iterator()]
 
 

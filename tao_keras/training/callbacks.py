@@ -11,7 +11,7 @@ import time
 import keras
 import tensorflow as tf
 
-from tao_keras import metrics
+from tao_keras import files, metrics
 from tao_keras.training import evaluation, tensorboard_views
 
 
@@ -165,6 +165,51 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                     "free space and run the same command again to resume",
                 ) from e
             raise
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the highest `monitor` (val_mean_f1) in `path`,
+    written like the backups: under a temporary name, with their SHA-256 in `path`.json,
+    renamed when complete. On a resumed stage the value to beat is the best logged so far
+    (history.csv), provided the weights file is whole; a file that is cut short, bit-flipped or
+    without its hash is set aside with a warning (the next epoch becomes the best).
+    """
+
+    def __init__(self, path, history_csv, monitor="val_mean_f1"):
+        super().__init__()
+        self.path, self.history_csv, self.monitor = path, history_csv, monitor
+        self.best = None
+
+    def on_train_begin(self, logs=None):
+        self.best = best_so_far(self.history_csv, self.monitor) if verified(self.path) else None
+        if self.best is None and os.path.exists(self.path):
+            logging.warning(
+                "%s does not match its recorded hash (cut short or damaged): set aside, the "
+                "next epoch's weights replace it",
+                self.path,
+            )
+            os.replace(self.path, self.path + ".damaged")
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or (self.best is not None and not value > self.best):
+            return
+        self.best = value
+        partial = self.path + ".partial.weights.h5"
+        self.model.save_weights(partial, overwrite=True)
+        files.write_json_atomic(
+            self.path + ".json", {"epoch": epoch, self.monitor: value, "sha256": _sha256(partial)}
+        )
+        os.replace(partial, self.path)
+
+
+def verified(weights_path):
+    """True when a weights file exists and matches the SHA-256 its .json sidecar records."""
+    try:
+        with open(weights_path + ".json") as f:
+            return _sha256(weights_path) == json.load(f)["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _sha256(path):

@@ -1,8 +1,9 @@
 """Training precision: float32, or Keras mixed_bfloat16 (bfloat16 compute, float32 weights and
-heads) where the hardware computes bfloat16 natively. Measured on this 2-core AVX512-BF16 CPU:
-the paper preset's training step 1.6x faster, the cpu preset's 1.13x (tools.benchmark)."""
+heads) where the hardware computes bfloat16 natively (speed-ups measured in
+docs/performance.md)."""
 
 import contextlib
+import os
 
 import keras
 import tensorflow as tf
@@ -27,12 +28,37 @@ def has_fast_bfloat16(cpuinfo="/proc/cpuinfo"):
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+class PrecisionError(ValueError):
+    """The precision asked for cannot run on this machine (the message says what to use)."""
+
+
+def bfloat16_runs():
+    """True when a bfloat16 convolution runs here. The CPU's flags are not enough: oneDNN may
+    be limited to fewer instructions (ONEDNN_MAX_CPU_ISA=AVX2 on an AVX512-BF16 CPU), and then
+    a bfloat16 convolution fails with "could not create a primitive descriptor". One tiny
+    convolution, run once, tells."""
+    try:
+        x = tf.ones([1, 4, 4, 2], tf.bfloat16)
+        tf.nn.conv2d(x, tf.ones([3, 3, 2, 2], tf.bfloat16), strides=1, padding="SAME").numpy()
+    except (tf.errors.OpError, RuntimeError):
+        return False
+    return True
+
+
 def resolve(precision):
-    """'auto' -> 'mixed_bfloat16' where has_fast_bfloat16(), else 'float32'; others unchanged."""
+    """'auto' -> 'mixed_bfloat16' where has_fast_bfloat16() and bfloat16 convolutions run
+    (bfloat16_runs), else 'float32'; 'mixed_bfloat16' asked for where it cannot run ->
+    PrecisionError; 'float32' unchanged."""
     if precision not in CHOICES:
         raise ValueError(f"precision {precision!r} not in {CHOICES}")
     if precision == "auto":
-        return "mixed_bfloat16" if has_fast_bfloat16() else "float32"
+        return "mixed_bfloat16" if has_fast_bfloat16() and bfloat16_runs() else "float32"
+    if precision == "mixed_bfloat16" and not bfloat16_runs():
+        raise PrecisionError(
+            "--precision mixed_bfloat16: bfloat16 convolutions do not run on this machine "
+            f"(ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}); use "
+            "--precision float32 or auto"
+        )
     return precision
 
 

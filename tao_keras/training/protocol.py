@@ -10,12 +10,14 @@ stages also on the first N dates of each object (early.NIGHTS: early classificat
 """
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tao_keras import calibration, classes, early, files, run_layout
@@ -181,19 +183,41 @@ def _settings(config, stage):
     return _stage_settings(dataclasses.asdict(config), stage)
 
 
-def _finished_stage(out_dir, stage, config):
-    """What a stage finished earlier with the same settings wrote (its scores.json), else None.
-    A scores.json of an older format (without the predictions) counts as unfinished scoring:
-    the caller scores its model.keras again instead of training."""
+def _finished_stage(out_dir, stage, config, records_dir, previous_identity):
+    """What a stage finished earlier with the same settings, the same records and the same
+    starting weights wrote (its scores.json), else None (with the reason logged when a
+    finished stage is not reused). A scores.json of an older format (without the
+    predictions) counts as unfinished scoring: the caller scores its model.keras again."""
     try:
         with open(run_layout.stage_file(out_dir, stage, run_layout.SCORES)) as f:
             done = json.load(f)
     except (OSError, ValueError):
         return None
-    same = _stage_settings(done.get("config", {}), stage) == _settings(config, stage)
-    if not same or not os.path.exists(run_layout.stage_model(out_dir, stage)):
+    if not os.path.exists(run_layout.stage_model(out_dir, stage)):
+        return None
+    reasons = []
+    if _stage_settings(done.get("config", {}), stage) != _settings(config, stage):
+        reasons.append("other settings")
+    if done.get("records") != manifest_file.identity(records_dir):
+        reasons.append(f"other records than {records_dir}")
+    if done.get("started_from") != previous_identity:
+        reasons.append("other starting weights")
+    if reasons:
+        logging.info(
+            "stage %s finished earlier with %s: training it again", stage, ", ".join(reasons)
+        )
         return None
     return done
+
+
+def weights_identity(model):
+    """A digest of a model's weights (None for None): what a stage started from."""
+    if model is None:
+        return None
+    digest = hashlib.sha256()
+    for w in model.weights:
+        digest.update(np.asarray(w).tobytes())
+    return digest.hexdigest()
 
 
 def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
@@ -210,20 +234,23 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     """
     stage_dir = run_layout.stage_dir(out_dir, stage)
     os.makedirs(stage_dir, exist_ok=True)
-    done = _finished_stage(out_dir, stage, config)
+    started_from = weights_identity(previous)
+    done = _finished_stage(out_dir, stage, config, records_dir, started_from)
     if done is not None:
         logging.info("stage %s finished earlier with these settings: reusing %s", stage, stage_dir)
         model = keras.saving.load_model(run_layout.stage_model(out_dir, stage))
         if "predictions" not in done:  # written before predictions were kept: score again
             writer = _evaluation_writer(out_dir, stage)
-            return model, score_stage(model, stage, records_dir, out_dir, config, writer)
+            return model, score_stage(
+                model, stage, records_dir, out_dir, config, writer, started_from
+            )
         return model, done["scores"]
     manifest_file.check_roi(
         manifest_file.load(records_dir), records_dir, model_config(config).backbone.roi_size
     )
     writer = _evaluation_writer(out_dir, stage)
     model = train_stage(stage, records_dir, out_dir, config, strategy, previous, writer)
-    return model, score_stage(model, stage, records_dir, out_dir, config, writer)
+    return model, score_stage(model, stage, records_dir, out_dir, config, writer, started_from)
 
 
 def train_stage(stage, records_dir, out_dir, config, strategy, previous, writer):
@@ -256,16 +283,7 @@ def train_stage(stage, records_dir, out_dir, config, strategy, previous, writer)
     )
     stage_callbacks = [
         callbacks.ValidationF1(val, names, writer),
-        keras.callbacks.ModelCheckpoint(
-            best,
-            monitor="val_mean_f1",
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=(
-                callbacks.best_so_far(history) if os.path.exists(best) else None
-            ),
-        ),
+        callbacks.BestWeights(best, history),
         keras.callbacks.TensorBoard(run_layout.logs_dir(out_dir, stage)),
         keras.callbacks.CSVLogger(history, append=True),
         # Last: an epoch is only marked done once everything above has recorded it.
@@ -289,8 +307,10 @@ def train_stage(stage, records_dir, out_dir, config, strategy, previous, writer)
         callbacks=stage_callbacks,
         verbose=2,
     )
-    if os.path.exists(best):
+    if callbacks.verified(best):
         model.load_weights(best)
+    else:
+        logging.warning("%s: no whole best weights; keeping the last epoch's", best)
     return model
 
 
@@ -300,14 +320,16 @@ def _evaluation_writer(out_dir, stage):
     )
 
 
-def score_stage(model, stage, records_dir, out_dir, config, writer):
+def score_stage(model, stage, records_dir, out_dir, config, writer, started_from=None):
     """Score a stage's kept model and write OUT/<stage>/model.keras and scores.json (last).
 
     On the validation and test splits: predictions per object (kept for the paired bootstrap),
     the paper's metric with its context (metrics.evaluate), a temperature fitted on the
     validation predictions with NLL and reliability before and after it (tao_keras.calibration),
     for TAO-Net stages the first-N-dates scores (early classification); TensorBoard gets the
-    kept model's confusion matrix and example strips (writer). -> {split: metrics}.
+    kept model's confusion matrix and example strips (writer). scores.json also records what
+    the stage was trained from (the records' identity, started_from: the starting weights'
+    digest), which a rerun must match to reuse it. -> {split: metrics}.
     """
     names = classes.task_class_names(config.task)
     eval_config = evaluation_config(pipeline_config(config, stage))
@@ -343,6 +365,8 @@ def score_stage(model, stage, records_dir, out_dir, config, writer):
         run_layout.stage_file(out_dir, stage, run_layout.SCORES),
         {
             "config": _settings(config, stage),
+            "records": manifest_file.identity(records_dir),
+            "started_from": started_from,
             "scores": scores,
             "early": early_f1,
             "temperature": temperature,

@@ -17,6 +17,7 @@ from astropy.time import Time
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, Wcsprm
 
+from tfrecords import schema
 from tools.conversion import sources as src
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -61,9 +62,7 @@ def _date_obs_mjd(header):
         raise ExposureError(f"DATE-OBS/TIME-OBS {date!r} is not ISO 8601: {e}")
 
 
-# Times outside these (MJD of 1900-01-01 and 2100-01-01) belong to no survey: a corrupt or
-# crafted header, refused for that file.
-PLAUSIBLE_MJD = (15020.0, 88069.0)
+PLAUSIBLE_MJD = schema.PLAUSIBLE_MJD  # the one rule, shared with the served model
 
 
 def plausible_mjd(mjd, what="observation time"):

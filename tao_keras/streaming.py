@@ -177,8 +177,8 @@ class NightUpdate:
             (
                 whole(dates_seen, MAX_DATES)
                 & whole(steps, tf.maximum(dates_seen - (windows.MIN_DATES - 1), 0.0)),
-                "batch row {}: the state's counts of dates and steps are not ones an update "
-                "returns (whole numbers, at most " + str(MAX_DATES) + " dates)",
+                "batch row {}: the counts of dates and steps in the state are not ones an "
+                "update returns (whole numbers, at most " + str(MAX_DATES) + " dates)",
             ),
             (
                 tf.equal(dates_seen, 0.0) | tf.equal(book["tag"], self.tag),
@@ -189,7 +189,7 @@ class NightUpdate:
                 (dates_seen < windows.MIN_DATES)
                 | (book["scale"] > 0)
                 | tf.constant(self.scale == "image"),
-                "batch row {}: the state's noise scale must be positive after the third date",
+                "batch row {}: the noise scale in the state must be positive after the third date",
             ),
         ):
             checks.append(
@@ -277,6 +277,22 @@ class NightUpdate:
             )
         with tf.control_dependencies(self._check_state(state, previous_mjd)):
             state = tf.identity(state)
+        # An empty batch runs as one blank row (a new object with no exposure: no check reads
+        # its times), then sliced away: the backbone's layers refuse a batch of zero.
+        blank = tf.maximum(1 - batch, 0)
+
+        def padded(x):
+            return tf.concat([x, tf.zeros(tf.concat([[blank], tf.shape(x)[1:]], 0), x.dtype)], 0)
+
+        state, previous_images, previous_mjd, images, mjd, num_exposures = (
+            padded(x) for x in (state, previous_images, previous_mjd, images, mjd, num_exposures)
+        )
+        out = self._advance(state, previous_images, previous_mjd, images, mjd, num_exposures)
+        return {name: value[:batch] for name, value in out.items()}
+
+    def _advance(self, state, previous_images, previous_mjd, images, mjd, num_exposures):
+        """update's work on checked inputs of at least one row."""
+        batch, roi = tf.shape(images)[0], self.roi_size
         night, night_mjd, usable, first, last = tf.map_fn(
             self._night,
             (images, mjd, num_exposures, tf.range(batch)),

@@ -61,11 +61,11 @@ def other_records(tiny_survey, tmp_path_factory):
 def test_a_finished_stage_is_trained_again_for_other_records(tiny_records, other_records, tmp_path):
     records, _ = tiny_records
     out = tmp_path / "run"
-    first = run_cli(trainer_command(records, out, *QUICK)[1:])
+    first = run_cli(trainer_command(records, out, *QUICK)[2:])
     assert first.returncode == 0, first.stderr[-2000:]
     done = json.load(open(out / "densenet" / "scores.json"))
     assert done["records"] == manifest_file.identity(str(records))
-    again = run_cli(trainer_command(other_records, out, *QUICK)[1:])
+    again = run_cli(trainer_command(other_records, out, *QUICK)[2:])
     assert again.returncode == 0, again.stderr[-2000:]
     assert "finished earlier with other records" in again.stderr
     redone = json.load(open(out / "densenet" / "scores.json"))
@@ -74,7 +74,7 @@ def test_a_finished_stage_is_trained_again_for_other_records(tiny_records, other
     assert report["records"] == str(other_records)
     ids = set(report["predictions"]["DenseNet (triplets)"]["val"]["object_id"])
     assert ids == set(redone["predictions"]["val"]["object_id"])  # the new split's objects
-    same = run_cli(trainer_command(other_records, out, *QUICK)[1:])
+    same = run_cli(trainer_command(other_records, out, *QUICK)[2:])
     assert "finished earlier with these settings: reusing" in same.stderr  # still reused
 
 
@@ -201,11 +201,15 @@ def test_update_refuses_states_it_did_not_return(served, objects):
     scale, dates_seen = size - 3, size - 4  # ... steps, dates, scale, span, tag
     bad = state.copy()
     bad[0, scale] = -1.0
-    with pytest.raises(tf.errors.InvalidArgumentError, match="batch row 0: the state's noise"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="batch row 0: the noise scale in the state"
+    ):
         two(bad)
     bad = state.copy()
     bad[0, dates_seen] = 3e9
-    with pytest.raises(tf.errors.InvalidArgumentError, match="batch row 0: the state's counts"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="batch row 0: the counts of dates and steps"
+    ):
         two(bad)
 
 
@@ -245,7 +249,7 @@ def test_a_state_from_another_model_is_refused(served, objects, trained_run, tmp
 
     _, _, records = objects
     state, previous, previous_mjd, split = _after_nights(served, records[0], 4)
-    model = keras.saving.load_model(str(trained_run / "joint" / "model.keras"))
+    model = keras.saving.load_model(str(trained_run / "joint" / "model.keras"), compile=False)
     model.get_layer("probabilities").kernel.assign(model.get_layer("probabilities").kernel * 2)
     export.export_model(model, str(tmp_path / "other"), "multiclass", None, input_roi_size=64)
     other = tf.saved_model.load(str(tmp_path / "other"))
@@ -287,7 +291,7 @@ def test_a_second_trainer_on_a_run_directory_is_refused(tiny_records, tmp_path):
     out.mkdir()
     held = run_layout.lock(str(out))
     try:
-        run = run_cli(trainer_command(records, out, *QUICK)[1:])
+        run = run_cli(trainer_command(records, out, *QUICK)[2:])
     finally:
         held.close()
     line = one_error_line(run)
@@ -374,7 +378,7 @@ def test_training_on_a_record_with_an_unknown_label_names_the_shard_and_object(
     from tao_keras.pipeline import datasets
 
     records_dir = tmp_records_with(objects, crafted_records)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="record label-seven: label 7"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="crafted.tfrecord.*label-seven.*7 is"):
         for _ in datasets.evaluation_dataset(records_dir, datasets.PipelineConfig(), "val"):
             pass
 
@@ -464,7 +468,7 @@ def test_precision_follows_the_instructions_onednn_may_use(tiny_records, tmp_pat
     assert probe.stdout.strip() == "float32", probe.stderr[-2000:]
     records, _ = tiny_records
     run = run_cli(
-        trainer_command(records, tmp_path / "r", *QUICK, "--precision", "mixed_bfloat16")[1:],
+        trainer_command(records, tmp_path / "r", *QUICK, "--precision", "mixed_bfloat16")[2:],
         env=env,
     )
     line = one_error_line(run)

@@ -13,7 +13,6 @@ apostrophe in the CSV.
 """
 
 import csv
-import glob
 import json
 import os
 import sys
@@ -22,8 +21,7 @@ import tempfile
 from absl import app, flags
 
 from tao_keras import run_layout
-from tfrecords import manifest as manifest_file
-from tools import replay_nights
+from tools import record_input, replay_nights
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -54,60 +52,6 @@ flags.DEFINE_integer(
 )
 
 
-def record_sources(input_dir, roi_size, work_dir, workers):
-    """-> ([(shard path, split, records or None)], [skipped {object_id, path, reason}]) for any
-    accepted input."""
-    converted = False
-    if not manifest_file.exists(input_dir):
-        shards = sorted(glob.glob(os.path.join(input_dir, "*.tfrecord")))
-        if shards:
-            return [(path, "", None) for path in shards], []
-        from tools.conversion import convert
-
-        options = convert.ConvertOptions(roi_size=roi_size, workers=workers)
-        convert.convert([input_dir], work_dir, options)
-        input_dir, converted = work_dir, True
-    manifest = manifest_file.load(input_dir)
-    if manifest["roi_size"] != roi_size:
-        raise manifest_file.ManifestError(
-            f"{manifest_file.path(input_dir)}: records have RoI {manifest['roi_size']}, "
-            f"the model expects {roi_size}"
-        )
-    # Splits mean something only for records converted for training; not for an on-the-fly
-    # conversion.
-    shards = [
-        (os.path.join(input_dir, shard["file"]), "" if converted else split, shard["records"])
-        for split, entry in manifest["splits"].items()
-        for shard in entry["shards"]
-    ]
-    kinds = {"objects_dropped": "object", "rows_rejected": "object", "files_skipped": "file"}
-    skipped = [
-        {
-            "object_id": p.get("object_id") or "",
-            "path": p["path"],
-            "reason": p["reason"],
-            "kind": kind,
-        }
-        for key, kind in kinds.items()
-        for p in manifest["problems"][key]
-    ]
-    return shards, skipped
-
-
-def data_shards(data, record_files, roi_size, work_dir, workers):
-    """What a --data directory (record_sources) or --records files hold -> [(shard path, split,
-    records or None)]; FileNotFoundError naming a file or directory that is not there."""
-    if record_files:
-        for path in record_files:
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"--records {path}: no such file")
-        return [(path, "", None) for path in record_files]
-    if not os.path.isdir(data):
-        raise FileNotFoundError(f"--data {data}: not a directory")
-    shards, _ = record_sources(data, roi_size, work_dir, workers)
-    return shards
-
-
 def _identity(record):
     """(object_id, label) of one serialized record, parsed without the pixels."""
     import tensorflow as tf
@@ -120,17 +64,6 @@ def _identity(record):
         },
     )
     return parsed["object_id"].numpy().decode(), int(parsed["label"])
-
-
-# A cell starting with one of these is a formula to a spreadsheet (CSV injection).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(text):
-    """A CSV cell that no spreadsheet runs as a formula: text starting with = + - @ or a tab or
-    carriage return gets a leading apostrophe (shown, not evaluated); other text is unchanged.
-    Only the CSV is changed: the records and every JSON output keep the id as it is."""
-    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def classify(signature, batch):
@@ -150,34 +83,6 @@ def classify(signature, batch):
         results.append(one[0])
         errors.append(error[0])
     return results, errors
-
-
-def read_batches(path, batch_size):
-    """Serialized records of one shard in batches of batch_size: ([(number, record)], error).
-    A read error (truncated file, CRC mismatch) ends the shard: the last item carries the error
-    text and the records before it are kept."""
-    import tensorflow as tf
-
-    iterator = iter(tf.data.TFRecordDataset(path))
-    batch, number = [], 0
-    while True:
-        try:
-            record = next(iterator).numpy()
-        except StopIteration:
-            break
-        except tf.errors.OpError as e:
-            yield (
-                batch,
-                f"unreadable from record {number} on ({type(e).__name__}: {e.message.strip()})",
-            )
-            return
-        batch.append((number, record))
-        number += 1
-        if len(batch) == batch_size:
-            yield batch, None
-            batch = []
-    if batch:
-        yield batch, None
 
 
 def first_nights(serialized, nights, roi_size):
@@ -209,7 +114,7 @@ def predict(model, shards, output, batch_size, nights=None):
             ["object_id", "split", "label", "predicted", *[f"p_{n}" for n in names], "num_dates"]
         )
         for path, split, _ in shards:
-            for numbered, read_error in read_batches(path, batch_size):
+            for numbered, read_error in record_input.read_batches(path, batch_size):
                 if read_error:
                     skipped.append(
                         {"object_id": "", "path": path, "reason": read_error, "kind": "shard"}
@@ -277,7 +182,7 @@ def predict(model, shards, output, batch_size, nights=None):
                     probabilities = result["probabilities"].numpy()
                     writer.writerow(
                         [
-                            spreadsheet_safe(object_id),
+                            record_input.spreadsheet_safe(object_id),
                             split,
                             names[task_label] if task_label >= 0 else "",
                             result["class_name"].numpy().decode(),
@@ -310,7 +215,7 @@ def main(argv):
         sys.exit(f"error: --data {FLAGS.data}: not a directory")
     with tempfile.TemporaryDirectory(prefix="tao-predict-") as work_dir:
         try:
-            shards, skipped = record_sources(FLAGS.data, roi, work_dir, FLAGS.workers)
+            shards, skipped = record_input.record_sources(FLAGS.data, roi, work_dir, FLAGS.workers)
         except (ValueError, FileNotFoundError) as e:
             sys.exit(f"error: {e}")
         rows, failed, scored, metadata = predict(

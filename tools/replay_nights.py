@@ -134,11 +134,11 @@ def objects_of(shards, roi_size, limit):
     reason): a record that does not decode, or a shard that stops being readable, is yielded
     with its reason instead of stopping the replay. At most `limit` good records."""
     from tfrecords import parser
-    from tools import predict
+    from tools import record_input
 
     good = 0
     for path, _, _ in shards:
-        for numbered, read_error in predict.read_batches(path, 16):
+        for numbered, read_error in record_input.read_batches(path, 16):
             for number, serialized in numbered:
                 try:
                     record = parser.decode(serialized, roi_size)
@@ -191,7 +191,7 @@ def write_rows(rows, path, class_names):
     (ids as they are)."""
     import csv
 
-    from tools import predict
+    from tools import record_input
 
     if path.endswith((".jsonl", ".json")):
         with open(path, "w") as f:
@@ -203,7 +203,7 @@ def write_rows(rows, path, class_names):
         writer = csv.DictWriter(f, fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({**row, "object_id": predict.spreadsheet_safe(row["object_id"])})
+            writer.writerow({**row, "object_id": record_input.spreadsheet_safe(row["object_id"])})
 
 
 def main(argv):
@@ -213,7 +213,7 @@ def main(argv):
     from absl import flags
 
     from tao_keras import run_layout
-    from tools import predict
+    from tools import record_input
 
     FLAGS = flags.FLAGS
     if not FLAGS.data and not FLAGS.records:
@@ -227,7 +227,9 @@ def main(argv):
     roi, names = metadata["roi_size"], metadata["class_names"]
     with tempfile.TemporaryDirectory(prefix="tao-replay-") as work_dir:
         try:
-            shards = predict.data_shards(FLAGS.data, FLAGS.records, roi, work_dir, FLAGS.workers)
+            shards = record_input.data_shards(
+                FLAGS.data, FLAGS.records, roi, work_dir, FLAGS.workers
+            )
         except (OSError, ValueError) as e:
             raise SystemExit(f"error: {e}") from None
         found = list(objects_of(shards, roi, FLAGS.max_objects))

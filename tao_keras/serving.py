@@ -133,6 +133,16 @@ class ServingModule:
         a date_index that describes its exposures (from 0, steps of 0 or 1, num_dates dates);
         exposures without a finite pixel are dropped (and dates renumbered) like raw ones."""
         serialized, row = item
+        # A tf.train.Example starts with its features field (tag byte 0x0A): anything else is
+        # refused here, before the parser, whose error would quote the whole input.
+        looks_like_record = _check(
+            tf.equal(tf.strings.substr(serialized, 0, 1), "\n"),
+            "batch row {}: not a serialized record (a tf.train.Example written by "
+            "tools.fits_to_tfrecords)",
+            [row],
+        )
+        with tf.control_dependencies([looks_like_record]):
+            serialized = tf.identity(serialized)
         record = parser.parse(serialized, self.roi_size)
         images, mjd, date_index = record["images"], record["mjd"], record["date_index"]
         n = tf.shape(mjd)[0]

@@ -473,3 +473,27 @@ def test_precision_follows_the_instructions_onednn_may_use(tiny_records, tmp_pat
     )
     line = one_error_line(run)
     assert "--precision mixed_bfloat16: bfloat16 convolutions do not run" in line
+
+
+# 12. Messages that name the row and the reason, and no 100 KB echo of the input.
+def test_serialized_garbage_and_predict_skips_say_what_is_wrong(
+    served, objects, trained_run, tmp_path
+):
+    _, serialized, records = objects
+    garbage = b"x" * 100_000
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        served.signatures["serialized"](records=tf.constant([serialized[0], garbage]))
+    assert "batch row 1: not a serialized record" in error.value.message
+    assert len(error.value.message) < 2_000
+    folder = tmp_path / "nan"
+    folder.mkdir()
+    bad = dataclasses.replace(records[0], object_id="nan-times", mjd=records[0].mjd * np.nan)
+    with writer.ShardWriter(str(folder / "a.tfrecord")) as w:
+        w.write(writer.encode(bad))
+        w.write(writer.encode(records[1]))
+    run = run_cli(
+        ["tools.predict", "--model", str(trained_run), "--data", str(folder)]
+        + ["--output", str(tmp_path / "p.csv")]
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "nan-times: batch row 0: record mjd has NaN or infinite values" in run.stdout

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tao_keras import classes, export
+from tao_keras import calibration, classes, export
 from tao_keras.pipeline import datasets
 from tao_keras.training import precision
 
@@ -87,10 +87,12 @@ def test_fresh_tensorflow_only_process_reproduces_keras_probabilities(
     )
     out = np.load(tmp_path / "out.npz")
     assert out["loaded"].size == 0
+    metadata = json.loads(str(out["metadata"]))
+    # served probabilities are the model's, calibrated by the temperature fitted on validation
+    expected = calibration.apply_temperature(expected, metadata["calibration"]["temperature"])
     np.testing.assert_allclose(out["raw"], expected, atol=1e-5)
     np.testing.assert_allclose(out["serialized"], expected, atol=1e-5)
     assert list(out["class_name"]) == [classes.CLASS_NAMES[i] for i in expected.argmax(axis=1)]
-    metadata = json.loads(str(out["metadata"]))
     assert metadata["task"] == "multiclass" and metadata["class_names"] == list(classes.CLASS_NAMES)
     # trained on at most S dates, served like it was scored: every date, none from a centre
     assert metadata["sequence_length"] is None and metadata["dates_used"] == "all"
@@ -223,7 +225,10 @@ def test_export_cli_versions_and_refuses_triplet_models(trained_run, objects, tm
         ]
     )
     got = gru.signatures["serialized"](records=tf.constant(serialized))["probabilities"].numpy()
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    temperature = json.loads(gru.metadata()["json"].numpy())["calibration"]["temperature"]
+    fitted = json.load(open(trained_run / "gru" / "scores.json"))["temperature"]
+    assert temperature == pytest.approx(fitted)  # the gru stage's own temperature
+    np.testing.assert_allclose(got, calibration.apply_temperature(expected, temperature), atol=1e-5)
     densenet_model = keras.saving.load_model(
         str(trained_run / "densenet" / "model.keras"), compile=False
     )

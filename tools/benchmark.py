@@ -564,5 +564,12 @@ def main(argv):
     logging.info("wrote %s", FLAGS.output_json)
 
 
+def cli():
+    """The console script (see setup.cfg's console_scripts)."""
+    from tools import console
+
+    console.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

@@ -99,5 +99,12 @@ def main(argv):
             f.write(text + "\n")
 
 
+def cli():
+    """The console script (see setup.cfg's console_scripts)."""
+    from tools import console
+
+    console.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

@@ -10,7 +10,7 @@ Signatures and the checks done in the graph: tao_keras/export.py and the README.
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -40,5 +40,12 @@ def main(argv):
     print(f"inspect: saved_model_cli show --dir {target} --all")
 
 
+def cli():
+    """The console script (see setup.cfg's console_scripts)."""
+    from tools import console
+
+    console.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

@@ -1,6 +1,6 @@
 """Convert FITS image sequences (catalog layout or TAO release layout) into sharded TFRecords.
 
-  python -m tools.fits_to_tfrecords --input data/sim --output data/sim-tfrecords
+  python -m tools.fits_to_tfrecords --data data/sim --output data/sim-tfrecords
 
 Writes {split}-{i:05d}-of-{n:05d}.tfrecord shards (one class per shard) and dataset.json
 (counts, shards, every problem with its path and reason). Fan out over machines with
@@ -19,8 +19,9 @@ from tools.conversion import sources as src
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
-    "input", None, "Input dataset directories (layout detected per directory).", required=True
+    "data", None, "Input dataset directories (layout detected per directory).", required=True
 )
+flags.DEFINE_alias("input", "data")  # the former name, kept for one release
 flags.DEFINE_string("output", None, "Output directory for shards and dataset.json.", required=True)
 flags.DEFINE_integer(
     "roi_size", 64, "Side of the region of interest cut around the object, pixels.", lower_bound=8
@@ -97,7 +98,7 @@ def main(argv):
                 num_tasks=FLAGS.num_tasks,
                 task_index=FLAGS.task_index,
             )
-            manifest = convert.convert(FLAGS.input, FLAGS.output, options)
+            manifest = convert.convert(FLAGS.data, FLAGS.output, options)
     except src.ConversionError as e:
         logging.error("%s", e)
         sys.exit(1)
@@ -124,5 +125,12 @@ def main(argv):
     )
 
 
+def cli():
+    """The console script (see setup.cfg's console_scripts)."""
+    from tools import console
+
+    console.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

@@ -25,38 +25,11 @@ import textwrap
 import time
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from tfrecords import manifest
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string(
-    "output", "runs/learning_curve", "Directory of the surveys, runs, table and figure."
-)
-flags.DEFINE_list("sizes", ["50", "100", "200"], "Objects per class of each simulated survey.")
-flags.DEFINE_list(
-    "seeds", ["1", "2", "3"], "Seeds: each gives its own survey, split and initialization."
-)
-flags.DEFINE_float("minutes", 30.0, "Wall-clock budget of one TAO-Net training (all stages).", 0.0)
-flags.DEFINE_float(
-    "test_fraction",
-    0.3,
-    "Held-out test fraction of each class (the rest: 80/20 train/val).",
-    0.0,
-    1.0,
-)
-flags.DEFINE_string(
-    "trainer_flags",
-    "",
-    "Extra flags for trainers.multiclass (ablations), e.g. "
-    "'--normalization=image --aggregation=add'.",
-)
-flags.DEFINE_string(
-    "tag", "", "Name of this configuration in the table (runs are kept apart by it)."
-)
-flags.DEFINE_integer(
-    "workers", None, "Processes for simulation and conversion (default: all cores)."
-)
 
 TASK = "multiclass"
 RF = "Random Forest (light curves)"
@@ -439,5 +412,47 @@ def run():
     )
 
 
+def define_flags():
+    """The command's flags (defined when run as a program only: the functions above are
+    imported by tests and other tools, whose processes have flags of their own)."""
+    flags.DEFINE_string(
+        "output", "runs/learning_curve", "Directory of the surveys, runs, table and figure."
+    )
+    flags.DEFINE_list("sizes", ["50", "100", "200"], "Objects per class of each simulated survey.")
+    flags.DEFINE_list(
+        "seeds", ["1", "2", "3"], "Seeds: each gives its own survey, split and initialization."
+    )
+    flags.DEFINE_float(
+        "minutes", 30.0, "Wall-clock budget of one TAO-Net training (all stages).", 0.0
+    )
+    flags.DEFINE_float(
+        "test_fraction",
+        0.3,
+        "Held-out test fraction of each class (the rest: 80/20 train/val).",
+        0.0,
+        1.0,
+    )
+    flags.DEFINE_string(
+        "trainer_flags",
+        "",
+        "Extra flags for trainers.multiclass (ablations), e.g. "
+        "'--normalization=image --aggregation=add'.",
+    )
+    flags.DEFINE_string(
+        "tag", "", "Name of this configuration in the table (runs are kept apart by it)."
+    )
+    flags.DEFINE_integer(
+        "workers", None, "Processes for simulation and conversion (default: all cores)."
+    )
+
+
+def cli():
+    """The console script (tao-learning-curve)."""
+    from tools import console
+
+    define_flags()
+    console.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

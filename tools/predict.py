@@ -18,10 +18,11 @@ import os
 import sys
 import tempfile
 
-from absl import app, flags
+from absl import flags
 
 from tao_keras import run_layout
 from tools import record_input, replay_nights
+from tools.conversion.sources import ConversionError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -216,7 +217,7 @@ def main(argv):
     with tempfile.TemporaryDirectory(prefix="tao-predict-") as work_dir:
         try:
             shards, skipped = record_input.record_sources(FLAGS.data, roi, work_dir, FLAGS.workers)
-        except (ValueError, FileNotFoundError) as e:
+        except (ValueError, OSError, ConversionError) as e:
             sys.exit(f"error: {e}")
         rows, failed, scored, metadata = predict(
             model, shards, FLAGS.output, FLAGS.batch_size, FLAGS.nights
@@ -249,5 +250,12 @@ def main(argv):
         print(reports.markdown({"SavedModel": results}, metadata["task"], names))
 
 
+def cli():
+    """The console script (see setup.cfg's console_scripts)."""
+    from tools import console
+
+    console.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

@@ -17,6 +17,7 @@ reads records with the project's parser.
 """
 
 import json
+import re
 import sys
 
 import numpy as np
@@ -107,9 +108,9 @@ def error_line(error, limit=300):
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     lines = [line for line in lines if line != "Graph execution error:"] or [type(error).__name__]
     chosen = next((line for line in lines if "batch row" in line), lines[0])
-    for marker in ("Assertion failed: [", "Error: "):  # TensorFlow's wrapping
-        if marker in chosen:
-            chosen = chosen.split(marker, 1)[1].rstrip("]").strip("'\"")
+    wrapped = re.search(r"assertion failed: \[(.*)\]", chosen, re.IGNORECASE)
+    if wrapped:  # TensorFlow's wrapping of an assertion's message
+        chosen = wrapped.group(1).strip("'\"")
     return chosen if len(chosen) <= limit else chosen[: limit - 3] + "..."
 
 
@@ -214,6 +215,7 @@ def main(argv):
 
     from tao_keras import run_layout
     from tools import record_input
+    from tools.conversion.sources import ConversionError
 
     FLAGS = flags.FLAGS
     if not FLAGS.data and not FLAGS.records:
@@ -230,7 +232,7 @@ def main(argv):
             shards = record_input.data_shards(
                 FLAGS.data, FLAGS.records, roi, work_dir, FLAGS.workers
             )
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, ConversionError) as e:
             raise SystemExit(f"error: {e}") from None
         found = list(objects_of(shards, roi, FLAGS.max_objects))
     records = [r for r, _, _ in found if r is not None]
@@ -273,8 +275,10 @@ def main(argv):
         )
 
 
-if __name__ == "__main__":
-    from absl import app, flags
+def define_flags():
+    """The command's flags (defined only when it runs as a program: the functions above are
+    imported by processes that have flags of their own)."""
+    from absl import flags
 
     flags.DEFINE_string(
         "model",
@@ -302,4 +306,15 @@ if __name__ == "__main__":
         "FITS reader processes when converting (default: all cores).",
         lower_bound=1,
     )
-    app.run(main)
+
+
+def cli():
+    """The console script (tao-replay)."""
+    from tools import console
+
+    define_flags()
+    console.run(main, __name__)
+
+
+if __name__ == "__main__":
+    cli()

@@ -10,9 +10,12 @@ import time
 from absl import flags, logging
 
 from tfrecords import manifest
+from tools.conversion.sources import ConversionError
+from trainers import data
 from trainers.data import prepare_records
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(data)  # the data flags are every trainer's too
 flags.DEFINE_enum("preset", "cpu", ["cpu", "paper"], "Model and schedule preset.")
 flags.DEFINE_enum(
     "precision",
@@ -248,7 +251,10 @@ def run(task):
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    records = prepare_records(FLAGS.data, FLAGS.cache_dir, FLAGS.num_objects, FLAGS.seed)
+    try:
+        records = prepare_records(FLAGS.data, FLAGS.cache_dir, FLAGS.num_objects, FLAGS.seed)
+    except (ConversionError, manifest.ManifestError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
     out_dir = FLAGS.output or os.path.join("runs", task)
     if not multiworker.is_chief():
         # Every worker saves; the others into a fixed directory of their own, so that a

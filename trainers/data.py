@@ -3,8 +3,6 @@ given, converted from FITS, or the embedded simulated survey, created once and c
 
 import hashlib
 import os
-import subprocess
-import sys
 
 from absl import flags, logging
 
@@ -39,11 +37,6 @@ flags.DEFINE_string(
 flags.DEFINE_integer("seed", 0, "Seed of simulation, split, pipeline and initialization.")
 
 
-def _run_tool(args):
-    logging.info("running %s", " ".join(args))
-    subprocess.run([sys.executable, "-m", *args], check=True)
-
-
 def conversion_key(data, seed):
     """The cache key of a FITS dataset's conversion: its absolute path and the names, sizes
     and modification times of every file under it (catalog included), and the seed. Another
@@ -63,36 +56,36 @@ def conversion_key(data, seed):
 
 
 def prepare_records(data, cache_dir, num_objects, seed):
-    """A directory of converted records: given, converted from FITS, or the embedded default."""
+    """A directory of converted records: given, converted from FITS, or the embedded default.
+
+    Simulation and conversion run in this process (their worker pools are spawned, so they
+    start clean whatever this process has loaded); their errors (tools.conversion.sources.
+    ConversionError, naming the file and the reason) reach the caller."""
+    from tao_keras import classes
+    from tools.conversion import convert
+    from tools.simulation import survey
+
     if data and manifest.exists(data):
         return data
     if data:
         out = os.path.join(cache_dir, "converted", conversion_key(data, seed))
         if not manifest.exists(out):
-            _run_tool(
-                ["tools.fits_to_tfrecords", "--input", data, "--output", out, "--seed", str(seed)]
-            )
+            logging.info("converting %s into %s", data, out)
+            convert.convert([data], out, convert.ConvertOptions(seed=seed))
         return out
     root = os.path.join(cache_dir, f"embedded-{num_objects}-{EMBEDDED_CLASS_MIX}-seed{seed}")
-    survey, records = os.path.join(root, "survey"), os.path.join(root, "records")
+    survey_dir, records = os.path.join(root, "survey"), os.path.join(root, "records")
     if not manifest.exists(records):
-        if not os.path.exists(os.path.join(survey, "catalog.csv")):
-            _run_tool(
-                [
-                    "tools.simulate_survey",
-                    "--output",
-                    survey,
-                    "--num_objects",
-                    str(num_objects),
-                    "--class_mix",
-                    EMBEDDED_CLASS_MIX,
-                    "--seed",
-                    str(seed),
-                ]
+        if not os.path.exists(os.path.join(survey_dir, "catalog.csv")):
+            logging.info("simulating the embedded survey into %s", survey_dir)
+            config = survey.SurveyConfig(
+                num_objects=num_objects,
+                seed=seed,
+                class_mix=tuple((name, 1.0) for name in classes.CLASS_NAMES),  # uniform
             )
-        _run_tool(
-            ["tools.fits_to_tfrecords", "--input", survey, "--output", records, "--seed", str(seed)]
-        )
+            survey.simulate_survey(survey_dir, config)
+        logging.info("converting the embedded survey into %s", records)
+        convert.convert([survey_dir], records, convert.ConvertOptions(seed=seed))
     else:
         logging.info("reusing the embedded survey in %s", root)
     return records

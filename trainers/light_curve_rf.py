@@ -15,12 +15,15 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 from tao_keras import classes
+from tools.conversion.sources import ConversionError
+from trainers import data
 from trainers.data import prepare_records
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(data)  # --help lists the data flags
 flags.DEFINE_enum("task", "multiclass", list(classes.TASKS), "Classification task.")
 flags.DEFINE_string(
     "light_curves", None, "CSV of light curves to use instead of photometry on the records."
@@ -50,7 +53,7 @@ def main(argv):
         curve_io.write_csv(curves, os.path.join(out_dir, "lightcurves.csv"))
         measured = time.perf_counter() - began
         results, info = baseline.run(curves, FLAGS.task, FLAGS.trees, FLAGS.seed)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError, ConversionError) as e:
         sys.exit(f"error: {e}")
     names = classes.task_class_names(FLAGS.task)
     predictions = info.pop("predictions")
@@ -75,5 +78,12 @@ def main(argv):
     print(f"Finished in {time.perf_counter() - began:.0f} s; report in {out_dir}")
 
 
+def cli():
+    """The console script (see setup.cfg's console_scripts)."""
+    from tools import console
+
+    console.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

@@ -5,9 +5,11 @@
 With no --data it simulates a small survey (cached), converts it and runs the whole protocol.
 """
 
-from absl import app
+from absl import flags
 
 from trainers import common
+
+flags.adopt_module_key_flags(common)  # --help lists the trainers' flags
 
 
 def main(argv):
@@ -15,5 +17,12 @@ def main(argv):
     common.run("multiclass")
 
 
+def cli():
+    """The console script (see setup.cfg's console_scripts)."""
+    from tools import console
+
+    console.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

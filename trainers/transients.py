@@ -3,9 +3,11 @@
 python -m trainers.transients [--data DIR] [--preset cpu|paper] [--init_from RUN_DIR]
 """
 
-from absl import app
+from absl import flags
 
 from trainers import common
+
+flags.adopt_module_key_flags(common)  # --help lists the trainers' flags
 
 
 def main(argv):
@@ -13,5 +15,12 @@ def main(argv):
     common.run("transients")
 
 
+def cli():
+    """The console script (see setup.cfg's console_scripts)."""
+    from tools import console
+
+    console.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

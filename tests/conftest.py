@@ -15,6 +15,33 @@ from tools.simulation import survey
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def run_module(*args, check=False, timeout=600, env=None):
+    """`python -m ARGS` in the repository root, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def call_update(served, state, previous_images, previous_mjd, images, mjd, counts):
+    """One call of a SavedModel's `update` signature with the inputs cast to its dtypes."""
+    import tensorflow as tf
+
+    return served.signatures["update"](
+        state=tf.constant(state, tf.float32),
+        previous_images=tf.constant(previous_images, tf.float32),
+        previous_mjd=tf.constant(previous_mjd, tf.float64),
+        images=tf.constant(images, tf.float32),
+        mjd=tf.constant(mjd, tf.float64),
+        num_exposures=tf.constant(counts, tf.int32),
+    )
+
+
 def trainer_command(records, out, *flags, task="multiclass"):
     """The command line of trainers.<task> on `records` into `out`, with more flags."""
     return [

@@ -4,18 +4,12 @@ import json
 import subprocess
 import sys
 
+import conftest
 from conftest import REPO
 
 
 def run_module(*args, check=True):
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=300,
-    )
+    return conftest.run_module(*args, check=check, timeout=300)
 
 
 def test_simulate_then_convert_from_the_command_line(tmp_path):

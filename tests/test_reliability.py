@@ -23,21 +23,10 @@ from tfrecords import manifest as manifest_file
 from tfrecords import writer
 from tools.conversion import convert
 
-from conftest import REPO, pack, trainer_command
+from conftest import REPO, call_update, pack, run_module, trainer_command
 
 QUICK = ("--stages", "densenet", "--epochs_densenet", "1", "--batch_size", "4")
 QUICK += ("--epoch_fraction", "0.2", "--nobaseline")
-
-
-def run_cli(args, timeout=600, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 def one_error_line(run):
@@ -61,11 +50,11 @@ def other_records(tiny_survey, tmp_path_factory):
 def test_a_finished_stage_is_trained_again_for_other_records(tiny_records, other_records, tmp_path):
     records, _ = tiny_records
     out = tmp_path / "run"
-    first = run_cli(trainer_command(records, out, *QUICK)[2:])
+    first = run_module(*trainer_command(records, out, *QUICK)[2:])
     assert first.returncode == 0, first.stderr[-2000:]
     done = json.load(open(out / "densenet" / "scores.json"))
     assert done["records"] == manifest_file.identity(str(records))
-    again = run_cli(trainer_command(other_records, out, *QUICK)[2:])
+    again = run_module(*trainer_command(other_records, out, *QUICK)[2:])
     assert again.returncode == 0, again.stderr[-2000:]
     assert "finished earlier with other records" in again.stderr
     redone = json.load(open(out / "densenet" / "scores.json"))
@@ -74,7 +63,7 @@ def test_a_finished_stage_is_trained_again_for_other_records(tiny_records, other
     assert report["records"] == str(other_records)
     ids = set(report["predictions"]["DenseNet (triplets)"]["val"]["object_id"])
     assert ids == set(redone["predictions"]["val"]["object_id"])  # the new split's objects
-    same = run_cli(trainer_command(other_records, out, *QUICK)[2:])
+    same = run_module(*trainer_command(other_records, out, *QUICK)[2:])
     assert "finished earlier with these settings: reusing" in same.stderr  # still reused
 
 
@@ -91,8 +80,8 @@ def test_learning_curve_refuses_a_survey_made_with_other_settings(tmp_path):
     assert json.load(open(folder / "settings.json")) == made
     os.makedirs(tmp_path / "surveys", exist_ok=True)
     shutil.move(str(folder), str(tmp_path / "surveys" / "n50-seed1"))
-    run = run_cli(
-        [
+    run = run_module(
+        *[
             "tools.learning_curve",
             "--output",
             str(tmp_path),
@@ -148,17 +137,6 @@ def test_cache_writes_leave_no_partial_file_on_a_full_disk(tmp_path, monkeypatch
 
 # 4, 5, 6, 12. `update` trusts no state, refuses a night split over calls and another model's
 # state, and says what is wrong with a bad request.
-def _update(served, state, previous, previous_mjd, images, mjd, counts):
-    return served.signatures["update"](
-        state=tf.constant(state, tf.float32),
-        previous_images=tf.constant(previous, tf.float32),
-        previous_mjd=tf.constant(previous_mjd, tf.float64),
-        images=tf.constant(images, tf.float32),
-        mjd=tf.constant(mjd, tf.float64),
-        num_exposures=tf.constant(counts, tf.int32),
-    )
-
-
 def _after_nights(served, record, nights):
     """The update outputs after an object's first `nights` nights, and those nights."""
     from tools import replay_nights
@@ -168,7 +146,7 @@ def _after_nights(served, record, nights):
     state, previous, previous_mjd = np.zeros((1, size)), np.zeros((1, 2, 64, 64)), np.zeros((1, 2))
     split = replay_nights.split_nights(record.images, record.mjd, metadata["same_date_days"])
     for images, times in split[:nights]:
-        out = _update(
+        out = call_update(
             served, state, previous, previous_mjd, images[None], times[None], [len(times)]
         )
         state = out["state"].numpy()
@@ -180,9 +158,11 @@ def test_update_refuses_states_it_did_not_return(served, objects):
     _, _, records = objects
     state, previous, previous_mjd, split = _after_nights(served, records[0], 4)
     images, times = split[4]
-    good = _update(served, state, previous, previous_mjd, images[None], times[None], [len(times)])
+    good = call_update(
+        served, state, previous, previous_mjd, images[None], times[None], [len(times)]
+    )
     assert np.isfinite(good["probabilities"].numpy()).all()
-    two = lambda s, p=previous_mjd: _update(  # noqa: E731  a row 1 that is good, row 0 given
+    two = lambda s, p=previous_mjd: call_update(  # noqa: E731  a row 1 that is good, row 0 given
         served,
         np.concatenate([s, state]),
         np.concatenate([previous, previous]),
@@ -224,9 +204,11 @@ def test_one_night_split_over_two_calls_is_refused(served, objects):
     nights = _nights_of(served, record)
     state, previous, previous_mjd, _ = _after_nights(served, record, k)
     images, times = nights[k]
-    first = _update(served, state, previous, previous_mjd, images[:1][None], times[:1][None], [1])
+    first = call_update(
+        served, state, previous, previous_mjd, images[:1][None], times[:1][None], [1]
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match="batch row 0: an exposure within"):
-        _update(
+        call_update(
             served,
             first["state"].numpy(),
             first["previous_images"].numpy(),
@@ -255,7 +237,7 @@ def test_a_state_from_another_model_is_refused(served, objects, trained_run, tmp
     other = tf.saved_model.load(str(tmp_path / "other"))
     images, times = split[4]
     with pytest.raises(tf.errors.InvalidArgumentError, match="batch row 0: the state was made by"):
-        _update(other, state, previous, previous_mjd, images[None], times[None], [len(times)])
+        call_update(other, state, previous, previous_mjd, images[None], times[None], [len(times)])
 
 
 def test_update_shape_errors_name_what_is_wrong(served, objects):
@@ -263,16 +245,16 @@ def test_update_shape_errors_name_what_is_wrong(served, objects):
     state, previous, previous_mjd, split = _after_nights(served, records[0], 3)
     images, times = split[3]
     with pytest.raises(tf.errors.InvalidArgumentError, match="previous_images must be"):
-        _update(
+        call_update(
             served, state, previous[:, :, :32, :32], previous_mjd, images[None], times[None], [1]
         )
     with pytest.raises(tf.errors.InvalidArgumentError, match="state must be"):
-        _update(served, state[:, 1:], previous, previous_mjd, images[None], times[None], [1])
+        call_update(served, state[:, 1:], previous, previous_mjd, images[None], times[None], [1])
 
 
 def test_update_of_an_empty_batch_gives_empty_outputs(served):
     size = json.loads(served.metadata()["json"].numpy())["update"]["state_size"]
-    out = _update(
+    out = call_update(
         served,
         np.zeros((0, size)),
         np.zeros((0, 2, 64, 64)),
@@ -291,7 +273,7 @@ def test_a_second_trainer_on_a_run_directory_is_refused(tiny_records, tmp_path):
     out.mkdir()
     held = run_layout.lock(str(out))
     try:
-        run = run_cli(trainer_command(records, out, *QUICK)[2:])
+        run = run_module(*trainer_command(records, out, *QUICK)[2:])
     finally:
         held.close()
     line = one_error_line(run)
@@ -361,8 +343,8 @@ def test_predict_skips_a_record_with_an_unknown_label_and_keeps_the_others(
     trained_run, crafted_records, tmp_path
 ):
     out = tmp_path / "p.csv"
-    run = run_cli(
-        ["tools.predict", "--model", str(trained_run), "--data", str(crafted_records)]
+    run = run_module(
+        *["tools.predict", "--model", str(trained_run), "--data", str(crafted_records)]
         + ["--output", str(out)]
     )
     assert run.returncode == 0, run.stderr[-2000:]
@@ -412,8 +394,8 @@ def test_replay_skips_a_bad_object_and_reads_lazily(trained_run, objects, tmp_pa
     with open(path, "ab") as f:
         f.write(b"\x00garbage beyond the objects asked for")
     out = tmp_path / "nights.jsonl"
-    run = run_cli(
-        ["tools.replay_nights", "--model", str(trained_run), "--records", str(path)]
+    run = run_module(
+        *["tools.replay_nights", "--model", str(trained_run), "--records", str(path)]
         + ["--max_objects", "3", "--output", str(out)]
     )
     assert run.returncode == 0, run.stderr[-3000:]
@@ -434,7 +416,7 @@ def test_a_savedmodel_without_metadata_is_a_one_line_error(tmp_path):
         ["tools.predict", "--model", str(tmp_path / "old"), "--data", str(tmp_path)],
         ["tools.replay_nights", "--model", str(tmp_path / "old"), "--records", "x"],
     ):
-        line = one_error_line(run_cli(command, timeout=300))
+        line = one_error_line(run_module(*command, timeout=300))
         assert "a SavedModel without the `metadata` signature" in line, line
         assert str(tmp_path / "old" / "1") in line
 
@@ -467,8 +449,8 @@ def test_precision_follows_the_instructions_onednn_may_use(tiny_records, tmp_pat
     )
     assert probe.stdout.strip() == "float32", probe.stderr[-2000:]
     records, _ = tiny_records
-    run = run_cli(
-        trainer_command(records, tmp_path / "r", *QUICK, "--precision", "mixed_bfloat16")[2:],
+    run = run_module(
+        *trainer_command(records, tmp_path / "r", *QUICK, "--precision", "mixed_bfloat16")[2:],
         env=env,
     )
     line = one_error_line(run)
@@ -491,8 +473,8 @@ def test_serialized_garbage_and_predict_skips_say_what_is_wrong(
     with writer.ShardWriter(str(folder / "a.tfrecord")) as w:
         w.write(writer.encode(bad))
         w.write(writer.encode(records[1]))
-    run = run_cli(
-        ["tools.predict", "--model", str(trained_run), "--data", str(folder)]
+    run = run_module(
+        *["tools.predict", "--model", str(trained_run), "--data", str(folder)]
         + ["--output", str(tmp_path / "p.csv")]
     )
     assert run.returncode == 0, run.stderr[-2000:]

@@ -17,7 +17,7 @@ from tao_keras.models import presets, taonet
 from tfrecords import parser
 from tools import replay_nights
 
-from conftest import REPO, pack
+from conftest import REPO, call_update, pack
 
 
 def test_last_night_equals_the_whole_sequence_with_tensorflow_alone(trained_run, objects, tmp_path):
@@ -84,17 +84,6 @@ def _first_nights(record, same_date_days, nights):
     return replay_nights.split_nights(record.images, record.mjd, same_date_days)[:nights]
 
 
-def _call(served, state, previous_images, previous_mjd, images, mjd, counts):
-    return served.signatures["update"](
-        state=tf.constant(state, tf.float32),
-        previous_images=tf.constant(previous_images, tf.float32),
-        previous_mjd=tf.constant(previous_mjd, tf.float64),
-        images=tf.constant(images, tf.float32),
-        mjd=tf.constant(mjd, tf.float64),
-        num_exposures=tf.constant(counts, tf.int32),
-    )
-
-
 def test_a_night_without_usable_exposures_changes_nothing_and_bad_calls_are_refused(
     served, objects
 ):
@@ -105,14 +94,16 @@ def test_a_night_without_usable_exposures_changes_nothing_and_bad_calls_are_refu
     previous, previous_mjd = np.zeros((1, 2, 64, 64)), np.zeros((1, 2))
     nights = _first_nights(records[0], metadata["same_date_days"], 5)
     for images, times in nights[:4]:
-        out = _call(served, state, previous, previous_mjd, images[None], times[None], [len(times)])
+        out = call_update(
+            served, state, previous, previous_mjd, images[None], times[None], [len(times)]
+        )
         state, previous, previous_mjd = (
             out["state"].numpy(),
             out["previous_images"].numpy(),
             out["previous_mjd"].numpy(),
         )
     blank = np.full_like(nights[4][0], np.nan)[None]
-    same = _call(served, state, previous, previous_mjd, blank, nights[4][1][None], [3])
+    same = call_update(served, state, previous, previous_mjd, blank, nights[4][1][None], [3])
     np.testing.assert_array_equal(same["state"].numpy(), state)
     np.testing.assert_array_equal(same["previous_images"].numpy(), previous)
     np.testing.assert_array_equal(same["probabilities"].numpy(), out["probabilities"].numpy())
@@ -120,11 +111,15 @@ def test_a_night_without_usable_exposures_changes_nothing_and_bad_calls_are_refu
     two_dates = np.concatenate([nights[4][0], nights[4][0]])[None]
     two_times = np.concatenate([nights[4][1], nights[4][1] + 1.0])[None]
     with pytest.raises(tf.errors.InvalidArgumentError, match="batch row 0: the exposures span"):
-        _call(served, state, previous, previous_mjd, two_dates, two_times, [two_times.shape[1]])
+        call_update(
+            served, state, previous, previous_mjd, two_dates, two_times, [two_times.shape[1]]
+        )
     with pytest.raises(tf.errors.InvalidArgumentError, match="time order"):
-        _call(served, state, previous, previous_mjd, nights[0][0][None], nights[0][1][None], [1])
+        call_update(
+            served, state, previous, previous_mjd, nights[0][0][None], nights[0][1][None], [1]
+        )
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"state must be \\[batch, {size}\\]"):
-        _call(served, state[:, :-1], previous, previous_mjd, blank, nights[4][1][None], [1])
+        call_update(served, state[:, :-1], previous, previous_mjd, blank, nights[4][1][None], [1])
 
 
 def test_replay_tool_prints_every_night(trained_run, objects):

@@ -79,6 +79,25 @@ def test_replay_mistakes_are_one_line(trained_run, empty_dir, tmp_path):
     refused(run("tools.replay_nights", "--model", str(empty_dir), "--data", str(empty_dir)))
 
 
+def test_converter_export_and_compare_mistakes_are_one_line(empty_dir, tmp_path):
+    refused(
+        run(
+            "tools.fits_to_tfrecords",
+            "--data",
+            str(tmp_path / "nowhere"),
+            "--output",
+            str(tmp_path / "out"),
+        ),
+        str(tmp_path / "nowhere"),
+    )
+    refused(
+        run("tools.export_savedmodel", "--model", str(empty_dir), "--output", str(tmp_path / "e")),
+        "config.json",
+        "must be a directory written by a trainer",
+    )
+    refused(run("tools.compare", str(empty_dir)), "report.json")
+
+
 def test_models_are_found_from_a_run_an_export_or_a_version(trained_run, objects, tmp_path):
     records_dir, _, _ = objects
     export = trained_run / "export" / "taonet_multiclass"

@@ -16,6 +16,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "run", None, "Run directory written by a trainer (config.json, joint/ or gru/).", required=True
 )
+flags.DEFINE_alias("model", "run")  # the vocabulary of the other commands: --model is a run too
 flags.DEFINE_string(
     "output", None, "Export root; the model goes to OUTPUT/<name>/<version>/.", required=True
 )

@@ -319,6 +319,20 @@ def plot(summary, path, title):
         y = np.array([100 * m for _, (m, _, _) in points])
         e = np.array([0.0 if math.isnan(sd) else 100 * sd for _, (_, sd, _) in points])
         ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=model)
+    chance = [
+        (s, by_model[m]["test_chance_mean_f1"][0])
+        for s, by_model in summary.items()
+        for m in list(by_model)[:1]
+        if "test_chance_mean_f1" in by_model[m]
+    ]
+    if chance:
+        ax.plot(
+            [s for s, _ in chance],
+            [100 * c for _, c in chance],
+            ls=":",
+            color="grey",
+            label="chance level (random scores, same class counts)",
+        )
     ax.set_xlabel("training survey size: objects per class (balanced, 6 classes)")
     ax.set_ylabel("6-class mean max-F1 on held-out objects (%)")
     ax.set_title(textwrap.fill(title, 90), fontsize=8)  # long trainer flags wrap

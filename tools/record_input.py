@@ -57,6 +57,10 @@ def data_shards(data, record_files, roi_size, work_dir, workers):
     records or None)]; FileNotFoundError naming a file or directory that is not there."""
     if record_files:
         for path in record_files:
+            if os.path.isdir(path):
+                raise FileNotFoundError(
+                    f"--records {path}: a directory; give record files, or the directory as --data"
+                )
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"--records {path}: no such file")
         return [(path, "", None) for path in record_files]

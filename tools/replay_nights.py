@@ -110,7 +110,7 @@ def error_line(error, limit=300):
     chosen = next((line for line in lines if "batch row" in line), lines[0])
     wrapped = re.search(r"assertion failed: \[(.*)\]", chosen, re.IGNORECASE)
     if wrapped:  # TensorFlow's wrapping of an assertion's message
-        chosen = wrapped.group(1).strip("'\"")
+        chosen = wrapped.group(1).split("] [")[0].strip("'\"")  # its message, not its data
     return chosen if len(chosen) <= limit else chosen[: limit - 3] + "..."
 
 

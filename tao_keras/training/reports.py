@@ -41,8 +41,9 @@ def split_warning(split, support):
     listed = ", ".join(f"{c} {n}" for c, n in small.items())
     return (
         f"{SPLIT_TITLES.get(split, split)}: fewer than {metrics.MIN_RELIABLE_SUPPORT} objects of "
-        f"{listed}. One object moves such a class's F1 by ~100/n points, and its maximum F1 is "
-        "high by chance: read the chance level and the intervals, not the ranks."
+        f"{listed}. One object moves such a class's F1 by ~100/n points, its maximum F1 is high "
+        "by chance, and the bootstrap intervals are themselves rough: read the chance level, "
+        "not the ranks."
     )
 
 

@@ -101,6 +101,24 @@ def summary(labels, probabilities, temperature):
     }
 
 
+def fit_on_validation(predictions):
+    """A model's calibration from its per-split predictions ({split: {"label",
+    "probabilities"}}, e.g. evaluation.predictions): the temperature fitted on "val" and
+    summary() of every split under it -> {"temperature": T, split: summary}, or None without a
+    validation split."""
+    if "val" not in predictions:
+        return None
+    val = predictions["val"]
+    temperature = fit_temperature(val["label"], val["probabilities"])
+    return {
+        "temperature": temperature,
+        **{
+            split: summary(p["label"], p["probabilities"], temperature)
+            for split, p in predictions.items()
+        },
+    }
+
+
 def scale_log_probabilities(probabilities, temperature):
     """The graph's apply_temperature (keras.ops: TensorFlow or JAX): [B, C] -> [B, C]."""
     from keras import ops

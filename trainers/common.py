@@ -97,6 +97,13 @@ flags.DEFINE_bool(
     "Also train the paper's light-curve Random Forest on the same records and put its row first "
     "in the report (photometry measured once per records directory, then cached).",
 )
+flags.DEFINE_bool(
+    "deterministic",
+    True,
+    "Same command, same seed, same machine: same report.json numbers (TensorFlow op "
+    "determinism and ordered tf.data; about 5% of the main job's time, docs/evidence.md). "
+    "--nodeterministic lets tf.data deliver out of order.",
+)
 flags.DEFINE_string(
     "init_from",
     None,
@@ -140,15 +147,6 @@ def train_config(task):
         deterministic=FLAGS.deterministic,
         **stages,
     )
-
-
-flags.DEFINE_bool(
-    "deterministic",
-    True,
-    "Same command, same seed, same machine: same report.json numbers (TensorFlow op "
-    "determinism and ordered tf.data; measured cost in docs/training.md). --nodeterministic "
-    "lets tf.data deliver out of order.",
-)
 
 
 @dataclasses.dataclass
@@ -206,17 +204,6 @@ def baseline_results(records, task, seed, out_dir=None):
         return None
     logging.info("light-curve Random Forest: %.0f s", time.perf_counter() - began)
     predictions = info["predictions"]
-    calibrated = None
-    if "val" in predictions:
-        val = predictions["val"]
-        temperature = calibration.fit_temperature(val["label"], val["probabilities"])
-        calibrated = {
-            "temperature": temperature,
-            **{
-                s: calibration.summary(p["label"], p["probabilities"], temperature)
-                for s, p in predictions.items()
-            },
-        }
     if out_dir is not None:
         import tensorflow as tf
 
@@ -228,7 +215,7 @@ def baseline_results(records, task, seed, out_dir=None):
         "scores": scores,
         "early": early_f1,
         "predictions": predictions,
-        "calibration": calibrated,
+        "calibration": calibration.fit_on_validation(predictions),
     }
 
 

@@ -343,11 +343,8 @@ def score_stage(model, stage, records_dir, out_dir, config, writer, started_from
             logging.warning("not scoring test: %s", e)
     scores = {s: evaluation.score_predictions(p, names) for s, p in predictions.items()}
     val = predictions["val"]
-    temperature = calibration.fit_temperature(val["label"], val["probabilities"])
-    calibrated = {
-        s: calibration.summary(p["label"], p["probabilities"], temperature)
-        for s, p in predictions.items()
-    }
+    calibrated = calibration.fit_on_validation(predictions)
+    temperature = calibrated.pop("temperature")
     tensorboard_views.write_kept_model(
         writer,
         datasets.evaluation_dataset(records_dir, eval_config, "val"),

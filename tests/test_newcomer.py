@@ -49,18 +49,19 @@ def test_trainer_on_an_empty_folder_is_one_line(empty_dir, tmp_path):
 
 
 def test_predict_mistakes_are_one_line(trained_run, empty_dir, tmp_path):
-    refused(run("tools.predict", "--model", str(empty_dir), "--data", str(empty_dir)), "--model")
-    refused(
-        run("tools.predict", "--model", str(trained_run), "--data", str(tmp_path / "nowhere")),
-        "--data",
-        "not a directory",
-    )
+    def predict(model, data):
+        return run(
+            "tools.predict", "--model", model, "--data", data, "--output", str(tmp_path / "p.csv")
+        )
+
+    refused(predict(str(empty_dir), str(empty_dir)), "--model")
+    refused(predict(str(trained_run), str(tmp_path / "nowhere")), "--data", "not a directory")
     fits = tmp_path / "fits"
     (fits / "images").mkdir(parents=True)  # a FITS folder without catalog.csv
-    refused(run("tools.predict", "--model", str(trained_run), "--data", str(fits)), "error:")
+    refused(predict(str(trained_run), str(fits)), "error:")
     (empty_dir / "none.tfrecord").write_bytes(b"")  # records, but no object in them
     refused(
-        run("tools.predict", "--model", str(trained_run), "--data", str(empty_dir)),
+        predict(str(trained_run), str(empty_dir)),
         "no object of",
         "could be classified",
     )

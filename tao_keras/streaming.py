@@ -33,9 +33,6 @@ split over several calls: the converter and serving_default would count it as th
 are INVALID_ARGUMENT naming the batch row.
 """
 
-import hashlib
-
-import numpy as np
 import tensorflow as tf
 
 from tao_keras import calibration, serving
@@ -52,10 +49,7 @@ MAX_DATES = 1_000_000
 def model_tag(model):
     """The model's identity in its states: a digest of its weights as a whole number in
     [1, 2**24) (exact in float32)."""
-    digest = hashlib.sha256()
-    for w in model.weights:
-        digest.update(np.asarray(w).tobytes())
-    return float(int(digest.hexdigest()[:12], 16) % (2**24 - 1) + 1)
+    return float(int(taonet.weights_digest(model)[:12], 16) % (2**24 - 1) + 1)
 
 
 def _first_bad(ok):

@@ -226,13 +226,15 @@ def _time_step(preset, batch, precision, jit, steps):
     from tao_keras.models import presets, taonet
     from tao_keras.training import precision as precision_policy
 
+    config = presets.preset(preset)
+    roi = config.backbone.roi_size  # the model's RoI (the cpu preset crops 16x16)
     with precision_policy.policy(precision):  # restores whatever policy was set before
-        model = taonet.build_taonet(presets.preset(preset), 6)
+        model = taonet.build_taonet(config, 6)
     optimizer = keras.optimizers.AdamW(1e-3)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     rng = np.random.default_rng(0)
     inputs = {
-        "images": tf.constant(rng.normal(size=(batch, 17, 64, 64, 3)), tf.float32),
+        "images": tf.constant(rng.normal(size=(batch, 17, roi, roi, 3)), tf.float32),
         "dt": tf.constant(rng.uniform(0, 0.3, size=(batch, 17, 2)), tf.float32),
         "length": tf.fill([batch], 17),
     }
@@ -335,7 +337,9 @@ def _serving(
     results = {}
     for name in dict.fromkeys(p for p, _, _ in presets_batches):
         path = os.path.join(workdir, "serving", name)
-        export.export_model(taonet.build_taonet(presets.preset(name), 6), path, "multiclass", 19)
+        export.export_model(  # requests carry 64x64 cutouts; the model crops its own RoI
+            taonet.build_taonet(presets.preset(name), 6), path, "multiclass", 19, input_roi_size=64
+        )
         signature = tf.saved_model.load(path).signatures["serving_default"]
         for preset, batch, calls in presets_batches:
             if preset != name:

@@ -25,10 +25,12 @@ def gru_flops(input_size, units, steps):
     return 2 * 3 * (input_size + units) * units * steps
 
 
-def taonet_flops(model, steps=17, roi=64):
-    """{backbone_per_triplet, recurrent_per_sequence, forward_per_sequence} of a TAO-Net model."""
+def taonet_flops(model, steps=17, roi=None):
+    """{backbone_per_triplet, recurrent_per_sequence, forward_per_sequence} of a TAO-Net model;
+    roi: the side of its input images (default: the model's own, e.g. 16 for the cpu preset)."""
     from tao_keras.models import taonet
 
+    roi = roi or int(model.input["images"].shape[2])
     backbone = taonet.backbone_of(model)
     per_triplet = graph_flops(
         lambda x: backbone(x, training=False), tf.TensorSpec([1, roi, roi, 3], tf.float32)

@@ -7,8 +7,10 @@ after the backbone used for double supervision in joint training (zero on padded
 """
 
 import dataclasses
+import hashlib
 
 import keras
+import numpy as np
 from keras import layers
 
 from tao_keras.models import densenet
@@ -102,3 +104,12 @@ def set_trainable(model, backbone=True, recurrent=True):
     for layer in model.layers:
         if layer.name.startswith(("gru", "bigru")):
             layer.trainable = recurrent
+
+
+def weights_digest(model):
+    """SHA-256 (hex) of a model's weights in order: the identity of what a stage started from
+    (training) and of the model a night-by-night state belongs to (serving)."""
+    digest = hashlib.sha256()
+    for w in model.weights:
+        digest.update(np.asarray(w).tobytes())
+    return digest.hexdigest()

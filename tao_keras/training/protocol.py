@@ -10,14 +10,12 @@ stages also on the first N dates of each object (early.NIGHTS: early classificat
 """
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tao_keras import calibration, classes, early, files, run_layout
@@ -210,16 +208,6 @@ def _finished_stage(out_dir, stage, config, records_dir, previous_identity):
     return done
 
 
-def weights_identity(model):
-    """A digest of a model's weights (None for None): what a stage started from."""
-    if model is None:
-        return None
-    digest = hashlib.sha256()
-    for w in model.weights:
-        digest.update(np.asarray(w).tobytes())
-    return digest.hexdigest()
-
-
 def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     """Train one stage; returns (best model, {split: metrics}) and writes OUT/<stage>/.
 
@@ -234,7 +222,7 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     """
     stage_dir = run_layout.stage_dir(out_dir, stage)
     os.makedirs(stage_dir, exist_ok=True)
-    started_from = weights_identity(previous)
+    started_from = None if previous is None else taonet.weights_digest(previous)
     done = _finished_stage(out_dir, stage, config, records_dir, started_from)
     if done is not None:
         logging.info("stage %s finished earlier with these settings: reusing %s", stage, stage_dir)

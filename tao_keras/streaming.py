@@ -100,7 +100,7 @@ class NightUpdate:
         self.grus = _recurrent_layers(model)
         self.aggregation = _aggregation(model)
         self.use_dt = any(layer.name == "features_dt" for layer in model.layers)
-        self.backbone = taonet.backbone_of(model)
+        self.model = model
         self.head = model.get_layer("probabilities")
         self.class_names = tf.constant(class_names)
         self.roi_size, self.crop, self.scale, self.per_date = roi_size, crop, scale, per_date
@@ -332,7 +332,7 @@ class NightUpdate:
         starting = usable & tf.equal(seen_now, float(windows.MIN_DATES))
         triplets, new_scale = self._normalized(triplets, scale, starting)
         gaps = tf.cast((times[:, 1:] - times[:, :-1]) / windows.DAYS_PER_YEAR, tf.float32)
-        x = self.backbone(triplets, training=False)
+        x = taonet.triplet_features(self.model, triplets)
         if self.use_dt:
             x = tf.concat([x, gaps], axis=-1)
         new_hidden = []

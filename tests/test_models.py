@@ -145,6 +145,22 @@ def test_padded_steps_leave_batchnorm_statistics_untouched():
     )
 
 
+def test_masked_path_gives_the_gathered_paths_outputs_and_statistics():
+    """The path other backends take (every step run, BatchNorm statistics masked to the valid
+    steps) against TensorFlow's (valid steps gathered): same outputs, same statistics."""
+    inputs = pad(sequences(lengths=[6, 2, 4]), 3)
+    inputs["images"][:, 6:] = 50.0
+    gathered, masked = tiny_taonet(), tiny_taonet()
+    masked.set_weights(gathered.get_weights())
+    masked.get_layer("stepwise_backbone").gather = False
+    for training in (False, True):
+        a, b = gathered(inputs, training=training), masked(inputs, training=training)
+        for key in a:
+            np.testing.assert_allclose(a[key], b[key], atol=1e-5)
+    for x, y in zip(_batchnorm_state(gathered), _batchnorm_state(masked)):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+
+
 def test_auxiliary_head_is_zero_on_padded_steps():
     out = tiny_taonet()(sequences(lengths=[6, 2, 4]), training=False)["aux_probabilities"].numpy()
     np.testing.assert_allclose(out[0].sum(axis=-1), 1.0, rtol=1e-5)
@@ -161,8 +177,8 @@ def test_densenet_weights_transfer_into_taonet():
     taonet.load_backbone_weights(model, classifier)
     triplets = rng.normal(size=(4, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(
-        taonet.backbone_of(model)(triplets, training=False),
-        taonet.backbone_of(classifier)(triplets, training=False),
+        taonet.triplet_features(model, triplets),
+        taonet.triplet_features(classifier, triplets),
         atol=1e-6,
     )
 

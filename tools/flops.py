@@ -31,9 +31,8 @@ def taonet_flops(model, steps=17, roi=None):
     from tao_keras.models import taonet
 
     roi = roi or int(model.input["images"].shape[2])
-    backbone = taonet.backbone_of(model)
     per_triplet = graph_flops(
-        lambda x: backbone(x, training=False), tf.TensorSpec([1, roi, roi, 3], tf.float32)
+        lambda x: taonet.triplet_features(model, x), tf.TensorSpec([1, roi, roi, 3], tf.float32)
     )
     import keras
 

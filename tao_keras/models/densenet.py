@@ -36,19 +36,19 @@ class DenseNetConfig:
         return n
 
 
-def _bn_relu(x, config, name):
-    x = layers.BatchNormalization(
+def _bn_relu(x, config, name, valid=None):
+    x = tao_layers.SampleMaskedBatchNormalization(
         epsilon=1.001e-5, synchronized=config.synchronized_batchnorm, name=f"{name}_bn"
-    )(x)
+    )(x, valid=valid)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def _dense_layer(x, config, name):
+def _dense_layer(x, config, name, valid=None):
     y = x
     if config.bottleneck:
-        y = _bn_relu(y, config, f"{name}_1")
+        y = _bn_relu(y, config, f"{name}_1", valid)
         y = layers.Conv2D(4 * config.growth_rate, 1, use_bias=False, name=f"{name}_1_conv")(y)
-    y = _bn_relu(y, config, f"{name}_2")
+    y = _bn_relu(y, config, f"{name}_2", valid)
     y = layers.Conv2D(config.growth_rate, 3, padding="same", use_bias=False, name=f"{name}_2_conv")(
         y
     )
@@ -57,16 +57,23 @@ def _dense_layer(x, config, name):
     return layers.Concatenate(name=f"{name}_concat")([x, y])
 
 
-def _transition(x, config, name):
+def _transition(x, config, name, valid=None):
     channels = int(x.shape[-1] * config.compression)
-    x = _bn_relu(x, config, name)
+    x = _bn_relu(x, config, name, valid)
     x = layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_conv")(x)
     return layers.AveragePooling2D(2, name=f"{name}_pool")(x)
 
 
-def build_backbone(config, channels=3, name="backbone"):
-    """Feature extractor [B, roi, roi, channels] -> [B, F] (global average pooled)."""
+def build_backbone(config, channels=3, name="backbone", sample_mask=False):
+    """Feature extractor [B, roi, roi, channels] -> [B, F] (global average pooled).
+
+    sample_mask: the model then takes {"images": [B, roi, roi, channels], "valid": [B] bool
+    or None}, and in training every BatchNorm computes its statistics over the valid images
+    only (None: all), so that a batch of padded sequences can be run whole, with static
+    shapes (what jit needs), while padding never reaches the statistics.
+    """
     inputs = keras.Input((config.roi_size, config.roi_size, channels), name="images")
+    valid = keras.Input((), dtype="bool", name="valid", optional=True) if sample_mask else None
     x = layers.Conv2D(
         2 * config.growth_rate,
         3,
@@ -77,11 +84,13 @@ def build_backbone(config, channels=3, name="backbone"):
     )(inputs)
     for block in range(3):
         for i in range(config.layers_per_block):
-            x = _dense_layer(x, config, f"block{block + 1}_layer{i + 1}")
+            x = _dense_layer(x, config, f"block{block + 1}_layer{i + 1}", valid)
         if block < 2:
-            x = _transition(x, config, f"transition{block + 1}")
-    x = _bn_relu(x, config, "final")
+            x = _transition(x, config, f"transition{block + 1}", valid)
+    x = _bn_relu(x, config, "final", valid)
     features = layers.GlobalAveragePooling2D(name="pool")(x)
+    if sample_mask:
+        return keras.Model({"images": inputs, "valid": valid}, features, name=name)
     return keras.Model(inputs, features, name=name)
 
 

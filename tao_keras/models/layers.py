@@ -17,34 +17,71 @@ class LengthMask(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tao_keras")
-class StepwiseBackbone(layers.Layer):
-    """Applies a backbone to each valid step of [B, T, H, W, C] -> [B, T, F].
+class SampleMaskedBatchNormalization(layers.BatchNormalization):
+    """BatchNormalization whose training statistics can leave out whole samples.
 
-    Batch and time are merged and only the valid (unpadded) steps are gathered, run and
-    scattered back (zeros on padded steps): padded images never reach BatchNorm, and the
-    time axis may be unknown (keras.layers.TimeDistributed is wrong there in Keras 3.15).
+    call(inputs [B, ..., C], valid [B] bool or None): in training, mean and variance over the
+    valid samples only (Keras' own masked moments; None: all samples, the plain layer, whose
+    `synchronized` option then holds). Inference uses the moving statistics either way.
     """
 
-    def __init__(self, backbone, **kwargs):
-        super().__init__(**kwargs)
-        self.backbone = backbone
+    def call(self, inputs, valid=None, training=None):
+        mask = None
+        if valid is not None:
+            per_sample = ops.reshape(valid, (-1,) + (1,) * (len(inputs.shape) - 2))
+            mask = ops.broadcast_to(per_sample, ops.shape(inputs)[:-1])
+        return super().call(inputs, training=training, mask=mask)
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # the sample mask is consumed here, not propagated to the convolutions
+
+
+@keras.saving.register_keras_serializable(package="tao_keras")
+class StepwiseBackbone(layers.Layer):
+    """Applies a backbone to each valid step of [B, T, H, W, C] -> [B, T, F] (zeros on padded
+    steps); the time axis may be unknown (keras.layers.TimeDistributed is wrong there in
+    Keras 3.15). The backbone takes {"images", "valid"} (densenet.build_backbone's
+    sample_mask), so padded images never reach BatchNorm statistics on either path:
+
+    - TensorFlow (dynamic shapes): batch and time are merged, only the valid steps are
+      gathered, run and scattered back: no work is spent on padding, and synchronized
+      BatchNorm (several replicas) keeps working;
+    - other backends (JAX's jit needs static shapes): every step is run, padded images
+      zeroed, and the BatchNorm statistics masked to the valid steps.
+    Both give the same outputs and statistics (tests/test_models.py checks the masked path
+    against the gathered one under TensorFlow).
+    """
 
     def build(self, images_shape, mask_shape=None):
-        self.backbone.build(
-            tuple(images_shape[2:])
-            if images_shape[0] is None
-            else (None,) + tuple(images_shape[2:])
-        )
         self.built = True
+
+    def __init__(self, backbone, gather=None, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        # None: gather the valid steps where shapes may be dynamic (the TensorFlow backend)
+        self.gather = gather
 
     def call(self, images, mask, training=None):
         shape = ops.shape(images)
         flat = ops.reshape(images, (-1,) + tuple(images.shape[2:]))
-        index = ops.nonzero(ops.reshape(mask, (-1,)))[0]
-        features = self.backbone(ops.take(flat, index, axis=0), training=training)
-        width = features.shape[-1]
-        scattered = ops.scatter(ops.expand_dims(index, 1), features, (shape[0] * shape[1], width))
-        return ops.reshape(scattered, (shape[0], shape[1], width))
+        valid = ops.reshape(mask, (-1,))
+        gather = keras.backend.backend() == "tensorflow" if self.gather is None else self.gather
+        if gather:
+            index = ops.nonzero(valid)[0]
+            features = self.backbone(
+                {"images": ops.take(flat, index, axis=0), "valid": None}, training=training
+            )
+            width = features.shape[-1]
+            features = ops.scatter(
+                ops.expand_dims(index, 1), features, (shape[0] * shape[1], width)
+            )
+        else:
+            keep = ops.reshape(valid, (-1,) + (1,) * (len(flat.shape) - 1))
+            flat = ops.where(keep, flat, ops.zeros_like(flat))  # NaN padding: no NaN gradients
+            features = self.backbone({"images": flat, "valid": valid}, training=training)
+            width = features.shape[-1]
+            features = ops.where(valid[:, None], features, ops.zeros_like(features))
+        return ops.reshape(features, (shape[0], shape[1], width))
 
     def compute_output_spec(self, images, mask, training=None):
         width = self.backbone.output_shape[-1]
@@ -56,6 +93,7 @@ class StepwiseBackbone(layers.Layer):
         return {
             **super().get_config(),
             "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "gather": self.gather,
         }
 
     @classmethod

@@ -49,7 +49,7 @@ def build_taonet(config, num_classes, name="taonet"):
     length = keras.Input((), dtype="int32", name="length")
     mask = tao_layers.LengthMask(name="mask")(length, images)
 
-    backbone = densenet.build_backbone(config.backbone, channels=3)
+    backbone = densenet.build_backbone(config.backbone, channels=3, sample_mask=True)
     features = tao_layers.StepwiseBackbone(backbone, name="stepwise_backbone")(images, mask)
     aux = layers.Dense(num_classes, activation="softmax", dtype="float32", name="aux_classifier")(
         features
@@ -91,6 +91,15 @@ def backbone_of(model):
         if layer.name == "backbone":
             return layer
     raise ValueError(f"model {model.name!r} has no DenseNet backbone")
+
+
+def triplet_features(model, triplets, training=False):
+    """The backbone's features [N, F] of triplets [N, roi, roi, 3] (no padding), for a TAO-Net
+    or a DenseNet classifier: what the per-night update and the FLOP count run."""
+    backbone = backbone_of(model)
+    if isinstance(backbone.input, dict):  # TAO-Net's backbone also takes a sample mask
+        return backbone({"images": triplets, "valid": None}, training=training)
+    return backbone(triplets, training=training)
 
 
 def load_backbone_weights(taonet, densenet_model):

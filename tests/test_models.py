@@ -223,3 +223,27 @@ def test_config_validation():
         densenet.build_backbone(densenet.DenseNetConfig(depth=6))
     with pytest.raises(ValueError, match="unknown preset"):
         presets.preset("gpu")
+
+
+def test_head_on_cached_features_gives_the_whole_models_probabilities():
+    from tao_keras.training import protocol
+
+    model = tiny_taonet(aggregation="add")
+    inputs = sequences(lengths=[6, 2, 4])
+    steps = inputs["images"].reshape((-1,) + inputs["images"].shape[2:])
+    features = np.asarray(taonet.triplet_features(model, steps)).reshape(3, 6, -1)
+    head = taonet.build_head(model_config_of_tiny(), 6, features.shape[-1])
+    assert len(protocol.transfer_matching_weights(head, model)) == len(
+        [layer for layer in head.layers if layer.weights]
+    )
+    cached = dict(inputs, features=features)
+    del cached["images"]
+    np.testing.assert_allclose(
+        head(cached, training=False),
+        model(inputs, training=False)["probabilities"],
+        atol=1e-5,
+    )
+
+
+def model_config_of_tiny():
+    return taonet.TAONetConfig(backbone=TINY, gru_layers=2, gru_units=8, aggregation="add")

@@ -56,7 +56,16 @@ def build_taonet(config, num_classes, name="taonet"):
     )
     aux = tao_layers.ZeroPadded(name="aux_probabilities", dtype="float32")(aux, mask)
     x = layers.Concatenate(name="features_dt")([features, dt]) if config.use_dt else features
+    probabilities = _temporal_head(x, mask, config, num_classes)
+    return keras.Model(
+        {"images": images, "dt": dt, "length": length},
+        {"probabilities": probabilities, "aux_probabilities": aux},
+        name=name,
+    )
 
+
+def _temporal_head(x, mask, config, num_classes):
+    """The GRU stack, the aggregation over time and the classifier: [B, T, F] -> [B, C]."""
     for i in range(config.gru_layers):
         last_layer = i == config.gru_layers - 1
         return_sequences = not last_layer or config.aggregation != "last"
@@ -73,14 +82,23 @@ def build_taonet(config, num_classes, name="taonet"):
         x = tao_layers.MaskedSum(name="masked_sum")(x, mask)
     elif config.aggregation == "mean":
         x = tao_layers.MaskedMean(name="masked_mean")(x, mask)
-    probabilities = layers.Dense(
-        num_classes, activation="softmax", dtype="float32", name="probabilities"
-    )(x)
-    return keras.Model(
-        {"images": images, "dt": dt, "length": length},
-        {"probabilities": probabilities, "aux_probabilities": aux},
-        name=name,
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(
+        x
     )
+
+
+def build_head(config, num_classes, feature_width, name="taonet_head"):
+    """TAO-Net without its backbone, on backbone features computed beforehand (a frozen
+    backbone's features cached for the GRU stage): {"features": [B, T, feature_width],
+    "dt": [B, T, 2], "length": [B]} -> probabilities [B, C]. Its layers carry build_taonet's
+    names, so weights pass between the two by name (protocol.transfer_matching_weights)."""
+    features = keras.Input((None, feature_width), name="features")
+    dt = keras.Input((None, 2), name="dt")
+    length = keras.Input((), dtype="int32", name="length")
+    mask = tao_layers.LengthMask(name="mask")(length, features)
+    x = layers.Concatenate(name="features_dt")([features, dt]) if config.use_dt else features
+    probabilities = _temporal_head(x, mask, config, num_classes)
+    return keras.Model({"features": features, "dt": dt, "length": length}, probabilities, name=name)
 
 
 def backbone_of(model):

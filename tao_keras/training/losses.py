@@ -1,4 +1,6 @@
-"""Losses beyond Keras core: the auxiliary per-step loss of double supervision."""
+"""Losses beyond Keras core (the auxiliary per-step loss of double supervision) and each
+stage's compilation: optimizer and losses, in Keras only (the accelerator benchmark compiles
+the same objectives without TensorFlow)."""
 
 import keras
 from keras import ops
@@ -17,3 +19,24 @@ def masked_step_crossentropy(y_true, y_pred):
     picked = ops.sum(y_pred * one_hot, axis=-1)
     steps = -ops.log(ops.clip(picked, 1e-7, 1.0)) * valid
     return ops.sum(steps, axis=1) / ops.maximum(ops.sum(valid, axis=1), 1.0)
+
+
+def compile_stage(model, stage, learning_rate, weight_decay, aux_weight):
+    """Compile a stage's model with AdamW: cross-entropy for the DenseNet (stage
+    "densenet"); for TAO-Net the final loss plus the masked per-step auxiliary loss, weighted
+    aux_weight in the joint stage and 0 before it."""
+    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    if stage == "densenet":
+        model.compile(optimizer, loss=keras.losses.SparseCategoricalCrossentropy())
+        return
+    model.compile(
+        optimizer,
+        loss={
+            "probabilities": keras.losses.SparseCategoricalCrossentropy(),
+            "aux_probabilities": masked_step_crossentropy,
+        },
+        loss_weights={
+            "probabilities": 1.0,
+            "aux_probabilities": aux_weight if stage == "joint" else 0.0,
+        },
+    )

@@ -95,21 +95,10 @@ def two_outputs(features, label):
 
 
 def compile_model(model, stage, config, stage_config):
-    """Compile a stage's model with AdamW (the stage's learning rate, the run's weight decay):
-    cross-entropy for the DenseNet; for TAO-Net the final loss plus the masked per-step
-    auxiliary loss, weighted aux_weight in the joint stage and 0 before it."""
-    optimizer = keras.optimizers.AdamW(stage_config.learning_rate, weight_decay=config.weight_decay)
-    if stage == "densenet":
-        model.compile(optimizer, loss=keras.losses.SparseCategoricalCrossentropy())
-        return
-    aux_weight = config.aux_weight if stage == "joint" else 0.0
-    model.compile(
-        optimizer,
-        loss={
-            "probabilities": keras.losses.SparseCategoricalCrossentropy(),
-            "aux_probabilities": losses.masked_step_crossentropy,
-        },
-        loss_weights={"probabilities": 1.0, "aux_probabilities": aux_weight},
+    """Compile a stage's model (losses.compile_stage) with the stage's learning rate and the
+    run's weight decay and auxiliary weight."""
+    losses.compile_stage(
+        model, stage, stage_config.learning_rate, config.weight_decay, config.aux_weight
     )
 
 

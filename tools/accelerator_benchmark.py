@@ -4,8 +4,8 @@ TensorFlow (numpy, keras, jax), and the paper protocol's time projected from the
   python -m tools.accelerator_benchmark                 # full sizes: meant for a GPU
   python -m tools.accelerator_benchmark --tiny          # seconds on a CPU (what CI runs)
 
-Keras runs on its JAX backend here (set before keras is imported). Each case builds a model
-with `build_densenet` / `build_taonet` / `build_head`, compiles it as training does
+Keras runs on its JAX backend here (the command sets it before keras is imported). Each case
+builds a model with `build_densenet` / `build_taonet` / `build_head`, compiles it as training does
 (losses.compile_stage, XLA), feeds synthetic full-length batches kept on the device, and
 times `train_on_batch` (training stages) or `predict_on_batch` (inference) after compiling:
 
@@ -20,7 +20,9 @@ times `train_on_batch` (training stages) or `predict_on_batch` (inference) after
 The matrix-multiply ceiling is measured in the same run (bfloat16 and float32). Achieved
 FLOP/s count the convolution and dense layers (tools.flops.layer_flops), x3 for a training
 step. A case that fails (memory, compilation) is reported with its error and the others go on;
-cases left when `--budget_s` is spent are listed as skipped.
+cases left when `--budget_s` is spent are listed as skipped (a case already compiling runs to
+its end). The JSON is rewritten after every case, so a run killed from outside keeps what it
+measured.
 """
 
 import dataclasses
@@ -30,9 +32,7 @@ import platform
 import time
 import traceback
 
-os.environ["KERAS_BACKEND"] = "jax"  # noqa: E402 (before keras is imported)
-
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("tiny", False, "Tiny models, batches and steps (CI on a CPU), in seconds.")
@@ -362,6 +362,20 @@ def format_table(payload):
     return "\n".join(lines)
 
 
+def _finish(payload, started):
+    """Projection and wall time from the results so far, written atomically."""
+    from tao_keras import files
+
+    payload["projection"] = project(
+        payload["results"],
+        "cpu" if FLAGS.tiny else "paper",
+        FLAGS.examples_per_epoch,
+        FLAGS.feature_draws,
+    )
+    payload["wall_s"] = round(time.perf_counter() - started, 1)
+    files.write_json_atomic(FLAGS.output_json, payload)
+
+
 def main(argv):
     del argv
     import jax
@@ -407,24 +421,17 @@ def main(argv):
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             payload["results"][case.key] = {"error": f"{type(error).__name__}: {first[:160]}"}
         logging.info("%s: %s", case.key, payload["results"][case.key])
-    payload["projection"] = project(
-        payload["results"],
-        "cpu" if FLAGS.tiny else "paper",
-        FLAGS.examples_per_epoch,
-        FLAGS.feature_draws,
-    )
-    payload["wall_s"] = round(time.perf_counter() - started, 1)
-    from tao_keras import files
-
-    files.write_json_atomic(FLAGS.output_json, payload)
+        _finish(payload, started)  # after every case: a run killed later keeps what it measured
     print(format_table(payload))
     print(f"wall time {payload['wall_s']:.0f} s; results in {FLAGS.output_json}")
 
 
 def cli():
-    """The console script (see setup.cfg's console_scripts)."""
+    """The console script (see setup.cfg's console_scripts): Keras on its JAX backend, chosen
+    here, before anything imports keras (importing this module changes nothing)."""
     from tools import console
 
+    os.environ["KERAS_BACKEND"] = "jax"
     console.run(main, __name__)
 
 

@@ -1,5 +1,7 @@
 """Benchmarks that print numbers (never timed tests): one table plus a JSON file.
 
+  python -m tools.benchmark                     # every part, full sizes
+  python -m tools.benchmark --tiny              # every part in seconds (what CI runs)
   python -m tools.benchmark --parts simulation,conversion --num_objects 100
 
 Parts so far: simulation (exposures/s); conversion (exposures/s) against a bare astropy
@@ -10,9 +12,13 @@ by a joint-training step of the `cpu` and `paper` presets; serving: the exported
 sequences/s and p50/p99 latency at batch 1 and 64 for both presets; update: the night-by-night
 `update` signature's calls/s and latency per night at batch 1 and 64 against the
 full-sequence signature on the same objects. Each part runs in
-its own process; peak RSS is that process plus its worker processes, summed, sampled.
+its own process; peak RSS is that process plus its worker processes, summed, sampled. A part
+that fails is reported with its error in the table and the JSON, the other parts still run, and
+the command then exits non-zero. The accelerator benchmark (no TensorFlow, JAX backend) is
+tools/accelerator_benchmark.py.
 """
 
+import dataclasses
 import glob
 import json
 import logging as std_logging
@@ -26,6 +32,8 @@ import time
 
 from absl import app, flags, logging
 
+from tao_keras import files
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
     "parts",
@@ -34,11 +42,51 @@ flags.DEFINE_list(
     "training_step, serving and update (need nothing).",
 )
 flags.DEFINE_integer(
-    "num_objects", 100, "Objects in the simulated survey the parts work on.", lower_bound=1
+    "num_objects",
+    None,
+    "Objects in the simulated survey the parts work on (default 100; 12 with --tiny).",
+    lower_bound=1,
 )
+flags.DEFINE_bool("tiny", False, "Every part at tiny sizes, in seconds (what CI runs).")
 flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).", lower_bound=1)
 flags.DEFINE_string("workdir", None, "Scratch directory (default: a temporary one, removed after).")
 flags.DEFINE_string("output_json", "benchmark.json", "Where to write the results as JSON.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """How much work each part does: FULL (the defaults) or TINY (every part in seconds, what
+    CI runs so that no part can rot)."""
+
+    num_objects: int = 100
+    warmup_batches: int = 5
+    pipeline_batches: int = 40
+    step_configurations: tuple = (
+        ("cpu", 32, "float32", False),
+        ("paper", 2, "float32", False),
+        ("cpu", 32, "mixed_bfloat16", False),
+        ("paper", 2, "mixed_bfloat16", False),
+        ("cpu", 32, "float32", True),
+    )
+    timed_steps: int = 3
+    matmul_size: int = 2048
+    serving: tuple = (("cpu", 1, 30), ("cpu", 64, 3), ("paper", 1, 5), ("paper", 64, 1))
+    update_batches: tuple = (1, 64)
+    update_nights: int = 25
+
+
+FULL = Sizes()
+TINY = Sizes(
+    num_objects=12,
+    warmup_batches=1,
+    pipeline_batches=2,
+    step_configurations=(("cpu", 2, "mixed_bfloat16", False),),
+    timed_steps=1,
+    matmul_size=128,
+    serving=(("cpu", 2, 1),),
+    update_batches=(2,),
+    update_nights=4,
+)
 
 
 class PeakMemory:
@@ -91,12 +139,15 @@ class PeakMemory:
         self._thread.join()
 
 
-def _simulation(workdir, num_objects, workers):
+def _simulation(workdir, sizes, workers):
     from tools.simulation import survey
 
     out = os.path.join(workdir, "survey")
     summary = survey.simulate_survey(
-        out, survey.SurveyConfig(num_objects=num_objects, seed=0), workers=workers, progress=False
+        out,
+        survey.SurveyConfig(num_objects=sizes.num_objects, seed=0),
+        workers=workers,
+        progress=False,
     )
     return {
         "exposures": summary["exposures"],
@@ -112,7 +163,7 @@ def _read_file(path):
         return hdul[0].data.shape[0]
 
 
-def _conversion(workdir, num_objects, workers):
+def _conversion(workdir, sizes, workers):
     from tools.conversion import convert
 
     survey_dir = os.path.join(workdir, "survey")
@@ -146,7 +197,7 @@ def _conversion(workdir, num_objects, workers):
     }
 
 
-def _pipeline(workdir, num_objects, workers, warmup=5, batches=40):
+def _pipeline(workdir, sizes, workers):
     """Full training pipeline (S=19, balanced, augmented, batch 32) against a bare parse."""
     import tensorflow as tf
 
@@ -154,6 +205,7 @@ def _pipeline(workdir, num_objects, workers, warmup=5, batches=40):
     from tfrecords import manifest as manifest_file
     from tfrecords import parser
 
+    warmup, batches = sizes.warmup_batches, sizes.pipeline_batches
     records = os.path.join(workdir, "records")
     manifest = manifest_file.load(records)
     shards = manifest["splits"]["train"]["shards"]
@@ -207,15 +259,6 @@ def _pipeline(workdir, num_objects, workers, warmup=5, batches=40):
     }
 
 
-STEP_CONFIGURATIONS = (
-    ("cpu", 32, "float32", False),
-    ("paper", 2, "float32", False),
-    ("cpu", 32, "mixed_bfloat16", False),
-    ("paper", 2, "mixed_bfloat16", False),
-    ("cpu", 32, "float32", True),
-)
-
-
 def _time_step(preset, batch, precision, jit, steps):
     """Seconds per joint-training step (final + auxiliary loss, AdamW) of a fresh model, after
     warm-up."""
@@ -257,7 +300,7 @@ def _time_step(preset, batch, precision, jit, steps):
     return (time.perf_counter() - began) / steps, model
 
 
-def _training_step(workdir, num_objects, workers, steps=3):
+def _training_step(workdir, sizes, workers):
     """Sequences/s a joint-training step consumes, per preset, precision and XLA setting, with the
     model's counted FLOPs and this machine's matrix-multiply rate measured in the same process.
 
@@ -268,14 +311,16 @@ def _training_step(workdir, num_objects, workers, steps=3):
 
     from tools import flops
 
-    ceiling = flops.matmul_gflops()
+    ceiling = flops.matmul_gflops(sizes.matmul_size)
     results = {
         "matmul_gflops": round(ceiling, 1),
-        "matmul_bfloat16_gflops": round(flops.matmul_gflops(dtype=tf.bfloat16), 1),
+        "matmul_bfloat16_gflops": round(
+            flops.matmul_gflops(sizes.matmul_size, dtype=tf.bfloat16), 1
+        ),
         "configurations": {},
     }
-    for preset, batch, precision, jit in STEP_CONFIGURATIONS:
-        seconds, model = _time_step(preset, batch, precision, jit, steps)
+    for preset, batch, precision, jit in sizes.step_configurations:
+        seconds, model = _time_step(preset, batch, precision, jit, sizes.timed_steps)
         counted = flops.taonet_flops(model, steps=17)
         rate = batch / seconds
         # A training step = forward + backward (~2x forward: gradients for inputs and weights).
@@ -320,12 +365,7 @@ def _synthetic_requests(batch, nights=25, per_night=3, roi=64, seed=0):
     return images, mjd, np.full(batch, exposures, np.int32)
 
 
-def _serving(
-    workdir,
-    num_objects,
-    workers,
-    presets_batches=(("cpu", 1, 30), ("cpu", 64, 3), ("paper", 1, 5), ("paper", 64, 1)),
-):
+def _serving(workdir, sizes, workers):
     """SavedModel `serving_default` (grouping, normalization, triplets and TAO-Net in the graph) on
     75-exposure objects, S=19: sequences/s and latency percentiles per preset and batch size."""
     import numpy as np
@@ -335,6 +375,7 @@ def _serving(
     from tao_keras.models import presets, taonet
 
     results = {}
+    presets_batches = sizes.serving
     for name in dict.fromkeys(p for p, _, _ in presets_batches):
         path = os.path.join(workdir, "serving", name)
         export.export_model(  # requests carry 64x64 cutouts; the model crops its own RoI
@@ -364,7 +405,7 @@ def _serving(
     return {"configurations": results}
 
 
-def _update(workdir, num_objects, workers, batches=(1, 64), nights=25, per_night=3):
+def _update(workdir, sizes, workers, per_night=3):
     """The `update` signature (one night per call, state carried) against `serving_default` (the
     whole sequence in one call) on the same synthetic objects (25 nights x 3 exposures), cpu
     preset: calls/s and p50/p99 latency of one night's update at batch 1 and 64, the time to
@@ -375,6 +416,7 @@ def _update(workdir, num_objects, workers, batches=(1, 64), nights=25, per_night
     from tao_keras import export
     from tao_keras.models import presets, taonet
 
+    batches, nights = sizes.update_batches, sizes.update_nights
     path = os.path.join(workdir, "update", "cpu")
     export.export_model(
         taonet.build_taonet(presets.preset("cpu"), 6),
@@ -441,20 +483,28 @@ PARTS = {
 }
 
 
-def _run_part(name, workdir, num_objects, workers, queue):
-    with PeakMemory() as memory:
-        result = PARTS[name](workdir, num_objects, workers)
-    result["peak_rss_mb"] = round(memory.peak_total_mb, 1)
+def _run_part(name, workdir, sizes, workers, queue):
+    import traceback
+
+    try:
+        with PeakMemory() as memory:
+            result = PARTS[name](workdir, sizes, workers)
+        result["peak_rss_mb"] = round(memory.peak_total_mb, 1)
+    except Exception as error:  # reported in the table and the JSON; the next parts still run
+        logging.error("benchmark part %s failed:\n%s", name, traceback.format_exc())
+        message = str(error).strip().splitlines()
+        result = {"error": f"{type(error).__name__}: {message[0][:200] if message else ''}"}
     queue.put(result)
 
 
-def run_parts(parts, workdir, num_objects, workers):
-    """Run each part in a fresh process, in order; returns {part: results}."""
+def run_parts(parts, workdir, sizes, workers):
+    """Run each part in a fresh process, in order; returns {part: results}, where a part that
+    failed (an exception, or its process dying) holds {"error": reason} instead."""
     ctx = multiprocessing.get_context("spawn")
     results = {}
     for name in parts:
         queue = ctx.Queue()
-        process = ctx.Process(target=_run_part, args=(name, workdir, num_objects, workers, queue))
+        process = ctx.Process(target=_run_part, args=(name, workdir, sizes, workers, queue))
         process.start()
         while True:
             try:
@@ -462,9 +512,8 @@ def run_parts(parts, workdir, num_objects, workers):
                 break
             except queue_module.Empty:
                 if not process.is_alive():
-                    raise RuntimeError(
-                        f"benchmark part {name!r} died with exit code {process.exitcode}"
-                    )
+                    results[name] = {"error": f"its process died (exit code {process.exitcode})"}
+                    break
         process.join()
     return results
 
@@ -473,6 +522,9 @@ def format_table(results):
     """One line per part: its rate, the ceiling it is compared with, the ratio, peak memory."""
     rows = [("part", "rate", "ceiling", "ratio", "peak RSS MiB")]
     for name, r in results.items():
+        if "error" in r:
+            rows.append((name, f"FAILED: {r['error']}", "", "", ""))
+            continue
         if name == "training_step":
             for key, p in r["configurations"].items():
                 rows.append(
@@ -551,21 +603,27 @@ def main(argv):
             "parts after simulation need --workdir holding the output of an earlier run"
         )
     workers = FLAGS.workers or os.cpu_count() or 1
+    sizes = TINY if FLAGS.tiny else FULL
+    if FLAGS.num_objects:
+        sizes = dataclasses.replace(sizes, num_objects=FLAGS.num_objects)
     workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="tao-benchmark-")
     try:
-        results = run_parts(FLAGS.parts, workdir, FLAGS.num_objects, workers)
+        results = run_parts(FLAGS.parts, workdir, sizes, workers)
     finally:
         if not FLAGS.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     payload = {
         "machine": {"cpus": os.cpu_count(), "workers": workers},
-        "num_objects": FLAGS.num_objects,
+        "sizes": "tiny" if FLAGS.tiny else "full",
+        "num_objects": sizes.num_objects,
         "results": results,
     }
-    with open(FLAGS.output_json, "w") as f:
-        json.dump(payload, f, indent=2)
+    files.write_json_atomic(FLAGS.output_json, payload)
     print(format_table(results))
     logging.info("wrote %s", FLAGS.output_json)
+    failed = sorted(name for name, r in results.items() if "error" in r)
+    if failed:
+        raise SystemExit(f"benchmark parts failed: {', '.join(failed)} (the others are above)")
 
 
 def cli():

@@ -82,9 +82,7 @@ def _temporal_head(x, mask, config, num_classes):
         x = tao_layers.MaskedSum(name="masked_sum")(x, mask)
     elif config.aggregation == "mean":
         x = tao_layers.MaskedMean(name="masked_mean")(x, mask)
-    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(
-        x
-    )
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
 
 
 def build_head(config, num_classes, feature_width, name="taonet_head"):

@@ -68,3 +68,18 @@ def task_label_table(task):
     """[len(CLASS_NAMES)] list: task label of each catalogue class index, -1 = dropped."""
     names, mapping = TASKS[task][0], TASKS[task][1]
     return [names.index(mapping[c]) if mapping.get(c) is not None else -1 for c in CLASS_NAMES]
+
+
+def task_shards(manifest, records_dir, split, task):
+    """{task class index: [(shard path, records)]} for the split's non-empty shards (from
+    tfrecords.manifest.shards) whose class belongs to the task."""
+    from tfrecords import manifest as manifest_file
+
+    table = task_label_table(task)
+    out = {}
+    for shard_path, class_name, records in manifest_file.shards(manifest, records_dir, split):
+        if class_name in CLASS_NAMES and records > 0:
+            label = table[CLASS_NAMES.index(class_name)]
+            if label >= 0:
+                out.setdefault(label, []).append((shard_path, records))
+    return out

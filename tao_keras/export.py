@@ -118,7 +118,11 @@ def export_model(
     metadata["update"] = (
         None
         if updater is None
-        else {"state_size": updater.state_size, "previous_dates": 2, "min_dates": 3}
+        else {
+            "state_size": updater.state_size,
+            "previous_dates": schema.MIN_OBSERVATION_DATES - 1,
+            "min_dates": schema.MIN_OBSERVATION_DATES,
+        }
     )
     text = json.dumps(metadata, indent=2, sort_keys=True)
     server = serving.ServingModule(

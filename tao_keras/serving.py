@@ -101,7 +101,8 @@ class ServingModule:
         num_dates = tf.cast(tf.reduce_max(tf.concat([[-1], date_index], 0)) + 1, tf.int32)
         check = _check(
             num_dates >= schema.MIN_OBSERVATION_DATES,
-            "batch row {}: {} observation date(s) with usable pixels; at least 3 are needed",
+            "batch row {}: {} observation date(s) with usable pixels; at least "
+            f"{schema.MIN_OBSERVATION_DATES} are needed",
             [row, num_dates],
         )
         with tf.control_dependencies([check]):

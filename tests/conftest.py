@@ -131,11 +131,12 @@ def objects(trained_run):
     order."""
     import tensorflow as tf
 
+    from tao_keras import classes
     from tfrecords import manifest as manifest_file
     from tfrecords import parser
 
     records_dir = json.load(open(trained_run / "config.json"))["records"]
-    shards = manifest_file.task_shards(
+    shards = classes.task_shards(
         manifest_file.load(records_dir), records_dir, "train", "multiclass"
     )
     paths = [p for label in sorted(shards) for p, _ in shards[label]]

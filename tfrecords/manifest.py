@@ -86,18 +86,3 @@ def shards(manifest, records_dir, split):
         (os.path.join(records_dir, s["file"]), s["class"], s["records"])
         for s in manifest["splits"][split]["shards"]
     ]
-
-
-def task_shards(manifest, records_dir, split, task):
-    """{task class index: [(shard path, records)]} for the split's non-empty shards whose class
-    belongs to the task (see tao_keras.classes for the tasks)."""
-    from tao_keras import classes
-
-    table = classes.task_label_table(task)
-    out = {}
-    for shard_path, class_name, records in shards(manifest, records_dir, split):
-        if class_name in classes.CLASS_NAMES and records > 0:
-            label = table[classes.CLASS_NAMES.index(class_name)]
-            if label >= 0:
-                out.setdefault(label, []).append((shard_path, records))
-    return out

@@ -197,10 +197,12 @@ def _scores(report_path):
 def test_predictions(run_root):
     """The test-split predictions of every model of one size and seed ({model: predictions}):
     the networks' from the TAO-Net run's report.json, the forest's from its own run."""
+    from tao_keras import run_layout
+
     out = {}
     for part in ("light_curve_rf", "taonet"):
         try:
-            with open(os.path.join(run_root, part, "report.json")) as f:
+            with open(run_layout.report_path(os.path.join(run_root, part))) as f:
                 found = json.load(f).get("predictions", {})
         except (OSError, ValueError):
             continue

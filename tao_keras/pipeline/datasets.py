@@ -61,12 +61,13 @@ class PipelineConfig:
             raise ValueError(f"mode {self.mode!r} not in {MODES}")
         if self.balance not in BALANCING:
             raise ValueError(f"balance {self.balance!r} not in {BALANCING}")
-        if self.sequence_length is not None and self.sequence_length < 3:
-            raise ValueError(
-                f"sequence_length {self.sequence_length} < 3 (one triplet needs 3 dates)"
-            )
-        if self.max_dates is not None and self.max_dates < 3:
-            raise ValueError(f"max_dates {self.max_dates} < 3 (one triplet needs 3 dates)")
+        for name in ("sequence_length", "max_dates"):
+            value = getattr(self, name)
+            if value is not None and value < windows.MIN_DATES:
+                raise ValueError(
+                    f"{name} {value} < {windows.MIN_DATES} (one triplet needs "
+                    f"{windows.MIN_DATES} dates)"
+                )
         if not 0.0 <= self.prefix_fraction <= 1.0:
             raise ValueError(f"prefix_fraction {self.prefix_fraction} outside [0, 1]")
         classes.task_class_names(self.task)
@@ -227,7 +228,7 @@ def training_dataset(records_dir, config, split="train"):
     natural.
     """
     manifest = manifest_file.load(records_dir)
-    shards = manifest_file.task_shards(manifest, records_dir, split, config.task)
+    shards = classes.task_shards(manifest, records_dir, split, config.task)
     names = classes.task_class_names(config.task)
     missing = [names[i] for i in range(len(names)) if i not in shards]
     if missing:
@@ -262,7 +263,7 @@ def _evaluation_records(records_dir, config, split):
     """((serialized record, shard path) of the split's task objects in file order, the records'
     RoI)."""
     manifest = manifest_file.load(records_dir)
-    shards = manifest_file.task_shards(manifest, records_dir, split, config.task)
+    shards = classes.task_shards(manifest, records_dir, split, config.task)
     paths = [p for label in sorted(shards) for p, _ in shards[label]]
     if not paths:
         raise ValueError(f"{records_dir}: split '{split}' has no objects for task {config.task}")

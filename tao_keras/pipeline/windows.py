@@ -9,8 +9,10 @@ dates that ends at an observed date (window_bounds): the whole sequence, its fir
 
 import tensorflow as tf
 
+from tfrecords import schema
+
 DAYS_PER_YEAR = 365.25
-MIN_DATES = 3  # one triplet
+MIN_DATES = schema.MIN_OBSERVATION_DATES  # one triplet (the record format's own minimum)
 
 
 def triplet_dates(num_dates, max_date_index, is_non_transient):

@@ -5,7 +5,7 @@ import math
 import os
 import re
 
-from tao_keras import files, metrics
+from tao_keras import files, metrics, run_layout
 
 
 def percent(value):
@@ -290,5 +290,5 @@ def write(
         payload["calibration"] = calibration
     if predictions:
         payload["predictions"] = predictions
-    files.write_json_atomic(os.path.join(out_dir, "report.json"), payload)
+    files.write_json_atomic(run_layout.report_path(out_dir), payload)
     return text

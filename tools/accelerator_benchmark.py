@@ -79,23 +79,21 @@ class Case:
 
 
 def full_cases():
-    """The cases on an accelerator, most informative first (a spent budget skips the tail)."""
+    """The cases on an accelerator, most informative first. Compiling a `paper` case took
+    30-76 s on an H200 (2026-11-30), so this list fits the default budget (7 min) there; joint
+    at batch 64 asked for 135 GiB and is left out."""
     paper = [
         ("densenet", 64),
-        ("densenet", 512),
         ("joint", 8),
-        ("joint", 64),
         ("gru_frozen", 32),
         ("features", 1024),
         ("gru_cached", 256),
-        ("inference", 256),
-        ("densenet", 256),
+        ("densenet", 512),
         ("joint", 32),
-        ("gru_frozen", 128),
-        ("gru_cached", 32),
+        ("inference", 256),
     ]
     cases = [Case("paper", stage, "mixed_bfloat16", batch) for stage, batch in paper]
-    cases += [Case("paper", "densenet", "float32", 64), Case("paper", "joint", "float32", 8)]
+    cases += [Case("paper", "densenet", "float32", 64)]
     cases += [
         Case("cpu", stage, "mixed_bfloat16", batch)
         for stage, batch in [("densenet", 256), ("joint", 64), ("inference", 256)]

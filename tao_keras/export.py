@@ -56,8 +56,8 @@ def export_model(
     (tao_keras.classes.TASKS), giving the class names; sequence_length: serve on the most recent
     S dates of a request, or None (every date: how the trainers score and export every stage);
     stride: of the sliding triplets; training_config: a dict kept in the metadata.
-    objects_per_call: objects the model sees at once (memory bound: a 64-object paper-preset
-    request in one call was killed at 24 GiB; in chunks of 8 it peaked at 4 GiB).
+    objects_per_call: objects the model sees at once: memory grows with it, so a request of any
+    size runs in chunks of this many (docs/performance.md gives the peaks measured).
     normalization: the pixel noise scale the model was trained with ("object" or "image",
     pipeline.normalization.SCALES); the served graph normalizes the same way.
     input_roi_size: side of the cutouts a request carries (the records' RoI), when the model

@@ -82,6 +82,11 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     full disk) is skipped with a warning, and with none usable the stage starts afresh. A
     full disk while writing is an error that says so. Keras deletes the backups when the
     stage ends.
+
+    Keras' private API, where no public one exists: `_save_model` (the one hook Keras'
+    BackupAndRestore calls to write a backup), `_current_epoch` (its epoch counter) and the
+    model's `_initial_epoch` (how BackupAndRestore itself tells fit where to resume); checked
+    against Keras 3.15 by tests/test_faults.py.
     """
 
     SLOTS = ("latest", "previous")

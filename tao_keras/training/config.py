@@ -37,7 +37,7 @@ class TrainConfig:
         None  # model RoI side (central crop of the records'): None = the preset's
     )
     max_minutes: float | None = (
-        None  # wall-clock budget of the whole run (stages share it by planned steps)
+        None  # wall-clock budget of the whole run (protocol.BUDGET_SHARE splits it per stage)
     )
     seed: int = 0
     # same seed, same machine -> same numbers (ordered tf.data; the trainer also turns on

@@ -87,7 +87,7 @@ def _float32_policies(config):
 def compute_precision(model):
     """The model's compute dtype policy: "float32", or the mixed policy its layers were built
     with."""
-    mixed = sorted({layer.dtype_policy.name for layer in model._flatten_layers()} - {"float32"})
+    mixed = sorted({layer.dtype_policy.name for layer in model.layers} - {"float32"})
     return mixed[0] if mixed else "float32"
 
 

@@ -18,27 +18,9 @@ Malformed requests fail with InvalidArgument and a message naming the batch row.
 
 import tensorflow as tf
 
-from tao_keras import calibration
+from tao_keras import calibration, request_cleanup
 from tao_keras.pipeline import dates, model_inputs
 from tfrecords import parser, schema
-
-
-def _check(condition, message_format, values):
-    """An assertion whose message is formatted only in the graph (values: list of tensors)."""
-    return tf.debugging.Assert(condition, [tf.strings.format(message_format, values)])
-
-
-def plausible_times(mjd, row, after=()):
-    """An assertion (run after `after`) that every time of a row lies in schema.PLAUSIBLE_MJD,
-    the converter's rule: outside it a time belongs to no survey."""
-    low, high = schema.PLAUSIBLE_MJD
-    with tf.control_dependencies(list(after)):
-        return _check(
-            tf.reduce_all((mjd >= low) & (mjd <= high)),
-            f"batch row {{}}: mjd outside any plausible survey ({low:.0f}-{high:.0f}, years "
-            "1900-2100)",
-            [row],
-        )
 
 
 def _padded(features_per_object):
@@ -99,7 +81,7 @@ class ServingModule:
     def _object_features(self, images, mjd, date_index, row):
         """One object's exposures sorted by time -> its model input and number of dates."""
         num_dates = tf.cast(tf.reduce_max(tf.concat([[-1], date_index], 0)) + 1, tf.int32)
-        check = _check(
+        check = request_cleanup.check(
             num_dates >= schema.MIN_OBSERVATION_DATES,
             "batch row {}: {} observation date(s) with usable pixels; at least "
             f"{schema.MIN_OBSERVATION_DATES} are needed",
@@ -114,20 +96,8 @@ class ServingModule:
 
     def _raw_object(self, item):
         images, mjd, count, row = item
-        images, mjd = images[:count], mjd[:count]
-        check = _check(
-            tf.reduce_all(tf.math.is_finite(mjd)),
-            "batch row {}: mjd has NaN or infinite values",
-            [row],
-        )
-        check = plausible_times(mjd, row, [check])
-        with tf.control_dependencies([check]):
-            images, mjd = tf.identity(images), tf.identity(mjd)
-        usable = tf.reduce_any(tf.math.is_finite(images), axis=[1, 2])
-        images, mjd = tf.boolean_mask(images, usable), tf.boolean_mask(mjd, usable)
-        order = tf.argsort(mjd, stable=True)
-        images, mjd = tf.gather(images, order), tf.gather(mjd, order)
-        return self._object_features(images, mjd, dates.group_dates(mjd), row)
+        images, mjd = request_cleanup.usable_in_time_order(images[:count], mjd[:count], row)
+        return self._object_features(images, mjd, request_cleanup.group_dates(mjd), row)
 
     def _record_object(self, item):
         """One serialized record, checked as strictly as a raw request: finite and sorted times,
@@ -136,7 +106,7 @@ class ServingModule:
         serialized, row = item
         # A tf.train.Example starts with its features field (tag byte 0x0A): anything else is
         # refused here, before the parser, whose error would quote the whole input.
-        looks_like_record = _check(
+        looks_like_record = request_cleanup.check(
             tf.equal(tf.strings.substr(serialized, 0, 1), "\n"),
             "batch row {}: not a serialized record (a tf.train.Example written by "
             "tools.fits_to_tfrecords)",
@@ -150,21 +120,21 @@ class ServingModule:
         steps = date_index[1:] - date_index[:-1]
         last = tf.reduce_max(tf.concat([[-1], date_index], 0))
         checks = [
-            _check(
+            request_cleanup.check(
                 tf.equal(tf.shape(images)[0], n) & tf.equal(tf.shape(date_index)[0], n),
                 "batch row {}: record has {} images, {} times and {} date indices",
                 [row, tf.shape(images)[0], n, tf.shape(date_index)[0]],
             ),
-            _check(
+            request_cleanup.check(
                 tf.reduce_all(tf.math.is_finite(mjd)),
                 "batch row {}: record mjd has NaN or infinite values",
                 [row],
             ),
-            plausible_times(mjd, row),
-            _check(
+            request_cleanup.plausible_times(mjd, row),
+            request_cleanup.check(
                 tf.reduce_all(mjd[1:] >= mjd[:-1]), "batch row {}: record mjd is not sorted", [row]
             ),
-            _check(
+            request_cleanup.check(
                 tf.reduce_all((steps == 0) | (steps == 1))
                 & tf.reduce_all(date_index[:1] == 0)
                 & tf.equal(last + 1, record["num_dates"]),
@@ -222,23 +192,23 @@ class ServingModule:
     def serve_raw(self, images, mjd, num_exposures):
         shape = tf.shape(images)
         checks = [
-            _check(
+            request_cleanup.check(
                 tf.reduce_all(tf.equal(shape[2:], self.roi_size)),
                 f"images has shape {{}}; it must be "
                 f"[batch, exposures, {self.roi_size}, {self.roi_size}]",
                 [shape],
             ),
-            _check(
+            request_cleanup.check(
                 tf.reduce_all(tf.equal(tf.shape(mjd), shape[:2])),
                 "mjd has shape {} but images {}: both must be [batch, exposures]",
                 [tf.shape(mjd), shape],
             ),
-            _check(
+            request_cleanup.check(
                 tf.equal(tf.shape(num_exposures)[0], shape[0]),
                 "num_exposures has {} rows but images {}",
                 [tf.shape(num_exposures)[0], shape[0]],
             ),
-            _check(
+            request_cleanup.check(
                 tf.reduce_all((num_exposures >= 0) & (num_exposures <= shape[1])),
                 "num_exposures {} must lie in [0, {}] (the exposures axis of images)",
                 [num_exposures, shape[1]],

@@ -35,7 +35,7 @@ are INVALID_ARGUMENT naming the batch row.
 
 import tensorflow as tf
 
-from tao_keras import calibration, serving
+from tao_keras import calibration, request_cleanup
 from tao_keras.models import taonet
 from tao_keras.pipeline import dates, model_inputs, normalization, windows
 from tfrecords import schema
@@ -112,17 +112,7 @@ class NightUpdate:
         """One object's new exposures -> (raw image of the date [H, W], its time, usable):
         exposures without a finite pixel dropped, sorted by time, the per-date rule applied."""
         images, mjd, count, row = item
-        images, mjd = images[:count], mjd[:count]
-        finite_times = tf.debugging.Assert(
-            tf.reduce_all(tf.math.is_finite(mjd)),
-            [tf.strings.format("batch row {}: mjd has NaN or infinite values", [row])],
-        )
-        plausible = serving.plausible_times(mjd, row, [finite_times])
-        with tf.control_dependencies([plausible]):
-            usable = tf.reduce_any(tf.math.is_finite(images), axis=[1, 2])
-        images, mjd = tf.boolean_mask(images, usable), tf.boolean_mask(mjd, usable)
-        order = tf.argsort(mjd, stable=True)
-        images, mjd = tf.gather(images, order), tf.gather(mjd, order)
+        images, mjd = request_cleanup.usable_in_time_order(images[:count], mjd[:count], row)
         one_date = tf.debugging.Assert(
             tf.reduce_all(mjd[1:] - mjd[:-1] < schema.SAME_DATE_DAYS),
             [

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tao_keras import classes
+from tao_keras import classes, request_cleanup
 from tao_keras.pipeline import augmentation, datasets, dates, model_inputs, normalization, windows
 from tfrecords import manifest as manifest_file
 from tfrecords import parser
@@ -450,7 +450,6 @@ def test_cached_training_stream_gives_the_same_kind_of_batches(tiny_records):
 
 
 def test_date_grouping_agrees_between_converter_numpy_and_serving_tensorflow():
-    from tools.conversion import sequences
 
     rng = np.random.default_rng(11)
     day = 0.5  # schema.SAME_DATE_DAYS
@@ -472,8 +471,8 @@ def test_date_grouping_agrees_between_converter_numpy_and_serving_tensorflow():
             ).cumsum()
         )
     for mjd in cases:
-        expected = sequences.group_dates(mjd)
-        got = dates.group_dates(tf.constant(mjd, tf.float64)).numpy()
+        expected = request_cleanup.date_index_numpy(mjd)
+        got = request_cleanup.group_dates(tf.constant(mjd, tf.float64)).numpy()
         np.testing.assert_array_equal(got, expected, err_msg=str(mjd))
 
 

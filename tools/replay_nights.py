@@ -27,7 +27,11 @@ import tensorflow as tf
 def split_nights(images, mjd, same_date_days):
     """One object's exposures images [n, H, W], mjd [n] -> [(images [k, H, W], mjd [k])] per
     observation date, in time order: exposures without a finite pixel dropped, a new date after
-    a gap of at least same_date_days (the converter's rule, in the model's metadata)."""
+    a gap of at least same_date_days (the converter's rule, in the model's metadata). The rules
+    of tao_keras.request_cleanup, written here again in numpy because this module must run
+    with numpy and TensorFlow alone (tests/update_client.py blocks everything else); the
+    parameter comes from the served model, and tests/test_streaming.py checks the nights it
+    gives against the model's own `update`."""
     usable = np.isfinite(images).reshape(len(images), -1).any(axis=1)
     images, mjd = images[usable], mjd[usable]
     order = np.argsort(mjd, kind="stable")

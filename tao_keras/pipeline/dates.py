@@ -14,17 +14,6 @@ per-date permutation, also its class-balancing device):
 
 import tensorflow as tf
 
-from tfrecords import schema
-
-
-def group_dates(mjd):
-    """Date index int64 [n] of sorted times mjd float64 [n]: a new date after a gap of at least
-    schema.SAME_DATE_DAYS, the converter's rule (used where records are not at hand: serving)."""
-    new_date = tf.cast(mjd[1:] - mjd[:-1] >= schema.SAME_DATE_DAYS, tf.int64)
-    return tf.concat(
-        [tf.zeros([tf.minimum(tf.size(mjd), 1)], tf.int64), tf.cumsum(new_date)], axis=0
-    )
-
 
 def exposures_per_date(date_index, num_dates):
     """Row starts and counts of each date in a sorted date_index [n] -> ([D], [D]) int32."""

@@ -2,19 +2,11 @@
 
 import numpy as np
 
-from tao_keras import classes
+from tao_keras import classes, request_cleanup
 from tao_keras.lightcurves import photometry
 from tfrecords import schema
 from tools.conversion import exposures as exp
 from tools.conversion import sources as src
-
-
-def group_dates(mjd):
-    """Date index per exposure of a sorted MJD array: a new date starts after a gap >= 0.5 d."""
-    mjd = np.asarray(mjd, dtype=np.float64)
-    if len(mjd) == 0:
-        return np.zeros(0, np.int64)
-    return np.concatenate([[0], np.cumsum(np.diff(mjd) >= schema.SAME_DATE_DAYS)]).astype(np.int64)
 
 
 def group_nights(mjd, nights):
@@ -76,7 +68,7 @@ def build_record(source, exposures, max_date_tolerance_days, metadata=None):
     if all(nights):  # the survey's own night labels (release layout)
         date_index, _ = group_nights(mjd, nights)
     else:
-        date_index = group_dates(mjd)
+        date_index = request_cleanup.date_index_numpy(mjd)
     num_dates = int(date_index[-1]) + 1
     if num_dates < schema.MIN_OBSERVATION_DATES:
         return None, src.Problem(

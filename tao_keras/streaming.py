@@ -33,6 +33,7 @@ split over several calls: the converter and serving_default would count it as th
 are INVALID_ARGUMENT naming the batch row.
 """
 
+import keras
 import tensorflow as tf
 
 from tao_keras import calibration, request_cleanup
@@ -60,24 +61,12 @@ def _first_bad(ok):
 
 def _recurrent_layers(model):
     """The GRU layers of a TAO-Net in order (ValueError for bidirectional ones)."""
-    if any(layer.name.startswith("bigru") for layer in model.layers):
+    grus = taonet.recurrent_layers(model)
+    if any(isinstance(layer, keras.layers.Bidirectional) for layer in grus):
         raise ValueError("a bidirectional GRU needs the whole sequence: no night-by-night update")
-    grus = sorted(
-        (layer for layer in model.layers if layer.name.startswith("gru")),
-        key=lambda layer: int(layer.name[3:]),
-    )
     if not grus:
         raise ValueError(f"model {model.name!r} has no GRU layers")
     return grus
-
-
-def _aggregation(model):
-    names = {layer.name for layer in model.layers}
-    if "masked_mean" in names:
-        return "mean"
-    if "masked_sum" in names:
-        return "add"
-    return "last"
 
 
 def state_size(model):
@@ -98,8 +87,8 @@ class NightUpdate:
 
     def __init__(self, model, class_names, roi_size, crop, scale, per_date, temperature=1.0):
         self.grus = _recurrent_layers(model)
-        self.aggregation = _aggregation(model)
-        self.use_dt = any(layer.name == "features_dt" for layer in model.layers)
+        self.aggregation = taonet.aggregation_of(model)
+        self.use_dt = taonet.uses_dt(model)
         self.model = model
         self.head = model.get_layer("probabilities")
         self.class_names = tf.constant(class_names)

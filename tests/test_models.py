@@ -247,3 +247,18 @@ def test_head_on_cached_features_gives_the_whole_models_probabilities():
 
 def model_config_of_tiny():
     return taonet.TAONetConfig(backbone=TINY, gru_layers=2, gru_units=8, aggregation="add")
+
+
+@pytest.mark.parametrize("aggregation", ["last", "add", "mean"])
+@pytest.mark.parametrize("use_dt", [True, False])
+def test_the_temporal_head_is_read_from_layer_types(aggregation, use_dt):
+    model = tiny_taonet(aggregation=aggregation, use_dt=use_dt, gru_layers=3)
+    grus = taonet.recurrent_layers(model)
+    assert [g.name for g in grus] == ["gru1", "gru2", "gru3"]  # in the order they run
+    assert taonet.aggregation_of(model) == aggregation
+    assert taonet.uses_dt(model) == use_dt
+    renamed = keras.Model(model.inputs, model.outputs)
+    for i, layer in enumerate(renamed.layers):
+        layer.name = f"anything_{i}"  # names carry no meaning
+    assert taonet.aggregation_of(renamed) == aggregation and taonet.uses_dt(renamed) == use_dt
+    assert len(taonet.recurrent_layers(renamed)) == 3

@@ -100,13 +100,39 @@ def build_head(config, num_classes, feature_width, name="taonet_head"):
 
 
 def backbone_of(model):
-    """The DenseNet feature extractor inside a TAO-Net or a DenseNet classifier."""
+    """The DenseNet feature extractor inside a TAO-Net or a DenseNet classifier (found by type:
+    the StepwiseBackbone's model, or the classifier's one nested model)."""
     for layer in model.layers:
         if isinstance(layer, tao_layers.StepwiseBackbone):
             return layer.backbone
-        if layer.name == "backbone":
+        if isinstance(layer, keras.Model):
             return layer
     raise ValueError(f"model {model.name!r} has no DenseNet backbone")
+
+
+def recurrent_layers(model):
+    """The GRU layers of a TAO-Net (or its head), in order; a Bidirectional wrapper stands for
+    its pair (found by type, not by name)."""
+    return [
+        layer for layer in model.layers if isinstance(layer, (layers.GRU, layers.Bidirectional))
+    ]
+
+
+def aggregation_of(model):
+    """The aggregation over time a built TAO-Net uses (AGGREGATIONS), read from its layers'
+    types: what the night-by-night update must reproduce."""
+    kinds = {type(layer) for layer in model.layers}
+    if tao_layers.MaskedMean in kinds:
+        return "mean"
+    if tao_layers.MaskedSum in kinds:
+        return "add"
+    return "last"
+
+
+def uses_dt(model):
+    """True when the built TAO-Net concatenates the date gaps to the features (config.use_dt):
+    its one top-level Concatenate."""
+    return any(isinstance(layer, layers.Concatenate) for layer in model.layers)
 
 
 def triplet_features(model, triplets, training=False):
@@ -126,9 +152,8 @@ def load_backbone_weights(taonet, densenet_model):
 def set_trainable(model, backbone=True, recurrent=True):
     """Freeze or unfreeze the DenseNet and the GRU stack (the paper's stage-wise variants)."""
     backbone_of(model).trainable = backbone
-    for layer in model.layers:
-        if layer.name.startswith(("gru", "bigru")):
-            layer.trainable = recurrent
+    for layer in recurrent_layers(model):
+        layer.trainable = recurrent
 
 
 def weights_digest(model):

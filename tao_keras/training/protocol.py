@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tao_keras import calibration, classes, early, files, run_layout
 from tao_keras.models import densenet, presets, taonet
+from tao_keras.models import layers as tao_layers
 from tao_keras.pipeline import datasets
 from tao_keras.training import (
     callbacks,
@@ -129,7 +130,7 @@ def build_model(stage, config, num_classes, previous, replicas=1):
     model = taonet.build_taonet(net, num_classes)
     if previous is not None:
         if stage == "gru" and not any(
-            layer.name == "stepwise_backbone" for layer in previous.layers
+            isinstance(layer, tao_layers.StepwiseBackbone) for layer in previous.layers
         ):
             taonet.load_backbone_weights(model, previous)
         else:

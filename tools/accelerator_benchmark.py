@@ -129,16 +129,10 @@ def matmul_tflops(dtype, size, repeats=10):
     keys = jax.random.split(jax.random.PRNGKey(0))
     a = jax.random.normal(keys[0], (size, size), jnp.float32).astype(dtype)
     b = jax.random.normal(keys[1], (size, size), jnp.float32).astype(dtype)
+    from tools import flops
+
     product = jax.jit(lambda x, y: x @ y)
-    product(a, b).block_until_ready()
-    best = 0.0
-    for _ in range(3):
-        began = time.perf_counter()
-        for _ in range(repeats):
-            out = product(a, b)
-        out.block_until_ready()
-        best = max(best, 2 * size**3 * repeats / (time.perf_counter() - began) / 1e12)
-    return best
+    return flops.matmul_rate(product, a, b, jax.block_until_ready, repeats) / 1e12
 
 
 def _synthetic(case, config, steps_per_sequence):

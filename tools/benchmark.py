@@ -365,6 +365,23 @@ def _synthetic_requests(batch, nights=25, per_night=3, roi=64, seed=0):
     return images, mjd, np.full(batch, exposures, np.int32)
 
 
+def _call_latencies(signature, request, calls, warm):
+    """Seconds [calls] of whole-sequence calls of `signature` on request (images, mjd,
+    num_exposures as numpy), after one warm-up call on its first `warm` objects (one model
+    chunk is enough to trace it)."""
+    import numpy as np
+    import tensorflow as tf
+
+    images, mjd, count = (tf.constant(a) for a in request)
+    signature(images=images[:warm], mjd=mjd[:warm], num_exposures=count[:warm])
+    latencies = []
+    for _ in range(calls):
+        began = time.perf_counter()
+        signature(images=images, mjd=mjd, num_exposures=count)["probabilities"].numpy()
+        latencies.append(time.perf_counter() - began)
+    return np.array(latencies)
+
+
 def _serving(workdir, sizes, workers):
     """SavedModel `serving_default` (grouping, normalization, triplets and TAO-Net in the graph) on
     75-exposure objects, S=19: sequences/s and latency percentiles per preset and batch size."""
@@ -385,15 +402,8 @@ def _serving(workdir, sizes, workers):
         for preset, batch, calls in presets_batches:
             if preset != name:
                 continue
-            images, mjd, count = (tf.constant(a) for a in _synthetic_requests(batch))
-            warm = min(batch, 8)  # one model chunk
-            signature(images=images[:warm], mjd=mjd[:warm], num_exposures=count[:warm])
-            latencies = []
-            for _ in range(calls):
-                began = time.perf_counter()
-                signature(images=images, mjd=mjd, num_exposures=count)["probabilities"].numpy()
-                latencies.append(time.perf_counter() - began)
-            latencies = np.array(latencies)
+            request = _synthetic_requests(batch)
+            latencies = _call_latencies(signature, request, calls, warm=min(batch, 8))
             results[f"{name}/batch{batch}"] = {
                 "preset": name,
                 "batch_size": batch,
@@ -452,13 +462,7 @@ def _update(workdir, sizes, workers, per_night=3):
             if night >= 0:
                 latencies.append(time.perf_counter() - began)
                 state = {k: out[k] for k in state}
-        images, mjd, count = (tf.constant(a) for a in (images, mjd, count))
-        full(images=images, mjd=mjd, num_exposures=count)  # warm-up
-        full_latencies = []
-        for _ in range(3):
-            began = time.perf_counter()
-            full(images=images, mjd=mjd, num_exposures=count)["probabilities"].numpy()
-            full_latencies.append(time.perf_counter() - began)
+        full_latencies = _call_latencies(full, (images, mjd, count), 3, warm=batch)
         latencies = np.array(latencies)
         results[f"cpu/batch{batch}"] = {
             "batch_size": batch,
@@ -518,76 +522,72 @@ def run_parts(parts, workdir, sizes, workers):
     return results
 
 
+def _step_cells(r, p):
+    return (
+        f"{p['sequences_per_second']:.2f} seq/s (batch {p['batch_size']}) "
+        f"x {3 * p['forward_gflop_per_sequence']:.1f} GFLOP = {p['achieved_gflops']:.0f} GFLOP/s",
+        f"{r['matmul_gflops']:.0f} GFLOP/s matmul",
+        f"{p['fraction_of_matmul']:.2f}",
+    )
+
+
+def _serving_cells(r, c):
+    return (
+        f"{c['sequences_per_second']:.2f} seq/s",
+        f"p50 {c['latency_p50_ms']:.0f} ms, p99 {c['latency_p99_ms']:.0f} ms ({c['calls']} calls)",
+        "",
+    )
+
+
+def _update_cells(r, c):
+    return (
+        f"{c['update_calls_per_second']:.1f} nights/s "
+        f"({c['update_objects_per_second']:.0f} object-nights/s)",
+        f"p50 {c['update_latency_p50_ms']:.0f} ms, p99 {c['update_latency_p99_ms']:.0f} ms per "
+        f"night; whole sequence {c['full_sequence_latency_ms']:.0f} ms",
+        f"{c['update_latency_p50_ms'] / c['full_sequence_latency_ms']:.2f}",
+    )
+
+
+def _pipeline_cells(r):
+    return (
+        f"{r['sequences_per_second']:.0f} seq/s = {r['images_per_second']:.0f} img/s",
+        f"{r['bare_parse_images_per_second']:.0f} img/s parsed",
+        f"{r['fraction_of_bare_parse']:.2f}",
+    )
+
+
+def _exposure_cells(r):
+    ceiling = r.get("bare_astropy_read_per_second")
+    return (
+        f"{r['exposures_per_second']:.0f} exposures/s",
+        f"{ceiling:.0f} exposures/s read" if ceiling else "",
+        f"{r['fraction_of_bare_read']:.2f}" if ceiling else "",
+    )
+
+
+# Parts with one row per configuration: (row prefix, cells of one configuration).
+PER_CONFIGURATION = {
+    "training_step": ("step", _step_cells),
+    "serving": ("serve", _serving_cells),
+    "update": ("update", _update_cells),
+}
+
+
 def format_table(results):
-    """One line per part: its rate, the ceiling it is compared with, the ratio, peak memory."""
+    """One line per part (per configuration where a part has several): its rate, the ceiling
+    it is compared with, the ratio, peak memory; FAILED and the error for a part that failed."""
     rows = [("part", "rate", "ceiling", "ratio", "peak RSS MiB")]
     for name, r in results.items():
         if "error" in r:
             rows.append((name, f"FAILED: {r['error']}", "", "", ""))
-            continue
-        if name == "training_step":
-            for key, p in r["configurations"].items():
-                rows.append(
-                    (
-                        f"step:{key}",
-                        f"{p['sequences_per_second']:.2f} seq/s (batch {p['batch_size']}) "
-                        f"x {3 * p['forward_gflop_per_sequence']:.1f} GFLOP = "
-                        f"{p['achieved_gflops']:.0f} GFLOP/s",
-                        f"{r['matmul_gflops']:.0f} GFLOP/s matmul",
-                        f"{p['fraction_of_matmul']:.2f}",
-                        f"{r['peak_rss_mb']:.0f}",
-                    )
-                )
-            continue
-        if name == "serving":
+        elif name in PER_CONFIGURATION:
+            prefix, cells = PER_CONFIGURATION[name]
             for key, c in r["configurations"].items():
-                rows.append(
-                    (
-                        f"serve:{key}",
-                        f"{c['sequences_per_second']:.2f} seq/s",
-                        f"p50 {c['latency_p50_ms']:.0f} ms, p99 {c['latency_p99_ms']:.0f} ms "
-                        f"({c['calls']} calls)",
-                        "",
-                        f"{r['peak_rss_mb']:.0f}",
-                    )
-                )
-            continue
-        if name == "update":
-            for key, c in r["configurations"].items():
-                rows.append(
-                    (
-                        f"update:{key}",
-                        f"{c['update_calls_per_second']:.1f} nights/s "
-                        f"({c['update_objects_per_second']:.0f} object-nights/s)",
-                        f"p50 {c['update_latency_p50_ms']:.0f} ms, p99 "
-                        f"{c['update_latency_p99_ms']:.0f} ms per night; whole sequence "
-                        f"{c['full_sequence_latency_ms']:.0f} ms",
-                        f"{c['update_latency_p50_ms'] / c['full_sequence_latency_ms']:.2f}",
-                        f"{r['peak_rss_mb']:.0f}",
-                    )
-                )
-            continue
-        if name == "pipeline":
-            rows.append(
-                (
-                    name,
-                    f"{r['sequences_per_second']:.0f} seq/s = {r['images_per_second']:.0f} img/s",
-                    f"{r['bare_parse_images_per_second']:.0f} img/s parsed",
-                    f"{r['fraction_of_bare_parse']:.2f}",
-                    f"{r['peak_rss_mb']:.0f}",
-                )
-            )
+                rows.append((f"{prefix}:{key}", *cells(r, c), f"{r['peak_rss_mb']:.0f}"))
         else:
-            ceiling = r.get("bare_astropy_read_per_second")
-            rows.append(
-                (
-                    name,
-                    f"{r['exposures_per_second']:.0f} exposures/s",
-                    f"{ceiling:.0f} exposures/s read" if ceiling else "",
-                    f"{r['fraction_of_bare_read']:.2f}" if ceiling else "",
-                    f"{r['peak_rss_mb']:.0f}",
-                )
-            )
+            cells = _pipeline_cells(r) if name == "pipeline" else _exposure_cells(r)
+            rows.append((name, *cells, f"{r['peak_rss_mb']:.0f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
 

@@ -87,20 +87,28 @@ def matmul_gflops(size=2048, repeats=5, rounds=3, dtype="float32"):
     """This machine's dense matrix-multiply rate (GFLOP/s) under TensorFlow, the ceiling for
     compute-bound steps: the best of `rounds` timings (a shared machine's noise only ever slows
     a round down)."""
-    import time
-
     import tensorflow as tf
 
     a = tf.random.normal([size, size], dtype=tf.float32)
     b = tf.random.normal([size, size], dtype=tf.float32)
     a, b = tf.cast(a, dtype), tf.cast(b, dtype)
     product = tf.function(lambda x, y: tf.matmul(x, y))
-    product(a, b).numpy()
+    return matmul_rate(product, a, b, lambda out: out.numpy(), repeats, rounds) / 1e9
+
+
+def matmul_rate(product, a, b, wait, repeats=5, rounds=3):
+    """FLOP/s of a square matrix product `product(a, b)` (any framework; wait(out) blocks until
+    the result exists): the best of `rounds` timings of `repeats` products, after one
+    untimed call (tracing, compiling)."""
+    import time
+
+    size = a.shape[0]
+    wait(product(a, b))
     best = 0.0
     for _ in range(rounds):
         began = time.perf_counter()
         for _ in range(repeats):
             out = product(a, b)
-        out.numpy()
-        best = max(best, 2 * size**3 * repeats / (time.perf_counter() - began) / 1e9)
+        wait(out)
+        best = max(best, 2 * size**3 * repeats / (time.perf_counter() - began))
     return best

@@ -66,23 +66,7 @@ def export_model(
     temperature: the calibration fitted on the validation split (tao_keras.calibration), applied
     to the probabilities of every signature; 1.0 leaves them as the model gives them.
     """
-    if not is_sequence_model(model):
-        raise ValueError(
-            "only TAO-Net (sequence) models can be served: the DenseNet on triplets needs the "
-            "date of maximum brightness, a catalog value that alerts do not carry"
-        )
-    class_names = classes.task_class_names(task)
-    model_roi = int(model.input["images"].shape[2])
-    roi = input_roi_size or model_roi
-    if roi < model_roi:
-        raise ValueError(
-            f"requests of {roi}x{roi} cutouts cannot feed a model of {model_roi}x{model_roi}"
-        )
-    num_classes = int(model.output["probabilities"].shape[-1])
-    if num_classes != len(class_names):
-        raise ValueError(
-            f"model has {num_classes} outputs but task {task!r} has {len(class_names)} classes"
-        )
+    class_names, roi, model_roi = _checked(model, task, input_roi_size)
     trained_precision = precision.compute_precision(model)
     model = precision.float32_copy(model)
     metadata = {
@@ -108,13 +92,9 @@ def export_model(
             "probabilities = softmax(log(p) / temperature) in every signature",
         },
     }
-    try:
-        updater = streaming.NightUpdate(
-            model, class_names, roi, model_roi, normalization, per_date, temperature
-        )
-    except ValueError as e:  # e.g. bidirectional GRUs: no update signature
-        logging.getLogger(__name__).warning("no night-by-night `update` signature: %s", e)
-        updater = None
+    updater = _night_update(
+        model, class_names, roi, model_roi, normalization, per_date, temperature
+    )
     metadata["update"] = (
         None
         if updater is None
@@ -137,7 +117,48 @@ def export_model(
         per_date,
         temperature,
     )
+    _write(_archive(model, server, updater, roi, text), export_dir, text)
+    return metadata
 
+
+def _checked(model, task, input_roi_size):
+    """(class names, request RoI, model RoI) of a model that can be served for `task`;
+    ValueError saying why not otherwise."""
+    if not is_sequence_model(model):
+        raise ValueError(
+            "only TAO-Net (sequence) models can be served: the DenseNet on triplets needs the "
+            "date of maximum brightness, a catalog value that alerts do not carry"
+        )
+    class_names = classes.task_class_names(task)
+    model_roi = int(model.input["images"].shape[2])
+    roi = input_roi_size or model_roi
+    if roi < model_roi:
+        raise ValueError(
+            f"requests of {roi}x{roi} cutouts cannot feed a model of {model_roi}x{model_roi}"
+        )
+    num_classes = int(model.output["probabilities"].shape[-1])
+    if num_classes != len(class_names):
+        raise ValueError(
+            f"model has {num_classes} outputs but task {task!r} has {len(class_names)} classes"
+        )
+    return class_names, roi, model_roi
+
+
+def _night_update(model, class_names, roi, model_roi, normalization, per_date, temperature):
+    """The `update` graph function's owner (streaming.NightUpdate), or None with a warning for
+    a model that cannot advance night by night (bidirectional GRUs)."""
+    try:
+        return streaming.NightUpdate(
+            model, class_names, roi, model_roi, normalization, per_date, temperature
+        )
+    except ValueError as e:
+        logging.getLogger(__name__).warning("no night-by-night `update` signature: %s", e)
+        return None
+
+
+def _archive(model, server, updater, roi, text):
+    """A keras.export.ExportArchive of the model with its signatures: serving_default (raw
+    cutouts), serialized (records), update (when updater is not None) and metadata (text)."""
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -170,6 +191,11 @@ def export_model(
     describe = tf.function(lambda: {"json": tf.constant(text)}, input_signature=[])
     describe()
     archive.add_endpoint("metadata", describe)
+    return archive
+
+
+def _write(archive, export_dir, text):
+    """The SavedModel into export_dir, and the metadata beside it (assets.extra)."""
     # TensorFlow logs (through absl, at INFO) a page-long list of the graph's captured inputs here.
     quiet = _DropCapturedInputNames()
     absl_logger = logging.getLogger("absl")
@@ -181,7 +207,6 @@ def export_model(
     os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
     with open(os.path.join(export_dir, "assets.extra", METADATA_FILE), "w") as f:
         f.write(text + "\n")
-    return metadata
 
 
 def export_run(run_dir, export_root, name=None, version=None, stage=None):
@@ -206,8 +231,8 @@ def export_run(run_dir, export_root, name=None, version=None, stage=None):
     target = os.path.join(model_root, str(version or run_layout.next_version(model_root)))
     if os.path.exists(target):
         raise FileExistsError(f"{target} exists; choose another --version")
-    # Runs written before the per-object scale existed have no "normalization": they used per-image
-    # scales.
+    # A config.json without "normalization" or "per_date" is from a run that predates those
+    # settings: it trained with per-image scales and one chosen exposure per date.
     export_model(
         model,
         target,

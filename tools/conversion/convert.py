@@ -140,8 +140,6 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
     usable was written, when output_dir holds another conversion (without overwrite), or at
     the first problem when strict.
     """
-    from tfrecords import writer  # imported here: spawned readers re-import the entry module
-
     began = time.perf_counter()
     found, problems, ignored, layouts = src.discover(inputs)
     for problem in problems:
@@ -154,9 +152,7 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
     by_id = {s.object_id: s for s in found}
     os.makedirs(output_dir, exist_ok=True)
     _claim_output(output_dir, inputs, options, {shard.filename for shard in shards})
-    for (
-        shard
-    ) in mine:  # leftovers of an interrupted run of this task (other tasks own other shards)
+    for shard in mine:  # leftovers of an interrupted run of this task (others own other shards)
         for stale in glob.glob(os.path.join(output_dir, f".{glob.escape(shard.filename)}.tmp-*")):
             os.remove(stale)
 
@@ -167,53 +163,84 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
     ]
     workers = options.workers or os.cpu_count() or 1
     results = _ordered_results(tasks, workers, window=4 * workers)
-    records = {split: collections.Counter() for split in (*src.SPLITS, splits.UNLABELLED_SPLIT)}
-    exposures_written = collections.Counter()
-    shard_entries = collections.defaultdict(list)
-    object_problems, file_problems = [], []
-    duplicates = padded = 0
-    distances = {}  # object id -> days between the catalog max_mjd and the nearest exposure
+    tally = _Tally()
     bar = tqdm(total=len(tasks), unit="obj", desc="convert", disable=not progress)
     try:
         for shard in mine:
-            shard_exposures = 0
-            with writer.ShardWriter(os.path.join(output_dir, shard.filename)) as out:
-                for _ in shard.object_ids:
-                    record, trouble, stats = next(results)
-                    duplicates += stats["duplicates"]
-                    padded += stats["padded"]
-                    for problem in trouble:
-                        logging.warning("%s", problem)
-                        (object_problems if problem.kind == "object" else file_problems).append(
-                            problem
-                        )
-                    if options.strict and trouble:
-                        raise src.ConversionError(f"strict mode: {trouble[0]}")
-                    if record is not None:
-                        if stats["max_date_distance_days"] is not None:
-                            distances[record.object_id] = stats["max_date_distance_days"]
-                        out.write(writer.encode(record))
-                        records[shard.split][shard.class_name] += 1
-                        shard_exposures += record.num_exposures
-                    bar.update(1)
-                    bar.set_postfix(exposures=sum(exposures_written.values()) + shard_exposures)
-            exposures_written[shard.split] += shard_exposures
-            shard_entries[shard.split].append(
-                {
-                    "file": shard.filename,
-                    "class": shard.class_name,
-                    "records": out.count,
-                    "exposures": shard_exposures,
-                }
-            )
+            _write_shard(shard, results, output_dir, options, tally, bar)
     finally:
         bar.close()
         results.close()
+    manifest = _manifest(inputs, layouts, options, found, tasks, problems, ignored, tally, began)
+    written = manifest["summary"]["objects_written"]
+    if not written and (tasks or options.num_tasks == 1):
+        raise src.ConversionError(
+            f"nothing usable was written to {output_dir}: {len(tally.object_problems)} objects "
+            f"dropped, {len(tally.file_problems)} files skipped"
+        )
+    _publish(manifest, output_dir, options)
+    return manifest
 
+
+@dataclasses.dataclass
+class _Tally:
+    """What the shards of one conversion task hold so far, and what was dropped on the way."""
+
+    records: dict = dataclasses.field(
+        default_factory=lambda: {
+            split: collections.Counter() for split in (*src.SPLITS, splits.UNLABELLED_SPLIT)
+        }
+    )
+    exposures: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    shards: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(list))
+    object_problems: list = dataclasses.field(default_factory=list)
+    file_problems: list = dataclasses.field(default_factory=list)
+    duplicates: int = 0
+    padded: int = 0
+    distances: dict = dataclasses.field(default_factory=dict)  # object id -> days from max_mjd
+
+
+def _write_shard(shard, results, output_dir, options, tally, bar):
+    """Write one shard from the next of `results` (one per object of the shard, in order)."""
+    from tfrecords import writer  # imported here: spawned readers re-import the entry module
+
+    shard_exposures = 0
+    with writer.ShardWriter(os.path.join(output_dir, shard.filename)) as out:
+        for _ in shard.object_ids:
+            record, trouble, stats = next(results)
+            tally.duplicates += stats["duplicates"]
+            tally.padded += stats["padded"]
+            for problem in trouble:
+                logging.warning("%s", problem)
+                kind = tally.object_problems if problem.kind == "object" else tally.file_problems
+                kind.append(problem)
+            if options.strict and trouble:
+                raise src.ConversionError(f"strict mode: {trouble[0]}")
+            if record is not None:
+                if stats["max_date_distance_days"] is not None:
+                    tally.distances[record.object_id] = stats["max_date_distance_days"]
+                out.write(writer.encode(record))
+                tally.records[shard.split][shard.class_name] += 1
+                shard_exposures += record.num_exposures
+            bar.update(1)
+            bar.set_postfix(exposures=sum(tally.exposures.values()) + shard_exposures)
+    tally.exposures[shard.split] += shard_exposures
+    tally.shards[shard.split].append(
+        {
+            "file": shard.filename,
+            "class": shard.class_name,
+            "records": out.count,
+            "exposures": shard_exposures,
+        }
+    )
+
+
+def _manifest(inputs, layouts, options, found, tasks, problems, ignored, tally, began):
+    """This task's dataset.json content (tfrecords.manifest's structure)."""
     elapsed = time.perf_counter() - began
-    written = sum(sum(c.values()) for c in records.values())
-    total_exposures = sum(exposures_written.values())
-    manifest = {
+    written = sum(sum(c.values()) for c in tally.records.values())
+    total_exposures = sum(tally.exposures.values())
+    return {
         "schema_version": schema.SCHEMA_VERSION,
         "roi_size": options.roi_size,
         "class_names": list(classes.CLASS_NAMES),
@@ -222,51 +249,49 @@ def convert(inputs, output_dir, options=ConvertOptions(), progress=True):
         "options": _recorded_options(options),
         "splits": {
             split: {
-                "records": {c: n for c, n in records[split].items() if n},
-                "exposures": exposures_written[split],
-                "shards": shard_entries[split],
+                "records": {c: n for c, n in tally.records[split].items() if n},
+                "exposures": tally.exposures[split],
+                "shards": tally.shards[split],
             }
-            for split in records
-            if shard_entries[split]
+            for split in tally.records
+            if tally.shards[split]
         },
         "problems": {
             "rows_rejected": [_problem_dict(p) for p in problems],
-            "objects_dropped": [_problem_dict(p) for p in object_problems],
-            "files_skipped": [_problem_dict(p) for p in file_problems],
+            "objects_dropped": [_problem_dict(p) for p in tally.object_problems],
+            "files_skipped": [_problem_dict(p) for p in tally.file_problems],
         },
         "ignored_folders": ignored,
-        "max_date_distance": _distance_summary(distances),
+        "max_date_distance": _distance_summary(tally.distances),
         "summary": {
             "objects_listed": len(found),
             "objects_read": len(tasks),
             "objects_written": written,
-            "objects_dropped": len(object_problems),
+            "objects_dropped": len(tally.object_problems),
             "rows_rejected": len(problems),
-            "files_skipped": len(file_problems),
-            "duplicate_exposures_dropped": duplicates,
-            "padded_exposures": padded,
+            "files_skipped": len(tally.file_problems),
+            "duplicate_exposures_dropped": tally.duplicates,
+            "padded_exposures": tally.padded,
             "exposures_written": total_exposures,
             "seconds": round(elapsed, 2),
             "exposures_per_second": round(total_exposures / elapsed, 1) if elapsed else 0.0,
         },
     }
-    if not written and (tasks or options.num_tasks == 1):
-        raise src.ConversionError(
-            f"nothing usable was written to {output_dir}: "
-            f"{len(object_problems)} objects dropped, {len(file_problems)} files skipped"
-        )
+
+
+def _publish(manifest, output_dir, options):
+    """Write the manifest: dataset.json for a single task, else this task's part, merged into
+    dataset.json by the task that completes the set."""
     if options.num_tasks == 1:
         _write_json(manifest_file.path(output_dir), manifest)
-    else:
-        _write_json(
-            os.path.join(output_dir, _part_name(options.task_index, options.num_tasks)), manifest
-        )
-        if (
-            len(glob.glob(os.path.join(output_dir, _part_name("*", options.num_tasks))))
-            == options.num_tasks
-        ):
-            merge_manifests(output_dir, options.num_tasks)
-    return manifest
+        return
+    part = _part_name(options.task_index, options.num_tasks)
+    _write_json(os.path.join(output_dir, part), manifest)
+    if (
+        len(glob.glob(os.path.join(output_dir, _part_name("*", options.num_tasks))))
+        == options.num_tasks
+    ):
+        merge_manifests(output_dir, options.num_tasks)
 
 
 FAR_FROM_MAX_DAYS = 5.0

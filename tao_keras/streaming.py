@@ -75,6 +75,37 @@ def state_size(model):
     return sum(g.cell.units for g in grus) + grus[-1].cell.units + len(BOOKKEEPING)
 
 
+def _night_order_checks(usable, seen, night_mjd, first, previous_mjd, span):
+    """Assertions that each row's new night follows the nights its state has seen: later than
+    the last one, and at least schema.SAME_DATE_DAYS after its last exposure (the converter's
+    date rule), for rows with a usable night and a history."""
+    follows = ~usable | (seen < 1) | (night_mjd > previous_mjd[:, 1])
+    in_order = tf.debugging.Assert(
+        tf.reduce_all(follows),
+        [
+            tf.strings.format(
+                "batch row {}: nights must come in time order: a night earlier than the "
+                "last one seen",
+                [_first_bad(follows)],
+            )
+        ],
+    )
+    previous_last = previous_mjd[:, 1] + tf.cast(span, tf.float64)
+    new_date = ~usable | (seen < 1) | (first - previous_last >= schema.SAME_DATE_DAYS)
+    one_night = tf.debugging.Assert(
+        tf.reduce_all(new_date),
+        [
+            tf.strings.format(
+                "batch row {}: an exposure within {} days of the previous night's last "
+                "exposure belongs to that night (the converter's date rule): send each "
+                "night's exposures in one update call",
+                [_first_bad(new_date), schema.SAME_DATE_DAYS],
+            )
+        ],
+    )
+    return [in_order, one_night]
+
+
 class NightUpdate:
     """The `update` graph function of a float32 TAO-Net (see the module docstring).
 
@@ -279,31 +310,8 @@ class NightUpdate:
         )
         hidden, total, book = self._split_state(state)
         steps, seen, scale = book["steps"], book["dates"], book["scale"]
-        follows = ~usable | (seen < 1) | (night_mjd > previous_mjd[:, 1])
-        in_order = tf.debugging.Assert(
-            tf.reduce_all(follows),
-            [
-                tf.strings.format(
-                    "batch row {}: nights must come in time order: a night earlier than the "
-                    "last one seen",
-                    [_first_bad(follows)],
-                )
-            ],
-        )
-        previous_last = previous_mjd[:, 1] + tf.cast(book["span"], tf.float64)
-        new_date = ~usable | (seen < 1) | (first - previous_last >= schema.SAME_DATE_DAYS)
-        one_night = tf.debugging.Assert(
-            tf.reduce_all(new_date),
-            [
-                tf.strings.format(
-                    "batch row {}: an exposure within {} days of the previous night's last "
-                    "exposure belongs to that night (the converter's date rule): send each "
-                    "night's exposures in one update call",
-                    [_first_bad(new_date), schema.SAME_DATE_DAYS],
-                )
-            ],
-        )
-        with tf.control_dependencies([in_order, one_night]):
+        checks = _night_order_checks(usable, seen, night_mjd, first, previous_mjd, book["span"])
+        with tf.control_dependencies(checks):
             seen_now = seen + tf.cast(usable, tf.float32)
         step = usable & (seen_now >= windows.MIN_DATES)
         triplets = tf.concat([previous_images, night[:, None]], axis=1)
@@ -311,23 +319,7 @@ class NightUpdate:
         starting = usable & tf.equal(seen_now, float(windows.MIN_DATES))
         triplets, new_scale = self._normalized(triplets, scale, starting)
         gaps = tf.cast((times[:, 1:] - times[:, :-1]) / windows.DAYS_PER_YEAR, tf.float32)
-        x = taonet.triplet_features(self.model, triplets)
-        if self.use_dt:
-            x = tf.concat([x, gaps], axis=-1)
-        new_hidden = []
-        keep = step[:, None]
-        for gru, h in zip(self.grus, hidden):
-            out, _ = gru.cell(x, [h], training=False)
-            new_hidden.append(tf.where(keep, out, h))
-            x = out
-        steps = steps + tf.cast(step, tf.float32)
-        if self.aggregation == "last":
-            pooled = new_hidden[-1]
-        else:
-            total = total + tf.where(keep, x, 0.0)
-            pooled = (
-                total / tf.maximum(steps, 1.0)[:, None] if self.aggregation == "mean" else total
-            )
+        new_hidden, total, pooled, steps = self._step(triplets, gaps, hidden, total, steps, step)
         calibrated = calibration.scale_log_probabilities(
             tf.cast(self.head(pooled), tf.float32), self.temperature
         )
@@ -357,3 +349,23 @@ class NightUpdate:
             ),
             "num_dates": tf.cast(seen_now, tf.int32),
         }
+
+    def _step(self, triplets, gaps, hidden, total, steps, step):
+        """One time step where `step` [B] holds: the backbone on the new triplets [B, 3, H, W],
+        each GRU cell once, the aggregation updated -> (hidden states, running total, pooled
+        [B, H], steps); rows without a step keep their state."""
+        x = taonet.triplet_features(self.model, triplets)
+        if self.use_dt:
+            x = tf.concat([x, gaps], axis=-1)
+        new_hidden = []
+        keep = step[:, None]
+        for gru, h in zip(self.grus, hidden):
+            out, _ = gru.cell(x, [h], training=False)
+            new_hidden.append(tf.where(keep, out, h))
+            x = out
+        steps = steps + tf.cast(step, tf.float32)
+        if self.aggregation == "last":
+            return new_hidden, total, new_hidden[-1], steps
+        total = total + tf.where(keep, x, 0.0)
+        pooled = total / tf.maximum(steps, 1.0)[:, None] if self.aggregation == "mean" else total
+        return new_hidden, total, pooled, steps

@@ -172,3 +172,16 @@ def test_python_api_classifies_and_replays_arrays(trained_run, objects):
         model.classify(images[:, :, :32, :32], mjd)
     metadata = json.loads(model.saved_model.metadata()["json"].numpy())
     assert metadata == model.metadata
+
+
+def test_a_failed_learning_curve_run_is_one_line_naming_its_log(tmp_path):
+    from tools import learning_curve
+
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(learning_curve.RunFailed) as failed:
+        learning_curve.taonet(
+            str(tmp_path / "records"), str(tmp_path / "runs" / "taonet"), 1, 0, "--no_such_flag"
+        )
+    message = str(failed.value)
+    assert "\n" not in message and str(tmp_path / "runs" / "taonet.log") in message
+    assert "no_such_flag" in message  # the log's last line says what went wrong

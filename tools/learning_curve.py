@@ -141,9 +141,17 @@ def random_forest(records, run_dir, seed):
     return _scores(report_path)[RF]
 
 
+class RunFailed(RuntimeError):
+    """A training run of the learning curve failed (the message names its log)."""
+
+
 def taonet(records, run_dir, seed, minutes, trainer_flags):
-    """trainers.multiclass on the records (a subprocess: fresh memory per run) -> {model:
-    scores}."""
+    """trainers.multiclass on the records -> {model: scores}.
+
+    A subprocess on purpose: each run starts from a clean process, as a user's run does
+    (TensorFlow's op determinism, the Keras precision policy and the memory a run leaves are
+    process-wide), and its output goes to RUN_DIR.log. A failed run raises a one-line error
+    naming that log and its last line that mentions an error."""
     from tao_keras import run_layout
 
     report_path = run_layout.report_path(run_dir)
@@ -162,10 +170,17 @@ def taonet(records, run_dir, seed, minutes, trainer_flags):
             *shlex.split(trainer_flags),
         ]
         logging.info("running %s", " ".join(command))
-        with open(
-            os.path.join(os.path.dirname(run_dir), os.path.basename(run_dir) + ".log"), "w"
-        ) as log:
-            subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
+        log_path = os.path.join(os.path.dirname(run_dir), os.path.basename(run_dir) + ".log")
+        with open(log_path, "w") as log:
+            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+        if done.returncode:
+            with open(log_path) as log:
+                lines = [line.strip() for line in log if line.strip()]
+            errors = [line for line in lines if "error" in line.lower()] or lines or ["(empty)"]
+            raise RunFailed(
+                f"the TAO-Net run {run_dir} failed (exit status {done.returncode}); its log "
+                f"{log_path} says: {errors[-1][:300]}"
+            )
     return {model: s for model, s in _scores(report_path).items() if model != RF}
 
 
@@ -349,7 +364,7 @@ def main(argv):
     del argv
     try:
         run()
-    except StaleOutput as e:
+    except (StaleOutput, RunFailed) as e:
         sys.exit(f"error: {e}")
 
 

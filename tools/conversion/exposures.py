@@ -346,30 +346,11 @@ def read_release_file(source, roi_size):
                     "expected a primary HDU, an image table in HDU 1 and images after it"
                 )
             ra, dec = _release_position(hdul)
-            table = hdul[1].data
-            names = {}
-            for column in ("HDU_Ext", "MJD"):
-                names[column] = _column(table, column)
-                if names[column] is None:
-                    raise ExposureError(f"image table (HDU 1) has no {column} column")
-            night_column = _column(table, "Date", "DATE")
-            nights = table[night_column] if night_column else [None] * len(table)
-            for row, (ext, mjd, night) in enumerate(
-                zip(table[names["HDU_Ext"]], table[names["MJD"]], nights)
-            ):
+            columns = _release_columns(hdul[1].data)
+            for row, (ext, mjd, night) in enumerate(zip(*columns)):
                 where = f"{path}[HDU {_text(ext)}, table row {row}]"
                 try:
-                    try:
-                        ext = int(_text(ext))
-                    except ValueError:
-                        raise ExposureError(f"HDU_Ext {_text(ext)!r} is not an integer")
-                    try:
-                        mjd = float(_text(mjd))
-                    except ValueError:
-                        raise ExposureError(f"MJD {_text(mjd)!r} is not a number")
-                    if not np.isfinite(mjd):
-                        raise ExposureError(f"MJD in the table is not finite: {mjd}")
-                    plausible_mjd(mjd, "MJD in the table:")
+                    ext, mjd = _release_row(ext, mjd)
                     if mjd in times:
                         duplicates += 1
                         continue
@@ -381,21 +362,14 @@ def read_release_file(source, roi_size):
                     if ext in used:  # each image is read once: memory stays bounded by the file
                         duplicates += 1
                         continue
-                    image = pixels(hdul[ext])
-                    roi, padded = region_of_interest(image, roi_size)
+                    roi, padded = region_of_interest(pixels(hdul[ext]), roi_size)
                     _check_not_blank(roi)
                 except ExposureError as e:
                     problems.append(src.Problem("file", where, str(e), source.object_id))
                     continue
                 except Exception as e:  # a corrupt image HDU costs that image only
-                    problems.append(
-                        src.Problem(
-                            "file",
-                            where,
-                            f"unreadable image: {type(e).__name__}: {e}",
-                            source.object_id,
-                        )
-                    )
+                    reason = f"unreadable image: {type(e).__name__}: {e}"
+                    problems.append(src.Problem("file", where, reason, source.object_id))
                     continue
                 used[ext] = row
                 times.add(mjd)
@@ -404,18 +378,37 @@ def read_release_file(source, roi_size):
     except ExposureError as e:
         return [], [src.Problem("object", path, str(e), source.object_id)], 0, {}
     except Exception as e:  # zlib, tile-decompression ... errors: this object's problem only
-        return (
-            [],
-            [
-                src.Problem(
-                    "object",
-                    path,
-                    f"unreadable FITS file: {type(e).__name__}: {e}",
-                    source.object_id,
-                )
-            ],
-            0,
-            {},
-        )
+        reason = f"unreadable FITS file: {type(e).__name__}: {e}"
+        return [], [src.Problem("object", path, reason, source.object_id)], 0, {}
     metadata = {} if ra is None else {"ra": ra, "dec": dec}
     return exposures, problems, duplicates, metadata
+
+
+def _release_columns(table):
+    """(HDU_Ext values, MJD values, night labels or None each) of a release image table;
+    ExposureError naming a missing column."""
+    names = {}
+    for column in ("HDU_Ext", "MJD"):
+        names[column] = _column(table, column)
+        if names[column] is None:
+            raise ExposureError(f"image table (HDU 1) has no {column} column")
+    night_column = _column(table, "Date", "DATE")
+    nights = table[night_column] if night_column else [None] * len(table)
+    return table[names["HDU_Ext"]], table[names["MJD"]], nights
+
+
+def _release_row(ext, mjd):
+    """One table row's (HDU_Ext, MJD) as (int, float), strings included (non-transient files);
+    ExposureError saying what is wrong."""
+    try:
+        ext = int(_text(ext))
+    except ValueError:
+        raise ExposureError(f"HDU_Ext {_text(ext)!r} is not an integer")
+    try:
+        mjd = float(_text(mjd))
+    except ValueError:
+        raise ExposureError(f"MJD {_text(mjd)!r} is not a number")
+    if not np.isfinite(mjd):
+        raise ExposureError(f"MJD in the table is not finite: {mjd}")
+    plausible_mjd(mjd, "MJD in the table:")
+    return ext, mjd

@@ -351,3 +351,14 @@ def test_same_command_same_seed_same_numbers(trained_run, tiny_records, tmp_path
     first, second = (json.load(open(d / "report.json")) for d in (trained_run, again))
     for key in ("results", "early_f1", "intervals", "calibration", "predictions"):
         assert first[key] == second[key], key
+
+
+def test_the_stage_table_is_the_run_layouts_stages_in_order():
+    from tao_keras import run_layout
+    from tao_keras.training import config
+
+    assert tuple(config.STAGES) == run_layout.STAGES
+    assert [s.on_sequences for s in config.STAGES.values()] == [False, True, True]
+    assert [s.name for s in config.STAGES.values() if s.auxiliary_loss] == ["joint"]
+    with pytest.raises(ValueError, match="unknown stage 'finetune'"):
+        config.stage("finetune")

@@ -11,6 +11,31 @@ class StageConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class Stage:
+    """What sets one stage of the protocol apart: the code asks these, not the stage's name."""
+
+    name: str
+    on_sequences: bool  # TAO-Net on sequences of dates (False: the DenseNet on triplets)
+    window_of_s_dates: bool  # training sequences cut to the most recent S dates
+    trains_backbone: bool  # the DenseNet's weights are trained (unless config.frozen says not)
+    auxiliary_loss: bool  # the per-step head's loss counts (weight TrainConfig.aux_weight)
+
+
+STAGES = {
+    "densenet": Stage("densenet", False, False, True, False),
+    "gru": Stage("gru", True, False, False, False),
+    "joint": Stage("joint", True, True, True, True),
+}
+
+
+def stage(name):
+    """The Stage of a name in STAGES; ValueError naming the choices."""
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; choose from {', '.join(STAGES)}")
+    return STAGES[name]
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Stage 1: DenseNet on triplets; 2: GRU on frozen backbone, whole sequences; 3: joint
     training on at most S dates (the most recent of the window) with the auxiliary loss
@@ -81,9 +106,9 @@ def from_dict(values):
     fields, e.g. "records", are ignored; missing ones take the defaults)."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     kept = {k: v for k, v in values.items() if k in names}
-    for stage in ("densenet", "gru", "joint"):
-        if isinstance(kept.get(stage), dict):
-            kept[stage] = StageConfig(**kept[stage])
+    for name in STAGES:
+        if isinstance(kept.get(name), dict):
+            kept[name] = StageConfig(**kept[name])
     if isinstance(kept.get("frozen"), list):
         kept["frozen"] = tuple(kept["frozen"])
     return TrainConfig(**kept)

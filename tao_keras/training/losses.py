@@ -22,11 +22,14 @@ def masked_step_crossentropy(y_true, y_pred):
 
 
 def compile_stage(model, stage, learning_rate, weight_decay, aux_weight):
-    """Compile a stage's model with AdamW: cross-entropy for the DenseNet (stage
-    "densenet"); for TAO-Net the final loss plus the masked per-step auxiliary loss, weighted
-    aux_weight in the joint stage and 0 before it."""
+    """Compile a stage's model with AdamW: cross-entropy for the DenseNet on triplets; for
+    TAO-Net the final loss plus the masked per-step auxiliary loss, weighted aux_weight in the
+    stage that trains with it (training.config.STAGES) and 0 elsewhere. stage: its name."""
+    from tao_keras.training import config
+
+    traits = config.stage(stage)
     optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
-    if stage == "densenet":
+    if not traits.on_sequences:
         model.compile(optimizer, loss=keras.losses.SparseCategoricalCrossentropy())
         return
     model.compile(
@@ -37,6 +40,6 @@ def compile_stage(model, stage, learning_rate, weight_decay, aux_weight):
         },
         loss_weights={
             "probabilities": 1.0,
-            "aux_probabilities": aux_weight if stage == "joint" else 0.0,
+            "aux_probabilities": aux_weight if traits.auxiliary_loss else 0.0,
         },
     )

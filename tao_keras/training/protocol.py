@@ -30,6 +30,7 @@ from tao_keras.training import (
     precision,
     tensorboard_views,
 )
+from tao_keras.training import config as config_module
 from tfrecords import manifest as manifest_file
 
 STAGES = run_layout.STAGES
@@ -70,9 +71,10 @@ def pipeline_config(config, stage):
         crop=model_config(config).backbone.roi_size,
         deterministic=config.deterministic,
     )
-    if stage == "densenet":
+    traits = config_module.stage(stage)
+    if not traits.on_sequences:
         return datasets.PipelineConfig(mode="triplet", **common)
-    sequence_length = config.sequence_length if stage == "joint" else None
+    sequence_length = config.sequence_length if traits.window_of_s_dates else None
     return datasets.PipelineConfig(
         mode="sequence",
         sequence_length=sequence_length,
@@ -125,19 +127,18 @@ def build_model(stage, config, num_classes, previous, replicas=1):
         net = dataclasses.replace(
             net, backbone=dataclasses.replace(net.backbone, synchronized_batchnorm=True)
         )
-    if stage == "densenet":
+    traits = config_module.stage(stage)
+    if not traits.on_sequences:
         return densenet.build_densenet(net.backbone, num_classes, "early")
     model = taonet.build_taonet(net, num_classes)
     if previous is not None:
-        if stage == "gru" and not any(
-            isinstance(layer, tao_layers.StepwiseBackbone) for layer in previous.layers
-        ):
-            taonet.load_backbone_weights(model, previous)
+        if not any(isinstance(layer, tao_layers.StepwiseBackbone) for layer in previous.layers):
+            taonet.load_backbone_weights(model, previous)  # from the DenseNet on triplets
         else:
             transfer_matching_weights(model, previous)
     taonet.set_trainable(
         model,
-        backbone=stage == "joint" and "backbone" not in config.frozen,
+        backbone=traits.trains_backbone and "backbone" not in config.frozen,
         recurrent="recurrent" not in config.frozen,
     )
     return model
@@ -240,7 +241,7 @@ def train_stage(stage, records_dir, out_dir, config, strategy, previous, writer)
     train, steps = datasets.training_dataset(records_dir, pipeline)
     steps = max(1, math.ceil(steps * config.epoch_fraction))
     val = datasets.evaluation_dataset(records_dir, evaluation_config(pipeline), split="val")
-    if stage != "densenet":
+    if config_module.stage(stage).on_sequences:
         train = train.map(two_outputs)
     with strategy.scope(), precision.policy(config.precision):
         model = build_model(stage, config, len(names), previous, strategy.num_replicas_in_sync)
@@ -331,7 +332,7 @@ def score_stage(model, stage, records_dir, out_dir, config, writer, started_from
         scores["val"]["confusion_matrix"],
     )
     early_f1 = {}
-    if stage != "densenet":  # the triplet DenseNet needs the catalog date of maximum
+    if config_module.stage(stage).on_sequences:  # triplets need the catalog date of maximum
         early_f1 = early_scores(model, records_dir, eval_config, names, scores)
         write_early(writer, early_f1)
     model.save(run_layout.stage_model(out_dir, stage))

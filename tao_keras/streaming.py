@@ -233,9 +233,39 @@ class NightUpdate:
         previous_mjd [B, 2], images [B, E, H, W], mjd [B, E], num_exposures [B] -> the dict
         of outputs described in the module docstring (the next three inputs included)."""
         batch = tf.shape(images)[0]
-        shape = tf.shape(images)
-        roi = self.roi_size
-        shapes = [
+        inputs = (state, previous_images, previous_mjd, images, mjd, num_exposures)
+        shapes = self._shape_checks(*inputs)
+        with tf.control_dependencies(shapes):  # nothing reads the inputs before they are checked
+            state, previous_images, previous_mjd = (
+                tf.identity(state),
+                tf.identity(previous_images),
+                tf.identity(previous_mjd),
+            )
+            images, mjd, num_exposures = (
+                tf.identity(images),
+                tf.identity(mjd),
+                tf.identity(num_exposures),
+            )
+        with tf.control_dependencies(self._check_state(state, previous_mjd)):
+            state = tf.identity(state)
+        # An empty batch runs as one blank row (a new object with no exposure: no check reads
+        # its times), then sliced away: the backbone's layers refuse a batch of zero.
+        blank = tf.maximum(1 - batch, 0)
+
+        def padded(x):
+            return tf.concat([x, tf.zeros(tf.concat([[blank], tf.shape(x)[1:]], 0), x.dtype)], 0)
+
+        state, previous_images, previous_mjd, images, mjd, num_exposures = (
+            padded(x) for x in (state, previous_images, previous_mjd, images, mjd, num_exposures)
+        )
+        out = self._advance(state, previous_images, previous_mjd, images, mjd, num_exposures)
+        return {name: value[:batch] for name, value in out.items()}
+
+    def _shape_checks(self, state, previous_images, previous_mjd, images, mjd, num_exposures):
+        """Assertions on the shapes of update's inputs (and num_exposures' range), each with a
+        message saying what was expected."""
+        batch, shape, roi = tf.shape(images)[0], tf.shape(images), self.roi_size
+        return [
             tf.debugging.Assert(
                 tf.reduce_all(tf.equal(shape[2:], roi)),
                 [f"images must be [batch, exposures, {roi}, {roi}]; got", shape],
@@ -268,31 +298,6 @@ class NightUpdate:
                 ["num_exposures must lie in [0, exposures]", num_exposures],
             ),
         ]
-        with tf.control_dependencies(shapes):  # nothing reads the inputs before they are checked
-            state, previous_images, previous_mjd = (
-                tf.identity(state),
-                tf.identity(previous_images),
-                tf.identity(previous_mjd),
-            )
-            images, mjd, num_exposures = (
-                tf.identity(images),
-                tf.identity(mjd),
-                tf.identity(num_exposures),
-            )
-        with tf.control_dependencies(self._check_state(state, previous_mjd)):
-            state = tf.identity(state)
-        # An empty batch runs as one blank row (a new object with no exposure: no check reads
-        # its times), then sliced away: the backbone's layers refuse a batch of zero.
-        blank = tf.maximum(1 - batch, 0)
-
-        def padded(x):
-            return tf.concat([x, tf.zeros(tf.concat([[blank], tf.shape(x)[1:]], 0), x.dtype)], 0)
-
-        state, previous_images, previous_mjd, images, mjd, num_exposures = (
-            padded(x) for x in (state, previous_images, previous_mjd, images, mjd, num_exposures)
-        )
-        out = self._advance(state, previous_images, previous_mjd, images, mjd, num_exposures)
-        return {name: value[:batch] for name, value in out.items()}
 
     def _advance(self, state, previous_images, previous_mjd, images, mjd, num_exposures):
         """update's work on checked inputs of at least one row."""

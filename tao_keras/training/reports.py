@@ -227,6 +227,26 @@ def reliability_png_name(model):
     return f"reliability-{figure_slug(model)}.png"
 
 
+def _save_figures(out_dir, results, class_names, calibration):
+    """A confusion matrix per model and split, a reliability diagram per calibrated model."""
+    from tao_keras.training import figures
+
+    for model, by_split in results.items():
+        for split, r in by_split.items():
+            figures.save_confusion_png(
+                os.path.join(out_dir, confusion_png_name(model, split)),
+                r["confusion_matrix"],
+                class_names,
+                f"{model}\n{SPLIT_TITLES.get(split, split)}",
+            )
+    for model, cal in (calibration or {}).items():
+        figures.save_reliability_png(
+            os.path.join(out_dir, reliability_png_name(model)),
+            {s: v for s, v in cal.items() if s != "temperature"},
+            f"{model}: reliability (T = {cal['temperature']:.2f})",
+        )
+
+
 def write(
     out_dir,
     results,
@@ -265,20 +285,7 @@ def write(
         figures.save_early_png(
             os.path.join(out_dir, EARLY_PNG), early_f1, f"task {task}: F1 versus nights observed"
         )
-    for model, by_split in results.items():
-        for split, r in by_split.items():
-            figures.save_confusion_png(
-                os.path.join(out_dir, confusion_png_name(model, split)),
-                r["confusion_matrix"],
-                class_names,
-                f"{model}\n{SPLIT_TITLES.get(split, split)}",
-            )
-    for model, cal in (calibration or {}).items():
-        figures.save_reliability_png(
-            os.path.join(out_dir, reliability_png_name(model)),
-            {s: v for s, v in cal.items() if s != "temperature"},
-            f"{model}: reliability (T = {cal['temperature']:.2f})",
-        )
+    _save_figures(out_dir, results, class_names, calibration)
     files.write_text_atomic(os.path.join(out_dir, "report.md"), text)
     payload = {"task": task, "class_names": list(class_names), "results": results, **(extra or {})}
     if early_f1:

@@ -121,11 +121,10 @@ def _optional_float(row, column, low=-math.inf, high=math.inf):
     return value
 
 
-def read_catalog(directory):
-    """Objects of a catalog-layout dataset -> (sources, problems, ignored_folders)."""
-    path = os.path.join(directory, "catalog.csv")
-    images = os.path.join(directory, "images")
-    # Undecodable bytes are kept as surrogates and reject only their row, below.
+def _catalog_rows(path):
+    """[(line number, row dict)] of catalog.csv, header names stripped; ConversionError for an
+    unreadable file or header, or one without an object_id column."""
+    # Undecodable bytes are kept as surrogates and reject only their row (read_catalog).
     with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         reader = csv.DictReader(f)
         try:
@@ -138,6 +137,14 @@ def read_catalog(directory):
         raise ConversionError(f"{path}: the header row is not UTF-8 text")
     if "object_id" not in fieldnames:
         raise ConversionError(f"{path}: header row has no 'object_id' column (found: {fieldnames})")
+    return rows
+
+
+def read_catalog(directory):
+    """Objects of a catalog-layout dataset -> (sources, problems, ignored_folders)."""
+    path = os.path.join(directory, "catalog.csv")
+    images = os.path.join(directory, "images")
+    rows = _catalog_rows(path)
 
     sources, problems, seen = [], [], set()
     for line, row in rows:

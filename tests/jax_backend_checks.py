@@ -68,7 +68,7 @@ def check(directory, preset, config):
         padded_probabilities=np.asarray(padded["probabilities"]),
         statistics_clean=clean,
         statistics_junk=junk,
-        statistics_moved=np.asarray(clean.size == 0 or not np.allclose(clean, before)),
+        statistics_moved=np.asarray(clean.size > 0 and not np.allclose(clean, before)),
         loss=np.asarray(loss, "float64"),
         trained=np.asarray(not np.allclose(after, before)),
     )

@@ -62,7 +62,6 @@ UNITS = {
     "joint": "sequences",
     "inference": "sequences",
 }
-TRAINING = ("densenet", "gru_frozen", "gru_cached", "joint")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,13 +134,13 @@ def matmul_tflops(dtype, size, repeats=10):
     return flops.matmul_rate(product, a, b, jax.block_until_ready, repeats) / 1e12
 
 
-def _synthetic(case, config, steps_per_sequence):
-    """Device-resident inputs and labels of one batch of `case`."""
+def _synthetic(case, model, roi, steps_per_sequence):
+    """Device-resident inputs and labels of one batch of `case` for its model."""
     import jax
     import numpy as np
 
     rng = np.random.default_rng(0)
-    roi, batch = config.backbone.roi_size, case.batch
+    batch = case.batch
     labels = rng.integers(0, NUM_CLASSES, batch).astype("int32")
     if case.stage in ("densenet", "features"):
         inputs = rng.normal(size=(batch, roi, roi, 3)).astype("float32")
@@ -150,7 +149,7 @@ def _synthetic(case, config, steps_per_sequence):
     dt = rng.uniform(0, 0.3, (batch, steps_per_sequence, 2)).astype("float32")
     length = np.full(batch, steps_per_sequence, "int32")
     if case.stage == "gru_cached":
-        width = _feature_width(config)
+        width = model.input["features"].shape[-1]
         features = rng.normal(size=(batch, steps_per_sequence, width)).astype("float32")
         inputs = {"features": features, "dt": dt, "length": length}
     else:
@@ -160,52 +159,40 @@ def _synthetic(case, config, steps_per_sequence):
     return jax.device_put(inputs), jax.device_put(labels if case.stage == "gru_cached" else targets)
 
 
-def _feature_width(config):
-    from tao_keras.models import densenet
-
-    return int(densenet.build_backbone(config.backbone).output.shape[-1])
-
-
-def backbone_steps_flops(config, steps):
-    """Forward FLOPs of the backbone over the `steps` triplets of one sequence."""
-    from tao_keras.models import densenet
-    from tools import flops
-
-    return steps * flops.layer_flops(densenet.build_backbone(config.backbone))
-
-
 def _model(case, config, steps):
-    """(model, step function, forward FLOPs per unit) of one case, compiled as training is;
-    steps: triplets per sequence."""
+    """(model, step function, FLOPs per unit of one step) of one case, compiled as training
+    is; steps: triplets per sequence. A training step counts 3x the forward pass, except the
+    frozen backbone of stage 2, which runs forward only."""
     import keras
 
     from tao_keras.models import densenet, taonet
     from tao_keras.training import losses
     from tools import flops
 
-    backbone_flops = flops.layer_flops(densenet.build_backbone(config.backbone))
+    backbone = densenet.build_backbone(config.backbone)
+    backbone_flops = flops.layer_flops(backbone)
     if case.stage in ("densenet", "features"):
         model = densenet.build_densenet(config.backbone, NUM_CLASSES, "early")
         if case.stage == "features":
-            backbone = taonet.backbone_of(model)
-            return backbone, lambda x, y: backbone.predict_on_batch(x), backbone_flops
+            inner = taonet.backbone_of(model)
+            return inner, lambda x, y: inner.predict_on_batch(x), backbone_flops
         losses.compile_stage(model, "densenet", 1e-3, 1e-4, 0.0)
-        return model, model.train_on_batch, flops.layer_flops(model)
+        return model, model.train_on_batch, 3 * flops.layer_flops(model)
     if case.stage == "gru_cached":
-        model = taonet.build_head(config, NUM_CLASSES, _feature_width(config))
+        model = taonet.build_head(config, NUM_CLASSES, int(backbone.output.shape[-1]))
         model.compile(
             keras.optimizers.AdamW(1e-3, weight_decay=1e-4),
             loss="sparse_categorical_crossentropy",
         )
-        return model, model.train_on_batch, flops.recurrent_flops(model, steps)
+        return model, model.train_on_batch, 3 * flops.recurrent_flops(model, steps)
     model = taonet.build_taonet(config, NUM_CLASSES)
-    per_sequence = backbone_flops * steps + flops.recurrent_flops(model, steps)
+    recurrent = flops.recurrent_flops(model, steps)
     if case.stage == "inference":
-        return model, lambda x, y: model.predict_on_batch(x), per_sequence
+        return model, lambda x, y: model.predict_on_batch(x), backbone_flops * steps + recurrent
     taonet.set_trainable(model, backbone=case.stage == "joint")
-    stage = "joint" if case.stage == "joint" else "gru"
-    losses.compile_stage(model, stage, 1e-3, 1e-4, 1.0)
-    return model, model.train_on_batch, per_sequence
+    losses.compile_stage(model, "joint" if case.stage == "joint" else "gru", 1e-3, 1e-4, 1.0)
+    backbone_factor = 3 if case.stage == "joint" else 1
+    return model, model.train_on_batch, backbone_factor * backbone_flops * steps + 3 * recurrent
 
 
 def run_case(case, tiny, steps):
@@ -218,8 +205,8 @@ def run_case(case, tiny, steps):
     try:
         config = model_config(case.preset, tiny)
         sequence_steps = 3 if tiny else SEQUENCE_LENGTH - 2
-        model, step, forward_flops = _model(case, config, sequence_steps)
-        inputs, targets = _synthetic(case, config, sequence_steps)
+        model, step, work = _model(case, config, sequence_steps)
+        inputs, targets = _synthetic(case, model, config.backbone.roi_size, sequence_steps)
         began = time.perf_counter()
         jax.block_until_ready(step(inputs, targets))
         compile_s = time.perf_counter() - began
@@ -231,10 +218,6 @@ def run_case(case, tiny, steps):
         step_s = (time.perf_counter() - began) / steps
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    work = (3 if case.stage in TRAINING else 1) * forward_flops
-    if case.stage == "gru_frozen":  # the frozen backbone runs forward only
-        recurrent = forward_flops - backbone_steps_flops(config, sequence_steps)
-        work = forward_flops + 2 * recurrent
     return {
         "preset": case.preset,
         "stage": case.stage,

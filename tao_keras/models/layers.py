@@ -52,14 +52,14 @@ class StepwiseBackbone(layers.Layer):
     against the gathered one under TensorFlow).
     """
 
-    def build(self, images_shape, mask_shape=None):
-        self.built = True
-
     def __init__(self, backbone, gather=None, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
         # None: gather the valid steps where shapes may be dynamic (the TensorFlow backend)
         self.gather = gather
+
+    def build(self, images_shape, mask_shape=None):
+        self.built = True
 
     def call(self, images, mask, training=None):
         shape = ops.shape(images)

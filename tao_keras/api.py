@@ -17,19 +17,22 @@ import numpy as np
 
 @dataclasses.dataclass
 class Classifier:
-    """A loaded SavedModel and its metadata (task, class names, RoI, temperature...).
+    """A loaded SavedModel, its model contract and its metadata.
 
     path: the version directory it was loaded from; saved_model: the tf.saved_model.load
-    object; metadata: the export's metadata dict.
+    object; contract: the tao_keras.contract.ModelContract it was exported with (cutout side,
+    crop, per-date rule, normalization, task, architecture); metadata: the export's metadata
+    dict (temperature, precision, training settings...).
     """
 
     path: str
     saved_model: object
+    contract: object
     metadata: dict
 
     @property
     def class_names(self):
-        return list(self.metadata["class_names"])
+        return list(self.contract.class_names)
 
     def _requests(self, images, mjd, num_exposures):
         images = np.asarray(images, np.float32)
@@ -41,7 +44,7 @@ class Classifier:
                 f"images must be [batch, exposures, H, W] and mjd [batch, exposures]; got "
                 f"{images.shape} and {mjd.shape}"
             )
-        side = self.metadata["roi_size"]
+        side = self.contract.roi_size
         if images.shape[2:] != (side, side):
             raise ValueError(f"this model takes {side}x{side} cutouts; got {images.shape[2:]}")
         if num_exposures is None:
@@ -84,10 +87,24 @@ class Classifier:
 def load(path):
     """Load an exported TAO-Net: path is a trainer's run directory, an export (model)
     directory or a version directory (tao_keras.run_layout.saved_model_dir). -> Classifier.
-    FileNotFoundError or ValueError naming the directory when it holds no usable export."""
+    FileNotFoundError or ValueError naming the directory when it holds no usable export
+    (contract.ContractError when its metadata has no readable model contract)."""
     from tao_keras import run_layout
     from tools import replay_nights
 
     version = run_layout.saved_model_dir(path)
     saved_model, metadata = replay_nights.load(version)
-    return Classifier(version, saved_model, metadata)
+    return Classifier(version, saved_model, exported_contract(metadata, version), metadata)
+
+
+def exported_contract(metadata, path):
+    """The ModelContract in an export's metadata dict (read from `path`); ContractError naming
+    it when there is none (an export written before contracts: export the run again)."""
+    from tao_keras import contract
+
+    if "contract" not in metadata:
+        raise contract.ContractError(
+            f"{path}: exported without a model contract (an older tao-keras); export the run "
+            "again with python -m tools.export_savedmodel --run RUN_DIR"
+        )
+    return contract.from_dict(metadata["contract"], f"{path}: metadata contract")

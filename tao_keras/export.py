@@ -16,7 +16,8 @@ import os
 import keras
 import tensorflow as tf
 
-from tao_keras import classes, run_layout, serving, streaming
+from tao_keras import contract as contract_module
+from tao_keras import run_layout, serving, streaming
 from tao_keras.models import layers as _custom_layers  # noqa: F401  registers them for load_model
 from tao_keras.training import precision
 from tfrecords import schema
@@ -39,51 +40,40 @@ def is_sequence_model(model):
 def export_model(
     model,
     export_dir,
-    task,
-    sequence_length,
-    stride=1,
+    contract,
     training_config=None,
     objects_per_call=8,
-    normalization="object",
-    input_roi_size=None,
-    per_date="choose",
     temperature=1.0,
+    onnx=False,
 ):
     """Write the SavedModel to export_dir (e.g. EXPORT/<model name>/<version>); returns its
     metadata.
 
-    model: a TAO-Net (Keras); export_dir: the version directory to write; task: its task
-    (tao_keras.classes.TASKS), giving the class names; sequence_length: serve on the most recent
-    S dates of a request, or None (every date: how the trainers score and export every stage);
-    stride: of the sliding triplets; training_config: a dict kept in the metadata.
-    objects_per_call: objects the model sees at once: memory grows with it, so a request of any
-    size runs in chunks of this many (docs/performance.md gives the peaks measured).
-    normalization: the pixel noise scale the model was trained with ("object" or "image",
-    pipeline.normalization.SCALES); the served graph normalizes the same way.
-    input_roi_size: side of the cutouts a request carries (the records' RoI), when the model
-    takes a smaller central crop of them; default: the model's own RoI.
-    per_date: how the model was given one image per date (pipeline.dates.PER_DATE).
-    temperature: the calibration fitted on the validation split (tao_keras.calibration), applied
-    to the probabilities of every signature; 1.0 leaves them as the model gives them.
+    model: a TAO-Net (Keras); export_dir: the version directory to write; contract: the
+    model's ModelContract (tao_keras.contract: the cutouts a request carries, the crop,
+    per-date rule, normalization, stride and dates seen, the task; checked against the
+    model's layers), written into the metadata and read back by tao_keras.load;
+    training_config: a dict kept in the metadata. objects_per_call: objects the model sees at
+    once: memory grows with it, so a request of any size runs in chunks of this many
+    (docs/performance.md gives the peaks measured). temperature: the calibration fitted on the
+    validation split (tao_keras.calibration), applied to the probabilities of every signature;
+    1.0 leaves them as the model gives them. onnx: also write the night-by-night update for
+    onnxruntime into export_dir/onnx (tao_keras.onnx_export; needs the onnx package).
     """
-    class_names, roi, model_roi = _checked(model, task, input_roi_size)
+    if not is_sequence_model(model):
+        raise ValueError(
+            "only TAO-Net (sequence) models can be served: the DenseNet on triplets needs the "
+            "date of maximum brightness, a catalog value that alerts do not carry"
+        )
+    contract_module.check_model(contract, model)
     trained_precision = precision.compute_precision(model)
     model = precision.float32_copy(model)
+    updater = _night_update(model, contract, temperature)
     metadata = {
-        "task": task,
-        "class_names": list(class_names),
+        **_contract_metadata(contract),
         "schema_version": schema.SCHEMA_VERSION,
         "serving_precision": "float32",
         "trained_precision": trained_precision,
-        "roi_size": roi,
-        "model_roi_size": model_roi,
-        "sequence_length": sequence_length,
-        "dates_used": "all" if sequence_length is None else f"most recent {sequence_length}",
-        "stride": stride,
-        "normalization": normalization,
-        "per_date": per_date,
-        "same_date_days": schema.SAME_DATE_DAYS,
-        "min_dates": schema.MIN_OBSERVATION_DATES,
         "objects_per_call": objects_per_call,
         "training_config": training_config or {},
         "calibration": {
@@ -91,66 +81,52 @@ def export_model(
             "method": "temperature scaling fitted on the validation split (minimum NLL); "
             "probabilities = softmax(log(p) / temperature) in every signature",
         },
-    }
-    updater = _night_update(
-        model, class_names, roi, model_roi, normalization, per_date, temperature
-    )
-    metadata["update"] = (
-        None
+        "update": None
         if updater is None
         else {
             "state_size": updater.state_size,
-            "previous_dates": schema.MIN_OBSERVATION_DATES - 1,
-            "min_dates": schema.MIN_OBSERVATION_DATES,
-        }
-    )
+            "previous_dates": contract.min_dates - 1,
+            "min_dates": contract.min_dates,
+        },
+    }
     text = json.dumps(metadata, indent=2, sort_keys=True)
-    server = serving.ServingModule(
-        model,
-        class_names,
-        roi,
-        sequence_length,
-        stride,
-        objects_per_call,
-        normalization,
-        model_roi,
-        per_date,
-        temperature,
-    )
-    _write(_archive(model, server, updater, roi, text), export_dir, text)
+    server = serving.ServingModule(model, contract, objects_per_call, temperature)
+    _write(_archive(model, server, updater, contract.roi_size, text), export_dir, text)
+    if onnx:
+        if updater is None:
+            raise ValueError("no night-by-night update for this model, so no ONNX export")
+        from tao_keras import onnx_export
+
+        onnx_export.write(updater, os.path.join(export_dir, "onnx"), text)
     return metadata
 
 
-def _checked(model, task, input_roi_size):
-    """(class names, request RoI, model RoI) of a model that can be served for `task`;
-    ValueError saying why not otherwise."""
-    if not is_sequence_model(model):
-        raise ValueError(
-            "only TAO-Net (sequence) models can be served: the DenseNet on triplets needs the "
-            "date of maximum brightness, a catalog value that alerts do not carry"
-        )
-    class_names = classes.task_class_names(task)
-    model_roi = int(model.input["images"].shape[2])
-    roi = input_roi_size or model_roi
-    if roi < model_roi:
-        raise ValueError(
-            f"requests of {roi}x{roi} cutouts cannot feed a model of {model_roi}x{model_roi}"
-        )
-    num_classes = int(model.output["probabilities"].shape[-1])
-    if num_classes != len(class_names):
-        raise ValueError(
-            f"model has {num_classes} outputs but task {task!r} has {len(class_names)} classes"
-        )
-    return class_names, roi, model_roi
+def _contract_metadata(contract):
+    """The metadata entries of a contract: the whole contract (read back by tao_keras.load)
+    and its fields flat, for clients without our code (TF Serving, tools/replay_nights.py)."""
+    return {
+        "contract": contract_module.to_dict(contract),
+        "task": contract.task,
+        "class_names": list(contract.class_names),
+        "roi_size": contract.roi_size,
+        "model_roi_size": contract.model_roi_size,
+        "sequence_length": contract.sequence_length,
+        "dates_used": "all"
+        if contract.sequence_length is None
+        else f"most recent {contract.sequence_length}",
+        "stride": contract.stride,
+        "normalization": contract.normalization,
+        "per_date": contract.per_date,
+        "same_date_days": schema.SAME_DATE_DAYS,
+        "min_dates": contract.min_dates,
+    }
 
 
-def _night_update(model, class_names, roi, model_roi, normalization, per_date, temperature):
+def _night_update(model, contract, temperature):
     """The `update` graph function's owner (streaming.NightUpdate), or None with a warning for
     a model that cannot advance night by night (bidirectional GRUs)."""
     try:
-        return streaming.NightUpdate(
-            model, class_names, roi, model_roi, normalization, per_date, temperature
-        )
+        return streaming.NightUpdate(model, contract, temperature)
     except ValueError as e:
         logging.getLogger(__name__).warning("no night-by-night `update` signature: %s", e)
         return None
@@ -209,10 +185,11 @@ def _write(archive, export_dir, text):
         f.write(text + "\n")
 
 
-def export_run(run_dir, export_root, name=None, version=None, stage=None):
+def export_run(run_dir, export_root, name=None, version=None, stage=None, onnx=False):
     """Export a trainer's run directory -> the version directory written (export_root/name/version).
 
-    stage: which stage's model.keras (default: joint, else gru); name: default taonet_<task>.
+    stage: which stage's model.keras (default: joint, else gru); name: default taonet_<task>;
+    onnx: also the ONNX update (export_model's onnx).
     """
     config = run_layout.load_config(run_dir, "--run")
     available = run_layout.finished_models(run_dir, run_layout.SERVED_STAGES)
@@ -227,22 +204,26 @@ def export_run(run_dir, export_root, name=None, version=None, stage=None):
             f"{run_dir}: stage {stage!r} has no model.keras (served stages found: {available})"
         )
     model = keras.saving.load_model(run_layout.stage_model(run_dir, stage), compile=False)
-    model_root = os.path.join(export_root, name or f"taonet_{config['task']}")
+    contract_path = run_layout.stage_file(run_dir, stage, run_layout.CONTRACT)
+    try:
+        contract = contract_module.load(contract_path)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{contract_path}: no model contract beside the {stage} model (a run written "
+            "before contracts): run the trainer again on the same --output, which retrains "
+            "that stage"
+        ) from None
+    model_root = os.path.join(export_root, name or f"taonet_{contract.task}")
     target = os.path.join(model_root, str(version or run_layout.next_version(model_root)))
     if os.path.exists(target):
         raise FileExistsError(f"{target} exists; choose another --version")
-    # A config.json without "normalization" or "per_date" is from a run that predates those
-    # settings: it trained with per-image scales and one chosen exposure per date.
     export_model(
         model,
         target,
-        config["task"],
-        None,  # every stage is served on the whole sequence, as it was scored
+        contract,
         training_config={**config, "stage": stage},
-        normalization=config.get("normalization", "image"),
-        input_roi_size=config.get("records_roi_size"),
-        per_date=config.get("per_date", "choose"),
         temperature=stage_temperature(run_dir, stage),
+        onnx=onnx,
     )
     return target
 

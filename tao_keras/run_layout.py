@@ -2,6 +2,7 @@
 
     RUN/config.json                  the run's settings (TrainConfig + records)
     RUN/<stage>/model.keras          each stage's best model (stages: densenet, gru, joint)
+    RUN/<stage>/contract.json        its model contract (tao_keras.contract)
     RUN/<stage>/best.weights.h5      best weights by validation mean F1 while training
     RUN/<stage>/history.csv          one row per epoch
     RUN/<stage>/backup/              per-epoch backups for resuming (removed when the stage ends)
@@ -22,6 +23,7 @@ STAGES = ("densenet", "gru", "joint")  # in training order
 SERVED_STAGES = ("joint", "gru")  # TAO-Net stages that can be exported, preferred first
 CONFIG = "config.json"
 REPORT = "report.json"
+CONTRACT = "contract.json"  # a stage's model contract (tao_keras.contract), beside model.keras
 SCORES = "scores.json"  # a stage's last file: its presence marks the stage finished
 LOCK = ".lock"
 

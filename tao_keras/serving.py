@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tao_keras import calibration, request_cleanup
 from tao_keras.pipeline import dates, model_inputs
-from tfrecords import parser, schema
+from tfrecords import parser
 
 
 def _padded(features_per_object):
@@ -36,42 +36,25 @@ def _padded(features_per_object):
 class ServingModule:
     """The graph functions of a served TAO-Net, closing over the model and its settings.
 
-    model: a float32 TAO-Net; class_names: the task's [C] names; roi_size: side of the cutouts a
-    request carries; sequence_length: the request's most recent S dates, or None (all dates;
-    never dates around a centre, which a live object has not seen yet); stride: of the sliding
-    triplets; objects_per_call: objects the model sees at once (bounds memory whatever the
-    batch); scale: the normalization's noise scale ("object" or "image"); crop: the model's RoI
-    side when smaller than roi_size; per_date: one image per date by dates.PER_DATE ("choose":
-    the first exposure; "coadd": their mean); temperature: the calibration applied to the
-    model's probabilities (tao_keras.calibration: softmax(log p / T)).
+    model: a float32 TAO-Net; contract: its ModelContract (tao_keras.contract: the side of the
+    cutouts a request carries and the model's crop of them, one image per date by its
+    per-date rule ("choose": the first exposure; "coadd": their mean), the normalization, the
+    dates seen (the most recent S, or all: never dates around a centre, which a live object
+    has not seen yet), the triplets' stride, the task's class names); objects_per_call:
+    objects the model sees at once (bounds memory whatever the batch); temperature: the
+    calibration applied to the model's probabilities (tao_keras.calibration: softmax(log p / T)).
     """
 
-    def __init__(
-        self,
-        model,
-        class_names,
-        roi_size,
-        sequence_length,
-        stride,
-        objects_per_call,
-        scale,
-        crop,
-        per_date="choose",
-        temperature=1.0,
-    ):
+    def __init__(self, model, contract, objects_per_call, temperature=1.0):
         self.model = model
+        self.contract = contract
         self.temperature = float(temperature)
-        self.per_date = per_date
-        self.scale = scale
-        self.crop = crop
         self.objects_per_call = objects_per_call
-        self.class_names = tf.constant(class_names)
-        self.roi_size = roi_size
-        self.sequence_length = sequence_length
-        self.stride = stride
+        self.class_names = tf.constant(contract.class_names)
+        self.roi_size = contract.roi_size
 
     def _output_signature(self):
-        roi = self.crop or self.roi_size  # the model's RoI
+        roi = self.contract.model_roi_size
         return {
             "images": tf.RaggedTensorSpec([None, roi, roi, 3], tf.float32, ragged_rank=0),
             "dt": tf.RaggedTensorSpec([None, 2], tf.float32, ragged_rank=0),
@@ -82,16 +65,16 @@ class ServingModule:
         """One object's exposures sorted by time -> its model input and number of dates."""
         num_dates = tf.cast(tf.reduce_max(tf.concat([[-1], date_index], 0)) + 1, tf.int32)
         check = request_cleanup.check(
-            num_dates >= schema.MIN_OBSERVATION_DATES,
+            num_dates >= self.contract.min_dates,
             "batch row {}: {} observation date(s) with usable pixels; at least "
-            f"{schema.MIN_OBSERVATION_DATES} are needed",
+            f"{self.contract.min_dates} are needed",
             [row, num_dates],
         )
         with tf.control_dependencies([check]):
-            images, mjd = dates.per_date_images(images, mjd, date_index, num_dates, self.per_date)
-        out = model_inputs.evaluation_features(
-            images, mjd, self.sequence_length, self.stride, self.scale, self.crop
-        )
+            images, mjd = dates.per_date_images(
+                images, mjd, date_index, num_dates, self.contract.per_date
+            )
+        out = model_inputs.evaluation_features(images, mjd, self.contract)
         return {"images": out["images"], "dt": out["dt"], "num_dates": num_dates}
 
     def _raw_object(self, item):

@@ -109,21 +109,25 @@ def _night_order_checks(usable, seen, night_mjd, first, previous_mjd, span):
 class NightUpdate:
     """The `update` graph function of a float32 TAO-Net (see the module docstring).
 
-    model: the TAO-Net (unidirectional GRUs, stride 1); class_names: the task's [C] names;
-    roi_size: side of the cutouts a request carries; crop: the model's RoI side when smaller;
-    scale: the normalization's noise scale ("object" or "image"); per_date: one image per
-    date by dates.PER_DATE; temperature: the calibration (tao_keras.calibration) applied to
-    the probabilities, as serving_default applies it.
+    model: the TAO-Net (unidirectional GRUs); contract: its ModelContract (tao_keras.contract:
+    the cutouts' and the model's RoI, per-date rule, normalization, stride 1, and the temporal
+    head this update reproduces: aggregation over time, date gaps); temperature: the
+    calibration (tao_keras.calibration) applied to the probabilities, as serving_default
+    applies it.
     """
 
-    def __init__(self, model, class_names, roi_size, crop, scale, per_date, temperature=1.0):
+    def __init__(self, model, contract, temperature=1.0):
+        if contract.stride != 1:
+            raise ValueError(f"stride {contract.stride}: the night-by-night update needs 1")
         self.grus = _recurrent_layers(model)
-        self.aggregation = taonet.aggregation_of(model)
-        self.use_dt = taonet.uses_dt(model)
+        self.contract = contract
+        self.aggregation = contract.architecture.aggregation
+        self.use_dt = contract.architecture.use_dt
         self.model = model
+        # the classifier: the layer behind the model's "probabilities" output
         self.head = model.get_layer("probabilities")
-        self.class_names = tf.constant(class_names)
-        self.roi_size, self.crop, self.scale, self.per_date = roi_size, crop, scale, per_date
+        self.class_names = tf.constant(contract.class_names)
+        self.roi_size = contract.roi_size
         self.state_size = state_size(model)
         self.temperature = float(temperature)
         self.tag = model_tag(model)
@@ -152,7 +156,7 @@ class NightUpdate:
                 lambda: (tf.zeros([1, self.roi_size, self.roi_size]), tf.zeros([1], tf.float64)),
             )
         image, time = dates.per_date_images(
-            images, mjd, tf.zeros_like(mjd, tf.int64), 1, self.per_date
+            images, mjd, tf.zeros_like(mjd, tf.int64), 1, self.contract.per_date
         )
         return image[0], time[0], any_usable, mjd[0], mjd[-1]
 
@@ -192,7 +196,7 @@ class NightUpdate:
             (
                 (dates_seen < windows.MIN_DATES)
                 | (book["scale"] > 0)
-                | tf.constant(self.scale == "image"),
+                | tf.constant(self.contract.normalization == "image"),
                 "batch row {}: the noise scale in the state must be positive after the third date",
             ),
         ):
@@ -209,15 +213,15 @@ class NightUpdate:
 
         def one(item):
             images, object_scale, third = item
-            if self.scale == "image":
+            if self.contract.normalization == "image":
                 reference = None
             else:
                 reference = tf.where(third, normalization.reference_scale(images), object_scale)
             out = normalization.normalize_images(images, reference)
             used = object_scale if reference is None else reference
-            return model_inputs.center_crop(out, self.crop), used
+            return model_inputs.center_crop(out, self.contract.model_roi_size), used
 
-        roi = self.crop or self.roi_size
+        roi = self.contract.model_roi_size
         images, scale = tf.map_fn(
             one,
             (triplets, scale, starting),
@@ -324,7 +328,7 @@ class NightUpdate:
         starting = usable & tf.equal(seen_now, float(windows.MIN_DATES))
         triplets, new_scale = self._normalized(triplets, scale, starting)
         gaps = tf.cast((times[:, 1:] - times[:, :-1]) / windows.DAYS_PER_YEAR, tf.float32)
-        new_hidden, total, pooled, steps = self._step(triplets, gaps, hidden, total, steps, step)
+        new_hidden, total, pooled, steps = self.step(triplets, gaps, hidden, total, steps, step)
         calibrated = calibration.scale_log_probabilities(
             tf.cast(self.head(pooled), tf.float32), self.temperature
         )
@@ -355,8 +359,9 @@ class NightUpdate:
             "num_dates": tf.cast(seen_now, tf.int32),
         }
 
-    def _step(self, triplets, gaps, hidden, total, steps, step):
-        """One time step where `step` [B] holds: the backbone on the new triplets [B, 3, H, W],
+    def step(self, triplets, gaps, hidden, total, steps, step):
+        """One time step where `step` [B] holds (the part of `update` that tao_keras.onnx_export
+        converts to ONNX): the backbone on the new triplets [B, h, w, 3] (normalized),
         each GRU cell once, the aggregation updated -> (hidden states, running total, pooled
         [B, H], steps); rows without a step keep their state."""
         x = taonet.triplet_features(self.model, triplets)

@@ -30,15 +30,10 @@ def run_module(*args, check=False, timeout=600, env=None):
 
 def call_update(served, state, previous_images, previous_mjd, images, mjd, counts):
     """One call of a SavedModel's `update` signature with the inputs cast to its dtypes."""
-    import tensorflow as tf
+    from tao_keras import alert_stream
 
-    return served.signatures["update"](
-        state=tf.constant(state, tf.float32),
-        previous_images=tf.constant(previous_images, tf.float32),
-        previous_mjd=tf.constant(previous_mjd, tf.float64),
-        images=tf.constant(images, tf.float32),
-        mjd=tf.constant(mjd, tf.float64),
-        num_exposures=tf.constant(counts, tf.int32),
+    return alert_stream.call_update(
+        served.signatures["update"], state, previous_images, previous_mjd, images, mjd, counts
     )
 
 

@@ -24,14 +24,15 @@ records = sys.argv[1]
 config = train_config.TrainConfig(
     gru=train_config.StageConfig(epochs=1, learning_rate=1e-2, batch_size=4)
 )
-train, _ = datasets.training_dataset(records, protocol.pipeline_config(config, "gru"))
+contract = protocol.model_contract(config, 64)
+train, _ = datasets.training_dataset(records, protocol.pipeline_config(config, "gru", contract))
 batch = next(iter(train.map(protocol.two_outputs)))
 weights, replicas = {}, {}
 for name, devices in (("one", ["/cpu:0"]), ("two", ["/cpu:0", "/cpu:1"])):
     keras.utils.set_random_seed(0)
     strategy = tf.distribute.MirroredStrategy(devices)
     with strategy.scope():
-        model = protocol.build_model("gru", config, 6, None)
+        model = protocol.build_model("gru", config, contract, None)
         protocol.compile_model(model, "gru", config, config.gru)
     initial = [w.numpy() for w in model.trainable_weights]
     history = model.fit(

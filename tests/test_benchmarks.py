@@ -17,12 +17,13 @@ def test_every_benchmark_part_runs_at_tiny_sizes(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())["results"]
     parts = ["simulation", "conversion", "pipeline", "training_step", "serving", "update"]
-    assert list(results) == parts
+    assert list(results) == parts + ["alerts"]
     assert not [name for name, r in results.items() if "error" in r]
     assert results["conversion"]["exposures_per_second"] > 0
     assert results["pipeline"]["sequences_per_second"] > 0
     assert all(c["sequences_per_second"] > 0 for c in results["serving"]["configurations"].values())
-    for name in ("step:cpu", "serve:cpu", "update:cpu", "pipeline"):
+    assert results["alerts"]["packets_per_second"] > 0 and results["alerts"]["packets"] > 100
+    for name in ("step:cpu", "serve:cpu", "update:cpu", "pipeline", "alerts"):
         assert name in done.stdout
 
 

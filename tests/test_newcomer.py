@@ -172,6 +172,14 @@ def test_python_api_classifies_and_replays_arrays(trained_run, objects):
         model.classify(images[:, :, :32, :32], mjd)
     metadata = json.loads(model.saved_model.metadata()["json"].numpy())
     assert metadata == model.metadata
+    # the contract the trainer saved with the joint model comes back as the same value
+    from tao_keras import contract
+
+    assert model.contract == contract.load(trained_run / "joint" / "contract.json")
+    assert model.contract.roi_size == 64 and model.contract.task == "multiclass"
+    del metadata["contract"]
+    with pytest.raises(contract.ContractError, match="exported without a model contract"):
+        tao_keras.api.exported_contract(metadata, "old-export")
 
 
 def test_a_failed_learning_curve_run_is_one_line_naming_its_log(tmp_path):

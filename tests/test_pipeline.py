@@ -300,7 +300,7 @@ def test_training_prefixes_and_at_most_s_dates(tiny_records):
 def test_crop_is_the_centre_of_the_normalized_cutout(tiny_records, mode):
     out, _ = tiny_records
     whole = datasets.PipelineConfig(mode=mode, sequence_length=None, batch_size=1)
-    cropped = dataclasses.replace(whole, crop=32)
+    cropped = dataclasses.replace(whole, model_roi_size=32)
     for (a, _), (b, _) in zip(
         datasets.evaluation_dataset(str(out), whole, split="train").take(3),
         datasets.evaluation_dataset(str(out), cropped, split="train").take(3),

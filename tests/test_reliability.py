@@ -65,6 +65,14 @@ def test_a_finished_stage_is_trained_again_for_other_records(tiny_records, other
     assert ids == set(redone["predictions"]["val"]["object_id"])  # the new split's objects
     same = run_module(*trainer_command(other_records, out, *QUICK)[2:])
     assert "finished earlier with these settings: reusing" in same.stderr  # still reused
+    # a model saved under another contract (e.g. a preset whose definition changed) is not
+    # reused: its contract.json says which architecture it has
+    saved = json.load(open(out / "densenet" / "contract.json"))
+    saved["architecture"]["backbone"]["growth_rate"] += 1
+    (out / "densenet" / "contract.json").write_text(json.dumps(saved))
+    changed = run_module(*trainer_command(other_records, out, *QUICK)[2:])
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    assert "finished earlier with another model contract" in changed.stderr
 
 
 # 2. A learning-curve survey or run is reused only for the settings that made it.
@@ -227,13 +235,14 @@ def _nights_of(served, record):
 
 
 def test_a_state_from_another_model_is_refused(served, objects, trained_run, tmp_path):
-    from tao_keras import export
+    from tao_keras import contract, export
 
     _, _, records = objects
     state, previous, previous_mjd, split = _after_nights(served, records[0], 4)
     model = keras.saving.load_model(str(trained_run / "joint" / "model.keras"), compile=False)
     model.get_layer("probabilities").kernel.assign(model.get_layer("probabilities").kernel * 2)
-    export.export_model(model, str(tmp_path / "other"), "multiclass", None, input_roi_size=64)
+    saved = contract.load(trained_run / "joint" / "contract.json")
+    export.export_model(model, str(tmp_path / "other"), saved)
     other = tf.saved_model.load(str(tmp_path / "other"))
     images, times = split[4]
     with pytest.raises(tf.errors.InvalidArgumentError, match="batch row 0: the state was made by"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tao_keras import calibration, classes, export
+from tao_keras import calibration, classes, contract, export
 from tao_keras.pipeline import datasets
 from tao_keras.training import precision
 
@@ -29,7 +29,8 @@ def trained_pipeline(run_dir, stage, batch_size):
     from tao_keras.training import protocol
 
     config = train_config.from_dict(json.load(open(run_dir / "config.json")))
-    pipeline = protocol.pipeline_config(config, stage)
+    saved = contract.load(run_dir / stage / "contract.json")
+    pipeline = protocol.pipeline_config(config, stage, saved)
     return dataclasses.replace(protocol.evaluation_config(pipeline), batch_size=batch_size)
 
 
@@ -233,7 +234,8 @@ def test_export_cli_versions_and_refuses_triplet_models(trained_run, objects, tm
         str(trained_run / "densenet" / "model.keras"), compile=False
     )
     with pytest.raises(ValueError, match="only TAO-Net"):
-        export.export_model(densenet_model, str(tmp_path / "x"), "multiclass", None)
+        saved = contract.load(trained_run / "densenet" / "contract.json")
+        export.export_model(densenet_model, str(tmp_path / "x"), saved)
     missing = subprocess.run(
         [
             sys.executable,

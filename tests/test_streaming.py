@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tao_keras import classes, export
+from tao_keras import classes, contract, export
 from tao_keras.models import presets, taonet
 from tfrecords import parser
 from tools import replay_nights
@@ -62,15 +62,8 @@ def test_every_aggregation_and_per_date_rule_updates_exactly(
 ):
     _, _, records = objects
     config = dataclasses.replace(presets.preset("cpu"), aggregation=aggregation)
-    export.export_model(
-        taonet.build_taonet(config, 6),
-        str(tmp_path / "m"),
-        "multiclass",
-        None,
-        normalization=scale,
-        input_roi_size=64,
-        per_date=per_date,
-    )
+    served = contract.ModelContract(config, 64, per_date=per_date, normalization=scale)
+    export.export_model(taonet.build_taonet(config, 6), str(tmp_path / "m"), served)
     model = tf.saved_model.load(str(tmp_path / "m"))
     images, mjd, counts = pack(records[:4], pad=0)
     _, history, _ = replay_nights.replay(model, images, mjd, counts)

@@ -268,7 +268,9 @@ def test_batchnorm_is_synchronized_only_across_several_replicas():
     from tao_keras.training import config as train_config
 
     for replicas, expected in ((1, False), (2, True)):
-        model = protocol.build_model("joint", train_config.TrainConfig(), 6, None, replicas)
+        config = train_config.TrainConfig()
+        contract = protocol.model_contract(config, 64)
+        model = protocol.build_model("joint", config, contract, None, replicas)
         norms = [
             layer
             for layer in protocol.taonet.backbone_of(model).layers

@@ -1,10 +1,12 @@
-"""dataset.json, the manifest of a converted records directory: its one file name, reading it
-(with the schema-version check), and the shards of a split and task.
+"""dataset.json, the manifest of a converted records directory: its one file name, writing
+and reading it (with the schema-version check), the per-task parts of a fanned-out
+conversion, and the records' identity.
 
-Written by tools.conversion.convert; read by the input pipeline, the trainers, the light-curve
-baseline and tools.predict, all through this module.
+Its content is made by tools.conversion.convert; it is written, and read by the input
+pipeline, the trainers, the light-curve baseline and tools.predict, all through this module.
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -21,6 +23,45 @@ class ManifestError(ValueError):
 def path(records_dir):
     """The manifest's path inside a records directory."""
     return os.path.join(records_dir, MANIFEST)
+
+
+def part_path(records_dir, index, count):
+    """The path of task `index`'s part of a conversion fanned out over `count` tasks (index
+    "*": a glob pattern matching every part)."""
+    index = index if isinstance(index, str) else f"{index:05d}"
+    return os.path.join(records_dir, f"dataset.task-{index}-of-{count:05d}.json")
+
+
+def parts_written(records_dir, count):
+    """How many of the `count` tasks' parts are written."""
+    return len(glob.glob(part_path(records_dir, "*", count)))
+
+
+def write(records_dir, manifest, part=None):
+    """Write dataset.json (or, with part=(index, count), that task's part) atomically: a
+    temporary file flushed to disk, then renamed over the target."""
+    target = path(records_dir) if part is None else part_path(records_dir, *part)
+    partial = f"{target}.tmp-{os.getpid()}"
+    with open(partial, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, target)
+
+
+def load_part(records_dir, index, count):
+    """Task `index`'s part (a manifest dict); FileNotFoundError naming it while missing,
+    ManifestError when unreadable."""
+    where = part_path(records_dir, index, count)
+    try:
+        with open(where, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ManifestError(
+            f"{where}: unreadable manifest part ({type(e).__name__}: {e})"
+        ) from None
 
 
 def exists(records_dir):

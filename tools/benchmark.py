@@ -37,9 +37,9 @@ from tao_keras import files
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
     "parts",
-    ["simulation", "conversion", "pipeline", "training_step", "serving", "update"],
+    ["simulation", "conversion", "pipeline", "training_step", "serving", "update", "alerts"],
     "Parts to run, in order: simulation, conversion, pipeline (each needs the one before), "
-    "training_step, serving and update (need nothing).",
+    "training_step, serving and update (need nothing), alerts (needs simulation).",
 )
 flags.DEFINE_integer(
     "num_objects",
@@ -73,6 +73,7 @@ class Sizes:
     serving: tuple = (("cpu", 1, 30), ("cpu", 64, 3), ("paper", 1, 5), ("paper", 64, 1))
     update_batches: tuple = (1, 64)
     update_nights: int = 25
+    alert_chunk: int = 256
 
 
 FULL = Sizes()
@@ -86,6 +87,7 @@ TINY = Sizes(
     serving=(("cpu", 2, 1),),
     update_batches=(2,),
     update_nights=4,
+    alert_chunk=16,
 )
 
 
@@ -388,16 +390,17 @@ def _serving(workdir, sizes, workers):
     import numpy as np
     import tensorflow as tf
 
-    from tao_keras import export
+    from tao_keras import contract, export
     from tao_keras.models import presets, taonet
 
     results = {}
     presets_batches = sizes.serving
     for name in dict.fromkeys(p for p, _, _ in presets_batches):
         path = os.path.join(workdir, "serving", name)
-        export.export_model(  # requests carry 64x64 cutouts; the model crops its own RoI
-            taonet.build_taonet(presets.preset(name), 6), path, "multiclass", 19, input_roi_size=64
+        served = contract.ModelContract(  # 64x64 cutouts; the model crops its own RoI
+            presets.preset(name), roi_size=64, sequence_length=19
         )
+        export.export_model(taonet.build_taonet(served.architecture, 6), path, served)
         signature = tf.saved_model.load(path).signatures["serving_default"]
         for preset, batch, calls in presets_batches:
             if preset != name:
@@ -423,19 +426,13 @@ def _update(workdir, sizes, workers, per_night=3):
     import numpy as np
     import tensorflow as tf
 
-    from tao_keras import export
+    from tao_keras import contract, export
     from tao_keras.models import presets, taonet
 
     batches, nights = sizes.update_batches, sizes.update_nights
     path = os.path.join(workdir, "update", "cpu")
-    export.export_model(
-        taonet.build_taonet(presets.preset("cpu"), 6),
-        path,
-        "multiclass",
-        None,
-        input_roi_size=64,
-        per_date="coadd",
-    )
+    served = contract.ModelContract(presets.preset("cpu"), roi_size=64, per_date="coadd")
+    export.export_model(taonet.build_taonet(served.architecture, 6), path, served)
     model = tf.saved_model.load(path)
     update, full = model.signatures["update"], model.signatures["serving_default"]
     size = json.loads(model.metadata()["json"].numpy())["update"]["state_size"]
@@ -477,6 +474,44 @@ def _update(workdir, sizes, workers, per_night=3):
     return {"configurations": results}
 
 
+def _alerts(workdir, sizes, workers):
+    """The stream classifier (tools.stream_alerts) on the simulated survey written as alert
+    packets, cpu preset (untrained weights: the cost does not depend on them), chunks of
+    256 packets batched across objects: packets/s from Avro file to classification written
+    (decoding, the SQLite state, the model), and per-packet latency from read to written."""
+    import numpy as np
+
+    from tao_keras import contract, export
+    from tao_keras.models import presets, taonet
+    from tools import stream_alerts
+    from tools.simulation import alerts
+
+    stream_dir = os.path.join(workdir, "alerts")
+    written = alerts.write_alerts(os.path.join(workdir, "survey"), stream_dir)
+    model_dir = os.path.join(workdir, "alerts-model")
+    served = contract.ModelContract(presets.preset("cpu"), roi_size=64, per_date="coadd")
+    export.export_model(taonet.build_taonet(served.architecture, 6), model_dir, served)
+    state = os.path.join(workdir, "alerts.sqlite")
+    output = os.path.join(workdir, "alerts.jsonl")
+    for stale in (state, output):
+        if os.path.exists(stale):
+            os.remove(stale)
+    tally, seconds = stream_alerts.stream(
+        model_dir, stream_alerts.alert_files([stream_dir]), state, output, sizes.alert_chunk
+    )
+    latencies = np.array(tally.latencies)
+    return {
+        "packets": written["packets"],
+        "nightly_files": written["files"],
+        "chunk_size": sizes.alert_chunk,
+        "seconds": round(seconds, 2),
+        "packets_per_second": round(written["packets"] / seconds, 1),
+        "latency_p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1),
+        "latency_p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1),
+        "nights_committed": tally.nights_committed,
+    }
+
+
 PARTS = {
     "simulation": _simulation,
     "conversion": _conversion,
@@ -484,6 +519,7 @@ PARTS = {
     "training_step": _training_step,
     "serving": _serving,
     "update": _update,
+    "alerts": _alerts,
 }
 
 
@@ -557,6 +593,15 @@ def _pipeline_cells(r):
     )
 
 
+def _alert_cells(r):
+    return (
+        f"{r['packets_per_second']:.0f} packets/s (p50 {r['latency_p50_ms']:.0f} ms, p99 "
+        f"{r['latency_p99_ms']:.0f} ms)",
+        "Rubin ~280 packets/s (10M a night)",
+        f"{r['packets_per_second'] / 280:.2f}",
+    )
+
+
 def _exposure_cells(r):
     ceiling = r.get("bare_astropy_read_per_second")
     return (
@@ -586,7 +631,9 @@ def format_table(results):
             for key, c in r["configurations"].items():
                 rows.append((f"{prefix}:{key}", *cells(r, c), f"{r['peak_rss_mb']:.0f}"))
         else:
-            cells = _pipeline_cells(r) if name == "pipeline" else _exposure_cells(r)
+            cells = {"pipeline": _pipeline_cells, "alerts": _alert_cells}.get(
+                name, _exposure_cells
+            )(r)
             rows.append((name, *cells, f"{r['peak_rss_mb']:.0f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
@@ -598,7 +645,7 @@ def main(argv):
     unknown = set(FLAGS.parts) - set(PARTS)
     if unknown:
         raise app.UsageError(f"--parts: unknown {sorted(unknown)}; choose from {sorted(PARTS)}")
-    if FLAGS.parts[0] in ("conversion", "pipeline") and not FLAGS.workdir:
+    if FLAGS.parts[0] in ("conversion", "pipeline", "alerts") and not FLAGS.workdir:
         raise app.UsageError(
             "parts after simulation need --workdir holding the output of an earlier run"
         )

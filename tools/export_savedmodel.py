@@ -27,17 +27,47 @@ flags.DEFINE_integer(
 flags.DEFINE_enum(
     "stage", None, ["joint", "gru"], "Stage whose model to export (default: joint, else gru)."
 )
+flags.DEFINE_bool(
+    "onnx",
+    False,
+    "Also write the night-by-night update for onnxruntime into <version>/onnx/ (needs "
+    "the onnx package; pip install -e '.[onnx]').",
+)
+flags.DEFINE_bool(
+    "verify",
+    False,
+    "With --onnx: replay up to 16 recorded objects of the run's test split night by night "
+    "through both runtimes and fail unless probabilities agree to 1e-4 and classes are equal.",
+)
 
 
 def main(argv):
     del argv
-    from tao_keras import export
+    from tao_keras import export, run_layout
 
+    if FLAGS.verify and not FLAGS.onnx:
+        sys.exit("error: --verify compares the ONNX export with the SavedModel: add --onnx")
     try:
-        target = export.export_run(FLAGS.run, FLAGS.output, FLAGS.name, FLAGS.version, FLAGS.stage)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        target = export.export_run(
+            FLAGS.run, FLAGS.output, FLAGS.name, FLAGS.version, FLAGS.stage, FLAGS.onnx
+        )
+    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
         sys.exit(f"error: {e}")
     print(f"SavedModel written to {target}")
+    if FLAGS.onnx:
+        print(f"ONNX update written to {target}/onnx")
+    if FLAGS.verify:
+        from tao_keras import onnx_export
+
+        records = run_layout.load_config(FLAGS.run, "--run")["records"]
+        try:
+            result = onnx_export.verify(target, onnx_export.recorded_objects(records))
+        except onnx_export.VerificationError as e:
+            sys.exit(f"error: {e}")
+        print(
+            f"verified: {result['objects']} objects, {result['nights']} nights: probabilities "
+            f"within {result['max_probability_difference']:.1e}, classes identical"
+        )
     print(f"inspect: saved_model_cli show --dir {target} --all")
 
 

@@ -20,7 +20,7 @@ import tempfile
 
 from absl import flags
 
-from tao_keras import run_layout
+from tao_keras import api, run_layout
 from tools import record_input, replay_nights
 from tools.conversion.sources import ConversionError
 
@@ -103,7 +103,8 @@ def predict(model, shards, output, batch_size, nights=None):
     from tao_keras import classes
 
     metadata = json.loads(model.metadata()["json"].numpy())
-    names, task = metadata["class_names"], metadata["task"]
+    contract = api.exported_contract(metadata, "the model's metadata")
+    names, task = list(contract.class_names), contract.task
     table = classes.task_label_table(task)
     signature = model.signatures["serialized"]
     skipped, labelled, rows = [], {}, 0
@@ -148,9 +149,7 @@ def predict(model, shards, output, batch_size, nights=None):
                         object_id = None
                     if object_id is not None and nights:
                         try:
-                            batch[len(object_ids)] = first_nights(
-                                record, nights, metadata["roi_size"]
-                            )
+                            batch[len(object_ids)] = first_nights(record, nights, contract.roi_size)
                         except (ValueError, tf.errors.OpError) as e:
                             skipped.append(
                                 {
@@ -209,9 +208,9 @@ def main(argv):
     try:
         model_dir = run_layout.saved_model_dir(FLAGS.model)
         model, metadata = replay_nights.load(model_dir)
+        roi = api.exported_contract(metadata, model_dir).roi_size
     except (OSError, ValueError) as e:
         sys.exit(f"error: --model {FLAGS.model}: {e}")
-    roi = metadata["roi_size"]
     if not os.path.isdir(FLAGS.data):
         sys.exit(f"error: --data {FLAGS.data}: not a directory")
     with tempfile.TemporaryDirectory(prefix="tao-predict-") as work_dir:

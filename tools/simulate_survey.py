@@ -1,6 +1,9 @@
 """Simulate a Catalina-Sky-Survey-like set of transient image sequences (catalog layout).
 
 python -m tools.simulate_survey --output data/sim --num_objects 300 --seed 0
+
+--alerts DIR also writes the survey as the stream a broker receives (tools.simulation.alerts:
+Avro alert packets, one file per night) for tools.stream_alerts.
 """
 
 import logging as std_logging
@@ -31,6 +34,12 @@ flags.DEFINE_float(
     "Fraction of transients whose maximum falls in an unobserved gap (dropped on conversion).",
 )
 flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
+flags.DEFINE_string(
+    "alerts",
+    None,
+    "Also write the survey as alert packets (Avro, ZTF schema fields, one file per night) "
+    "into this directory.",
+)
 
 
 def parse_class_mix(items):
@@ -73,6 +82,11 @@ def main(argv):
         summary["exposures"],
         summary["exposures_per_second"],
     )
+    if FLAGS.alerts:
+        from tools.simulation import alerts
+
+        written = alerts.write_alerts(FLAGS.output, FLAGS.alerts)
+        logging.info("wrote %(packets)d alert packets in %(files)d nightly files", written)
 
 
 def cli():

@@ -78,9 +78,10 @@ flags.DEFINE_enum(
     "TAO-Net output over time (default: the preset's): last valid step, masked sum, masked mean.",
 )
 flags.DEFINE_integer(
-    "roi_size",
+    "model_roi_size",
     None,
-    "Model RoI side in pixels, a central crop of the records' RoI "
+    "Model RoI side in pixels, a central crop of the records' RoI (--roi_size of "
+    "tools.fits_to_tfrecords) "
     "(default: the preset's; paper Table 10: 64, 32, 16).",
     lower_bound=8,
 )
@@ -142,7 +143,7 @@ def train_config(task):
         normalization=FLAGS.normalization or base.normalization,
         per_date=FLAGS.per_date or base.per_date,
         aggregation=FLAGS.aggregation,
-        roi_size=FLAGS.roi_size,
+        model_roi_size=FLAGS.model_roi_size,
         max_minutes=FLAGS.max_minutes,
         deterministic=FLAGS.deterministic,
         **stages,
@@ -254,15 +255,12 @@ def run(task):
         sys.exit(f"error: {e}")
     try:
         config = train_config(task)
-    except precision.PrecisionError as e:
+        contract = protocol.model_contract(config, manifest.load(records)["roi_size"])
+    except (precision.PrecisionError, ValueError) as e:
         sys.exit(f"error: {e}")
     files.write_json_atomic(
         run_layout.config_path(out_dir),
-        {
-            "records": os.path.abspath(records),
-            "records_roi_size": manifest.load(records)["roi_size"],
-            **dataclasses.asdict(config),
-        },
+        {"records": os.path.abspath(records), **dataclasses.asdict(config)},
     )
     logging.info(
         "%d replica(s); records %s; output %s", strategy.num_replicas_in_sync, records, out_dir
@@ -274,7 +272,9 @@ def run(task):
     models, stage_seconds = ModelResults(), {}
     for stage in FLAGS.stages:
         stage_began = time.perf_counter()
-        previous, scores = protocol.run_stage(stage, records, out_dir, config, strategy, previous)
+        previous, scores = protocol.run_stage(
+            stage, records, out_dir, config, contract, strategy, previous
+        )
         found = protocol.stage_results(out_dir, stage)
         models.add(
             protocol.MODEL_NAMES[stage],

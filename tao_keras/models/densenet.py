@@ -64,6 +64,22 @@ def _transition(x, config, name, valid=None):
     return layers.AveragePooling2D(2, name=f"{name}_pool")(x)
 
 
+def layer_plan(config):
+    """The backbone's units after the stem, in order: ("dense_layer", name) for each bottleneck
+    layer of the three blocks and ("transition", name) between blocks; then comes "final"'s
+    BN-ReLU and the global pooling. build_backbone and the ONNX writer (tao_keras.onnx_step)
+    both follow it."""
+    plan = []
+    for block in range(3):
+        plan += [
+            ("dense_layer", f"block{block + 1}_layer{i + 1}")
+            for i in range(config.layers_per_block)
+        ]
+        if block < 2:
+            plan.append(("transition", f"transition{block + 1}"))
+    return plan
+
+
 def build_backbone(config, channels=3, name="backbone", sample_mask=False):
     """Feature extractor [B, roi, roi, channels] -> [B, F] (global average pooled).
 
@@ -82,11 +98,9 @@ def build_backbone(config, channels=3, name="backbone", sample_mask=False):
         use_bias=False,
         name="stem_conv",
     )(inputs)
-    for block in range(3):
-        for i in range(config.layers_per_block):
-            x = _dense_layer(x, config, f"block{block + 1}_layer{i + 1}", valid)
-        if block < 2:
-            x = _transition(x, config, f"transition{block + 1}", valid)
+    for kind, unit in layer_plan(config):
+        build = _dense_layer if kind == "dense_layer" else _transition
+        x = build(x, config, unit, valid)
     x = _bn_relu(x, config, "final", valid)
     features = layers.GlobalAveragePooling2D(name="pool")(x)
     if sample_mask:

@@ -118,6 +118,11 @@ def recurrent_layers(model):
     ]
 
 
+def recurrent_units(layer):
+    """The width H of one of recurrent_layers' GRUs (of each direction, for a Bidirectional)."""
+    return layer.forward_layer.units if isinstance(layer, layers.Bidirectional) else layer.units
+
+
 def aggregation_of(model):
     """The aggregation over time a built TAO-Net uses (AGGREGATIONS), read from its layers'
     types: what the night-by-night update must reproduce."""

@@ -18,6 +18,7 @@ import math
 import tensorflow as tf
 
 from tao_keras import classes
+from tao_keras import contract as contract_module
 from tao_keras.pipeline import augmentation, dates, model_inputs, normalization, windows
 from tfrecords import manifest as manifest_file
 from tfrecords import parser
@@ -52,8 +53,9 @@ class PipelineConfig:
     max_cache_mb: float = 2048.0
     deterministic: bool = False
     seed: int = 0
-    scale: str = "object"  # normalization: one noise scale per object, or "image"
-    crop: int | None = None  # model RoI side: central crop of the records' RoI (None: whole)
+    # The model's side of the contract (tao_keras.contract.ModelContract; for_contract sets them)
+    normalization: str = "object"  # one noise scale per object, or per "image"
+    model_roi_size: int | None = None  # central crop of the records' RoI (None: whole)
     per_date: str = "choose"  # one exposure per date (the paper) or "coadd" (mean of the date's)
 
     def __post_init__(self):
@@ -71,10 +73,26 @@ class PipelineConfig:
         if not 0.0 <= self.prefix_fraction <= 1.0:
             raise ValueError(f"prefix_fraction {self.prefix_fraction} outside [0, 1]")
         classes.task_class_names(self.task)
-        if self.per_date not in dates.PER_DATE:
-            raise ValueError(f"per_date {self.per_date!r} not in {dates.PER_DATE}")
-        if self.scale not in normalization.SCALES:
-            raise ValueError(f"scale {self.scale!r} not in {normalization.SCALES}")
+        if self.per_date not in contract_module.PER_DATE:
+            raise ValueError(f"per_date {self.per_date!r} not in {contract_module.PER_DATE}")
+        if self.normalization not in contract_module.NORMALIZATIONS:
+            raise ValueError(
+                f"normalization {self.normalization!r} not in {contract_module.NORMALIZATIONS}"
+            )
+
+
+def for_contract(contract, **settings):
+    """The PipelineConfig that feeds a model of `contract` (a ModelContract: its task,
+    per-date rule, normalization, crop and stride); settings: the other fields (mode, batch
+    size, sequence length, balancing, ...)."""
+    return PipelineConfig(
+        task=contract.task,
+        per_date=contract.per_date,
+        normalization=contract.normalization,
+        model_roi_size=contract.model_roi_size,
+        stride=contract.stride,
+        **settings,
+    )
 
 
 def _options(config):
@@ -145,10 +163,10 @@ def _finish(config, augment):
         if config.mode == "triplet":
             num = tf.shape(item["images"])[0]  # normalize only the three dates kept
             chosen = windows.triplet_dates(num, item["max_date_index"], item["is_nt"])
-            scale = normalization.object_scale(item["images"], config.scale)
+            noise_scale = normalization.object_scale(item["images"], config.normalization)
             images = model_inputs.center_crop(
-                normalization.normalize_images(tf.gather(item["images"], chosen), scale),
-                config.crop,
+                normalization.normalize_images(tf.gather(item["images"], chosen), noise_scale),
+                config.model_roi_size,
             )
             if augment:
                 images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
@@ -162,7 +180,12 @@ def _finish(config, augment):
             )
             end = cut if end is None else tf.minimum(cut, end)
         images, mjd = model_inputs.prepare_dates(
-            item["images"], item["mjd"], config.sequence_length, config.scale, config.crop, end
+            item["images"],
+            item["mjd"],
+            config.sequence_length,
+            config.normalization,
+            config.model_roi_size,
+            end,
         )
         if augment:
             images = augmentation.rotate_flip(images[..., None], seed)[..., 0]

@@ -14,6 +14,8 @@ per-date permutation, also its class-balancing device):
 
 import tensorflow as tf
 
+from tao_keras import contract
+
 
 def exposures_per_date(date_index, num_dates):
     """Row starts and counts of each date in a sorted date_index [n] -> ([D], [D]) int32."""
@@ -40,7 +42,7 @@ def select_dates(images, mjd, date_index, num_dates, seed=None):
     return tf.gather(images, index), tf.gather(mjd, index)
 
 
-PER_DATE = ("choose", "coadd")
+PER_DATE = contract.PER_DATE
 COADD_KEEP = 0.5
 
 

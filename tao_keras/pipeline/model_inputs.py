@@ -3,7 +3,8 @@ exported SavedModel, so that training, evaluation and serving see the same numbe
 
 import tensorflow as tf
 
-from tao_keras.pipeline import normalization, windows
+from tao_keras.pipeline import normalization as pixels
+from tao_keras.pipeline import windows
 
 
 def center_crop(images, size):
@@ -19,20 +20,22 @@ def center_crop(images, size):
     return images[..., top : top + size, left : left + size]
 
 
-def prepare_dates(images, mjd, sequence_length=None, scale="object", crop=None, end=None):
+def prepare_dates(
+    images, mjd, sequence_length=None, normalization="object", model_roi_size=None, end=None
+):
     """Raw images [D, H, W], mjd [D] (float64), one per date in time order -> the normalized
     images and times of the window windows.window_bounds(D, end, sequence_length): the first
     `end` dates (all when None) and of those the most recent `sequence_length` (all when None).
     The noise scale comes from the object's first dates (before any date is dropped), the rest
     of the normalization is per image, so the dates are chosen first and only those kept are
-    normalized. scale="image" divides each image by its own noise scale instead (the former
-    rule, kept for comparison: it does not preserve flux ratios between dates). crop: the
-    model's RoI side when smaller than the records' (central crop after normalization, so the
-    sky statistics still come from the whole cutout)."""
-    reference = normalization.object_scale(images, scale)
+    normalized. normalization="image" divides each image by its own noise scale instead
+    (the former rule, kept for comparison: it does not preserve flux ratios between dates).
+    model_roi_size: the model's RoI side when smaller than the records' (central crop after
+    normalization, so the sky statistics still come from the whole cutout)."""
+    reference = pixels.object_scale(images, normalization)
     start, stop = windows.window_bounds(tf.shape(images)[0], end, sequence_length)
     images, mjd = images[start:stop], mjd[start:stop]
-    return center_crop(normalization.normalize_images(images, reference), crop), mjd
+    return center_crop(pixels.normalize_images(images, reference), model_roi_size), mjd
 
 
 def sequence_features(images, mjd, stride=1):
@@ -41,9 +44,17 @@ def sequence_features(images, mjd, stride=1):
     return {"images": triplets, "dt": gaps, "length": tf.shape(triplets)[0]}
 
 
-def evaluation_features(
-    images, mjd, sequence_length=None, stride=1, scale="object", crop=None, end=None
-):
-    """One object's model input without augmentation (evaluation and serving); arguments as
+def evaluation_features(images, mjd, contract, end=None):
+    """One object's model input without augmentation (evaluation and serving) as a model of
+    `contract` (tao_keras.contract.ModelContract: its dates seen, normalization, crop and
+    stride) takes it; images [D, H, W] and mjd [D] one per date in time order, end as
     prepare_dates'."""
-    return sequence_features(*prepare_dates(images, mjd, sequence_length, scale, crop, end), stride)
+    prepared = prepare_dates(
+        images,
+        mjd,
+        contract.sequence_length,
+        contract.normalization,
+        contract.model_roi_size,
+        end,
+    )
+    return sequence_features(*prepared, contract.stride)

@@ -18,6 +18,8 @@ The percentiles come from every 4th pixel (1024 of a 64x64 RoI): the median then
 
 import tensorflow as tf
 
+from tao_keras import contract
+
 MIN_SCALE = 1e-6
 STATISTICS_STRIDE = 4
 REFERENCE_DATES = 3
@@ -57,29 +59,30 @@ def reference_scale(images):
     return tf.gather(ordered, tf.maximum(count - 1, 0) // 2)
 
 
-SCALES = ("object", "image")
+def object_scale(images, normalization="object"):
+    """The noise_scale argument of normalize_images for one object's images [D, H, W] in time
+    order, by the contract's normalization (contract.NORMALIZATIONS): its reference_scale
+    ("object", the default) or None ("image": each image its own)."""
+    if normalization not in contract.NORMALIZATIONS:
+        raise ValueError(
+            f"normalization (the noise-scale rule) {normalization!r} not in "
+            f"{contract.NORMALIZATIONS}"
+        )
+    return reference_scale(images) if normalization == "object" else None
 
 
-def object_scale(images, scale="object"):
-    """The `scale` argument of normalize_images for one object's images [D, H, W] in time
-    order: its reference_scale ("object", the default) or None ("image": each image its own)."""
-    if scale not in SCALES:
-        raise ValueError(f"normalization scale {scale!r} not in {SCALES}")
-    return reference_scale(images) if scale == "object" else None
-
-
-def normalize_images(images, scale=None):
+def normalize_images(images, noise_scale=None):
     """float32 [..., H, W] raw pixel values -> float32 [..., H, W] normalized, finite.
 
-    scale: the object's noise scale (`reference_scale`), a scalar shared by every image, or
-    None to use each image's own scale (images of different objects, no common reference).
+    noise_scale: the object's noise scale (`reference_scale`), a scalar shared by every image,
+    or None to use each image's own scale (images of different objects, no common reference).
     """
     images = tf.convert_to_tensor(images, tf.float32)
     flat, finite, median, own_scale = _statistics(images)
-    if scale is None:
+    if noise_scale is None:
         scale = tf.maximum(own_scale, MIN_SCALE)
     else:
-        scale = tf.fill(tf.shape(median), tf.maximum(tf.cast(scale, tf.float32), MIN_SCALE))
+        scale = tf.fill(tf.shape(median), tf.maximum(tf.cast(noise_scale, tf.float32), MIN_SCALE))
     z = (flat - median[:, None]) / scale[:, None]
     out = tf.where(finite, tf.math.asinh(z), 0.0)
     return tf.reshape(out, tf.shape(images))

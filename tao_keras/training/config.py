@@ -58,9 +58,7 @@ class TrainConfig:
     per_date: str = "choose"  # one image per date: an exposure (the paper) or their "coadd"
     normalization: str = "object"  # pixel noise scale per object (first dates) or per "image"
     aggregation: str | None = None  # TAO-Net output over time: None = the model preset's
-    roi_size: int | None = (
-        None  # model RoI side (central crop of the records'): None = the preset's
-    )
+    model_roi_size: int | None = None  # central crop of the records' RoI: None = the preset's
     max_minutes: float | None = (
         None  # wall-clock budget of the whole run (protocol.BUDGET_SHARE splits it per stage)
     )

@@ -18,7 +18,8 @@ import os
 import keras
 import tensorflow as tf
 
-from tao_keras import calibration, classes, early, files, run_layout
+from tao_keras import calibration, early, files, run_layout
+from tao_keras import contract as contract_module
 from tao_keras.models import densenet, presets, taonet
 from tao_keras.models import layers as tao_layers
 from tao_keras.pipeline import datasets
@@ -57,25 +58,21 @@ def make_strategy():
     return tf.distribute.MirroredStrategy()
 
 
-def pipeline_config(config, stage):
+def pipeline_config(config, stage, contract):
     """The input pipeline settings of one stage of a TrainConfig: triplets (densenet),
     variable-length sequences (gru) or fixed length S (joint), at the stage's batch size,
-    with the run's normalization and the model's RoI crop."""
-    stage_config = getattr(config, stage)
+    feeding a model of `contract` (its normalization, per-date rule, crop and stride)."""
     common = dict(
-        task=config.task,
-        batch_size=stage_config.batch_size,
+        batch_size=getattr(config, stage).batch_size,
         seed=config.seed,
-        scale=config.normalization,
-        per_date=config.per_date,
-        crop=model_config(config).backbone.roi_size,
         deterministic=config.deterministic,
     )
     traits = config_module.stage(stage)
     if not traits.on_sequences:
-        return datasets.PipelineConfig(mode="triplet", **common)
+        return datasets.for_contract(contract, mode="triplet", **common)
     sequence_length = config.sequence_length if traits.window_of_s_dates else None
-    return datasets.PipelineConfig(
+    return datasets.for_contract(
+        contract,
         mode="sequence",
         sequence_length=sequence_length,
         prefix_fraction=config.prefix_fraction,
@@ -105,24 +102,34 @@ def compile_model(model, stage, config, stage_config):
     )
 
 
-def model_config(config):
-    """The TAO-Net configuration of a TrainConfig: its model preset with the run's overrides."""
-    out = presets.preset(config.model_preset)
+def model_contract(config, roi_size):
+    """The ModelContract of a run, built once by the trainer: the TrainConfig's model preset
+    with its overrides (aggregation, model RoI), its task, per-date rule and normalization,
+    for records (and requests) of roi_size x roi_size cutouts; every stage is scored and
+    served on whole sequences (sequence_length None)."""
+    net = presets.preset(config.model_preset)
     if config.aggregation is not None:
-        out = dataclasses.replace(out, aggregation=config.aggregation)
-    if config.roi_size is not None:
-        out = dataclasses.replace(
-            out, backbone=dataclasses.replace(out.backbone, roi_size=config.roi_size)
+        net = dataclasses.replace(net, aggregation=config.aggregation)
+    if config.model_roi_size is not None:
+        net = dataclasses.replace(
+            net, backbone=dataclasses.replace(net.backbone, roi_size=config.model_roi_size)
         )
-    return out
+    return contract_module.ModelContract(
+        architecture=net,
+        roi_size=roi_size,
+        task=config.task,
+        per_date=config.per_date,
+        normalization=config.normalization,
+    )
 
 
-def build_model(stage, config, num_classes, previous, replicas=1):
-    """The model of one stage: the DenseNet on triplets (densenet), or TAO-Net with weights
-    carried from `previous` (the earlier stage's model, or a run to finetune from) and the
-    backbone/GRUs frozen as the stage and config.frozen say. replicas > 1 synchronizes
-    BatchNorm across replicas and workers."""
-    net = model_config(config)
+def build_model(stage, config, contract, previous, replicas=1):
+    """The model of one stage of `contract`'s architecture: the DenseNet on triplets
+    (densenet), or TAO-Net with weights carried from `previous` (the earlier stage's model, or
+    a run to finetune from) and the backbone/GRUs frozen as the stage and config.frozen say.
+    replicas > 1 synchronizes BatchNorm across replicas and workers."""
+    net = contract.architecture
+    num_classes = len(contract.class_names)
     if replicas > 1:  # every replica and worker then keeps the same BatchNorm statistics
         net = dataclasses.replace(
             net, backbone=dataclasses.replace(net.backbone, synchronized_batchnorm=True)
@@ -172,11 +179,31 @@ def _settings(config, stage):
     return _stage_settings(dataclasses.asdict(config), stage)
 
 
-def _finished_stage(out_dir, stage, config, records_dir, previous_identity):
-    """What a stage finished earlier with the same settings, the same records and the same
-    starting weights wrote (its scores.json), else None (with the reason logged when a
-    finished stage is not reused). A scores.json of an older format (without the
-    predictions) counts as unfinished scoring: the caller scores its model.keras again."""
+def _contract_part(contract, stage):
+    """What of a contract a stage's model depends on (the DenseNet on triplets: all but the
+    temporal head), as JSON values."""
+    values = contract_module.to_dict(contract)
+    if not config_module.stage(stage).on_sequences:
+        values["architecture"] = {"backbone": values["architecture"]["backbone"]}
+    return values
+
+
+def _saved_contract_part(out_dir, stage):
+    """_contract_part of the contract saved with a stage's model, None when it has none or
+    it cannot be read (a run written before contracts, or a damaged file)."""
+    try:
+        saved = contract_module.load(run_layout.stage_file(out_dir, stage, run_layout.CONTRACT))
+    except (OSError, ValueError):
+        return None
+    return _contract_part(saved, stage)
+
+
+def _finished_stage(out_dir, stage, config, contract, records_dir, previous_identity):
+    """What a stage finished earlier with the same settings, the same model contract, the
+    same records and the same starting weights wrote (its scores.json), else None (with the
+    reason logged when a finished stage is not reused). A scores.json of an older format
+    (without the predictions) counts as unfinished scoring: the caller scores its model.keras
+    again."""
     try:
         with open(run_layout.stage_file(out_dir, stage, run_layout.SCORES)) as f:
             done = json.load(f)
@@ -187,6 +214,8 @@ def _finished_stage(out_dir, stage, config, records_dir, previous_identity):
     reasons = []
     if _stage_settings(done.get("config", {}), stage) != _settings(config, stage):
         reasons.append("other settings")
+    if _saved_contract_part(out_dir, stage) != _contract_part(contract, stage):
+        reasons.append("another model contract (or none saved)")
     if done.get("records") != manifest_file.identity(records_dir):
         reasons.append(f"other records than {records_dir}")
     if done.get("started_from") != previous_identity:
@@ -199,11 +228,12 @@ def _finished_stage(out_dir, stage, config, records_dir, previous_identity):
     return done
 
 
-def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
+def run_stage(stage, records_dir, out_dir, config, contract, strategy, previous=None):
     """Train one stage; returns (best model, {split: metrics}) and writes OUT/<stage>/.
 
     stage: 'densenet', 'gru' or 'joint'; records_dir: converted records; out_dir: the run
-    directory (tao_keras.run_layout); config: the TrainConfig; strategy: a tf.distribute
+    directory (tao_keras.run_layout); config: the TrainConfig; contract: the run's
+    ModelContract (model_contract), saved with the stage's model; strategy: a tf.distribute
     strategy (make_strategy); previous: the earlier stage's model (or a run's, to finetune)
     whose weights the stage starts from.
 
@@ -214,37 +244,39 @@ def run_stage(stage, records_dir, out_dir, config, strategy, previous=None):
     stage_dir = run_layout.stage_dir(out_dir, stage)
     os.makedirs(stage_dir, exist_ok=True)
     started_from = None if previous is None else taonet.weights_digest(previous)
-    done = _finished_stage(out_dir, stage, config, records_dir, started_from)
+    done = _finished_stage(out_dir, stage, config, contract, records_dir, started_from)
     if done is not None:
         logging.info("stage %s finished earlier with these settings: reusing %s", stage, stage_dir)
         model = keras.saving.load_model(run_layout.stage_model(out_dir, stage))
+        # The same model; the saved contract may differ in what this stage does not read.
+        contract_module.save(contract, run_layout.stage_file(out_dir, stage, run_layout.CONTRACT))
         if "predictions" not in done:  # written before predictions were kept: score again
             writer = _evaluation_writer(out_dir, stage)
             return model, score_stage(
-                model, stage, records_dir, out_dir, config, writer, started_from
+                model, stage, records_dir, out_dir, config, contract, writer, started_from
             )
         return model, done["scores"]
-    manifest_file.check_roi(
-        manifest_file.load(records_dir), records_dir, model_config(config).backbone.roi_size
-    )
+    manifest_file.check_roi(manifest_file.load(records_dir), records_dir, contract.model_roi_size)
     writer = _evaluation_writer(out_dir, stage)
-    model = train_stage(stage, records_dir, out_dir, config, strategy, previous, writer)
-    return model, score_stage(model, stage, records_dir, out_dir, config, writer, started_from)
+    model = train_stage(stage, records_dir, out_dir, config, contract, strategy, previous, writer)
+    return model, score_stage(
+        model, stage, records_dir, out_dir, config, contract, writer, started_from
+    )
 
 
-def train_stage(stage, records_dir, out_dir, config, strategy, previous, writer):
+def train_stage(stage, records_dir, out_dir, config, contract, strategy, previous, writer):
     """Fit one stage's model (resuming from its backup) and return it with its best weights;
     writer: the stage's TensorBoard evaluation writer (validation F1, PR curves, HParams)."""
-    names = classes.task_class_names(config.task)
+    names = contract.class_names
     stage_config = getattr(config, stage)
-    pipeline = pipeline_config(config, stage)
+    pipeline = pipeline_config(config, stage, contract)
     train, steps = datasets.training_dataset(records_dir, pipeline)
     steps = max(1, math.ceil(steps * config.epoch_fraction))
     val = datasets.evaluation_dataset(records_dir, evaluation_config(pipeline), split="val")
     if config_module.stage(stage).on_sequences:
         train = train.map(two_outputs)
     with strategy.scope(), precision.policy(config.precision):
-        model = build_model(stage, config, len(names), previous, strategy.num_replicas_in_sync)
+        model = build_model(stage, config, contract, previous, strategy.num_replicas_in_sync)
         compile_model(model, stage, config, stage_config)
     best = run_layout.stage_file(out_dir, stage, "best.weights.h5")
     history = run_layout.stage_file(out_dir, stage, "history.csv")
@@ -299,8 +331,9 @@ def _evaluation_writer(out_dir, stage):
     )
 
 
-def score_stage(model, stage, records_dir, out_dir, config, writer, started_from=None):
-    """Score a stage's kept model and write OUT/<stage>/model.keras and scores.json (last).
+def score_stage(model, stage, records_dir, out_dir, config, contract, writer, started_from=None):
+    """Score a stage's kept model and write OUT/<stage>/model.keras, its contract.json and
+    scores.json (last).
 
     On the validation and test splits: predictions per object (kept for the paired bootstrap),
     the paper's metric with its context (metrics.evaluate), a temperature fitted on the
@@ -310,8 +343,8 @@ def score_stage(model, stage, records_dir, out_dir, config, writer, started_from
     the stage was trained from (the records' identity, started_from: the starting weights'
     digest), which a rerun must match to reuse it. -> {split: metrics}.
     """
-    names = classes.task_class_names(config.task)
-    eval_config = evaluation_config(pipeline_config(config, stage))
+    names = contract.class_names
+    eval_config = evaluation_config(pipeline_config(config, stage, contract))
     predictions = {}
     for split in ("val", "test"):
         try:
@@ -336,6 +369,7 @@ def score_stage(model, stage, records_dir, out_dir, config, writer, started_from
         early_f1 = early_scores(model, records_dir, eval_config, names, scores)
         write_early(writer, early_f1)
     model.save(run_layout.stage_model(out_dir, stage))
+    contract_module.save(contract, run_layout.stage_file(out_dir, stage, run_layout.CONTRACT))
     scores = json.loads(json.dumps(scores, default=float))
     files.write_json_atomic(
         run_layout.stage_file(out_dir, stage, run_layout.SCORES),

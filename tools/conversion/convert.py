@@ -283,14 +283,10 @@ def _publish(manifest, output_dir, options):
     """Write the manifest: dataset.json for a single task, else this task's part, merged into
     dataset.json by the task that completes the set."""
     if options.num_tasks == 1:
-        _write_json(manifest_file.path(output_dir), manifest)
+        manifest_file.write(output_dir, manifest)
         return
-    part = _part_name(options.task_index, options.num_tasks)
-    _write_json(os.path.join(output_dir, part), manifest)
-    if (
-        len(glob.glob(os.path.join(output_dir, _part_name("*", options.num_tasks))))
-        == options.num_tasks
-    ):
+    manifest_file.write(output_dir, manifest, part=(options.task_index, options.num_tasks))
+    if manifest_file.parts_written(output_dir, options.num_tasks) == options.num_tasks:
         merge_manifests(output_dir, options.num_tasks)
 
 
@@ -310,29 +306,17 @@ def _distance_summary(distances):
     }
 
 
-def _part_name(index, count):
-    index = index if isinstance(index, str) else f"{index:05d}"
-    return f"dataset.task-{index}-of-{count:05d}.json"
-
-
-def _write_json(path, payload):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
-
-
 def merge_manifests(output_dir, num_tasks):
     """Combine the per-task manifests of a fanned-out conversion into dataset.json."""
     parts = []
     for index in range(num_tasks):
-        path = os.path.join(output_dir, _part_name(index, num_tasks))
-        if not os.path.exists(path):
+        try:
+            parts.append(manifest_file.load_part(output_dir, index, num_tasks))
+        except FileNotFoundError:
             raise src.ConversionError(
-                f"{path}: missing; task {index} of {num_tasks} has not finished"
-            )
-        with open(path) as f:
-            parts.append(json.load(f))
+                f"{manifest_file.part_path(output_dir, index, num_tasks)}: missing; task "
+                f"{index} of {num_tasks} has not finished"
+            ) from None
     merged = dict(parts[0])
     merged["options"] = {
         k: v for k, v in merged["options"].items() if k not in ("num_tasks", "task_index")
@@ -363,5 +347,5 @@ def merge_manifests(output_dir, num_tasks):
         1,
     )
     merged["summary"] = summary
-    _write_json(manifest_file.path(output_dir), merged)
+    manifest_file.write(output_dir, merged)
     return merged

@@ -1,0 +1,141 @@
+"""The night-by-night update as ONNX, for brokers that run models with onnxruntime alone.
+
+The network's one time step (what streaming.NightUpdate.step computes: the DenseNet on the
+new triplet, each GRU cell once, the aggregation, the classifier) is written as ONNX from the
+weights (tao_keras.onnx_step); the night's clean-up, the normalization and the state's
+bookkeeping run in numpy (tao_keras.update_numpy), with the constants written beside the
+model. `verify` runs both runtimes night by night on recorded objects and fails loudly when
+they disagree.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from tao_keras import calibration, update_numpy
+
+TOLERANCE = 1e-4
+
+
+class VerificationError(RuntimeError):
+    """The ONNX update disagrees with the SavedModel's (the message gives the numbers)."""
+
+
+def write(updater, directory, metadata_text):
+    """Write update_step.onnx (tao_keras.onnx_step) and update_step.json into `directory` for
+    a NightUpdate (its float32 model, its contract and temperature); metadata_text: the
+    SavedModel's metadata JSON (kept whole: the state database's identity, the class names)."""
+    import onnx
+
+    from tao_keras import onnx_step
+    from tao_keras.pipeline import normalization, windows
+    from tfrecords import schema
+
+    contract = updater.contract
+    proto = onnx_step.step_model(updater.model, contract.architecture, len(contract.class_names))
+    onnx.checker.check_model(proto)
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, update_numpy.STEP_MODEL), "wb") as f:
+        f.write(proto.SerializeToString())
+    spec = {
+        "metadata": metadata_text,
+        "gru_units": [g.cell.units for g in updater.grus],
+        "normalization": contract.normalization,
+        "per_date": contract.per_date,
+        "model_roi_size": contract.model_roi_size,
+        "min_dates": contract.min_dates,
+        "same_date_days": schema.SAME_DATE_DAYS,
+        "days_per_year": windows.DAYS_PER_YEAR,
+        "statistics_stride": normalization.STATISTICS_STRIDE,
+        "reference_dates": normalization.REFERENCE_DATES,
+        "min_scale": normalization.MIN_SCALE,
+        "temperature": updater.temperature,
+        "epsilon": calibration.EPSILON,
+        "tag": updater.tag,
+        "opset": onnx_step.OPSET,
+        "written_with": f"onnx {onnx.__version__}",
+    }
+    with open(os.path.join(directory, update_numpy.SPEC), "w") as f:
+        json.dump(spec, f, indent=1)
+
+
+def night_by_night(update, objects, state_size, roi_size, same_date_days):
+    """Replay objects [(images [n, H, W], mjd [n])] through an update function (the
+    SavedModel's signature wrapped to numpy, or OnnxUpdate.update), one call per night for
+    all -> [outputs of each call]."""
+    from tools import replay_nights
+
+    nights = [replay_nights.split_nights(i, m, same_date_days) for i, m in objects]
+    batch = len(objects)
+    inputs = {
+        "state": np.zeros((batch, state_size), np.float32),
+        "previous_images": np.zeros((batch, 2, roi_size, roi_size), np.float32),
+        "previous_mjd": np.zeros((batch, 2), np.float64),
+    }
+    calls = []
+    for k in range(max(len(n) for n in nights)):
+        width = max((len(n[k][1]) for n in nights if k < len(n)), default=1)
+        images = np.full((batch, width, roi_size, roi_size), np.nan, np.float32)
+        mjd = np.zeros((batch, width))
+        counts = np.zeros(batch, np.int32)
+        for i, object_nights in enumerate(nights):
+            if k < len(object_nights):
+                images[i, : len(object_nights[k][1])] = object_nights[k][0]
+                mjd[i, : len(object_nights[k][1])] = object_nights[k][1]
+                counts[i] = len(object_nights[k][1])
+        out = update(**inputs, images=images, mjd=mjd, num_exposures=counts)
+        inputs = {name: out[name] for name in inputs}
+        calls.append(out)
+    return calls
+
+
+def recorded_objects(records_dir, split="test", limit=16):
+    """Up to `limit` objects [(images [n, H, W], mjd [n])] of a split of converted records
+    (every class's shards in turn): what `verify` replays."""
+    from tao_keras import classes
+    from tfrecords import manifest, parser
+
+    shards = classes.task_shards(manifest.load(records_dir), records_dir, split, "multiclass")
+    paths = [p for label in sorted(shards) for p, _ in shards[label]]
+    roi = manifest.load(records_dir)["roi_size"]
+    out = []
+    for record in parser.read_records(paths, roi):
+        out.append((record.images, record.mjd))
+        if len(out) == limit:
+            break
+    return out
+
+
+def verify(saved_model_dir, objects):
+    """Compare the ONNX update (saved_model_dir/onnx) with the SavedModel's on objects
+    [(images, mjd)], night by night -> {"objects", "nights", "max_probability_difference",
+    "classes_identical"}; VerificationError when a probability differs by more than TOLERANCE
+    or a class differs."""
+    from tao_keras import alert_stream
+
+    saved = alert_stream.SavedModelRuntime(saved_model_dir)
+    onnx = update_numpy.OnnxUpdate(os.path.join(saved_model_dir, "onnx"))
+    args = (saved.state_size, saved.roi_size, saved.same_date_days)
+    reference = night_by_night(saved.update, objects, *args)
+    got = night_by_night(onnx.update, objects, *args)
+    difference = max(
+        float(np.abs(a["probabilities"] - b["probabilities"]).max()) for a, b in zip(reference, got)
+    )
+    same = all(
+        np.array_equal(a["class_id"], b["class_id"])
+        and np.array_equal(a["num_dates"], b["num_dates"])
+        for a, b in zip(reference, got)
+    )
+    result = {
+        "objects": len(objects),
+        "nights": len(reference),
+        "max_probability_difference": difference,
+        "classes_identical": bool(same),
+    }
+    if difference > TOLERANCE or not same:
+        raise VerificationError(
+            f"{saved_model_dir}/onnx disagrees with the SavedModel: probabilities differ by up "
+            f"to {difference:.2e} (tolerance {TOLERANCE:g}), classes identical: {same}"
+        )
+    return result

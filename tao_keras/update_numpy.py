@@ -1,0 +1,203 @@
+"""The `update` signature without TensorFlow: numpy around an ONNX model of one time step.
+
+The exported SavedModel's `update` (tao_keras.streaming.NightUpdate) does three things: the
+night's clean-up and one image per date, the pixel normalization and the triplet with its
+date gaps, and the network's one step (the DenseNet on the new triplet, one step of each GRU,
+the aggregation over time, the classifier). Only the last is written as ONNX
+(tao_keras.onnx_step: the rest uses tf.map_fn and assertions that ONNX converters cannot
+translate), so the first two are written here again in numpy, with the same arithmetic in
+float32 (tests/test_onnx_export.py compares this module
+with the SavedModel's `update`, night by night, to 1e-4). The constants (date rule,
+normalization's sampling, the state's layout, temperature, the model's tag) come from the
+export's `update_step.json`, so this module needs numpy and onnxruntime alone.
+
+Layout of an ONNX export (tao_keras.onnx_export writes it): EXPORT/<version>/onnx/
+update_step.onnx (inputs triplets [B, h, w, 3] normalized and cropped, gaps [B, 2] years,
+hidden_<i> [B, H] per GRU, total [B, H], steps [B], step [B] bool; outputs hidden_<i>, total,
+steps, probabilities [B, C] before calibration) and update_step.json.
+"""
+
+import json
+import os
+
+import numpy as np
+
+STEP_MODEL = "update_step.onnx"
+SPEC = "update_step.json"
+BOOKKEEPING = ("steps", "dates", "scale", "span", "tag")  # streaming.BOOKKEEPING's order
+
+
+def _statistics(images, stride):
+    """normalization._statistics in numpy: [N, H, W] -> (flat, finite, median, scale)."""
+    flat = images.reshape(len(images), -1)
+    finite = np.isfinite(flat)
+    sample, sample_finite = flat[:, ::stride], finite[:, ::stride]
+    count = sample_finite.sum(axis=1)
+    ordered = np.sort(np.where(sample_finite, sample, np.float32(np.inf)), axis=1)
+
+    def percentile(q):
+        position = np.float32(q) * np.maximum(count - 1, 0).astype(np.float32)
+        index = np.round(position).astype(np.int64)
+        value = np.take_along_axis(ordered, index[:, None], axis=1)[:, 0]
+        return np.where(count > 0, value, np.float32(0.0)).astype(np.float32)
+
+    median = percentile(0.5)
+    scale = (np.float32(0.5) * (percentile(0.8413) - percentile(0.1587))).astype(np.float32)
+    return flat, finite, median, scale
+
+
+def reference_scale(images, spec):
+    """normalization.reference_scale: the median usable scale of the first reference dates."""
+    _, _, _, scales = _statistics(images[: spec["reference_dates"]], spec["statistics_stride"])
+    usable = np.sort(scales[scales > spec["min_scale"]])
+    ordered = np.concatenate([usable, np.float32([spec["min_scale"]])])
+    return ordered[max(len(usable) - 1, 0) // 2]
+
+
+def normalize_images(images, noise_scale, spec):
+    """normalization.normalize_images: [N, H, W] raw -> asinh of the robust z, 0 for NaN."""
+    flat, finite, median, own = _statistics(images, spec["statistics_stride"])
+    minimum = np.float32(spec["min_scale"])
+    if noise_scale is None:
+        scale = np.maximum(own, minimum)
+    else:
+        scale = np.full_like(median, max(np.float32(noise_scale), minimum))
+    z = (flat - median[:, None]) / scale[:, None]
+    return np.where(finite, np.arcsinh(z), np.float32(0.0)).astype(np.float32).reshape(images.shape)
+
+
+def center_crop(images, size):
+    top, left = (images.shape[-2] - size) // 2, (images.shape[-1] - size) // 2
+    return images[..., top : top + size, left : left + size]
+
+
+def one_night(images, mjd, spec, row):
+    """One row's exposures -> (image [H, W], time, usable, first, last): blank exposures
+    dropped, sorted by time, one image for the date by the per-date rule ("choose": the
+    first; "coadd": the finite mean of each pixel and the mean time). ValueError naming the
+    row for non-finite times or exposures spanning more than one date."""
+    if not np.all(np.isfinite(mjd)):
+        raise ValueError(f"batch row {row}: mjd has NaN or infinite values")
+    usable = np.isfinite(images).any(axis=(1, 2))
+    images, mjd = images[usable], mjd[usable]
+    order = np.argsort(mjd, kind="stable")
+    images, mjd = images[order], mjd[order]
+    if len(mjd) == 0:
+        side = images.shape[-1]
+        return np.zeros((side, side), np.float32), 0.0, False, 0.0, 0.0
+    if np.any(np.diff(mjd) >= spec["same_date_days"]):
+        raise ValueError(
+            f"batch row {row}: the exposures span more than one observation date; send one "
+            "date per update"
+        )
+    if spec["per_date"] == "choose":
+        return images[0], mjd[0], True, mjd[0], mjd[-1]
+    finite = np.isfinite(images)
+    sums = np.where(finite, images, np.float32(0.0)).sum(axis=0, dtype=np.float32)
+    counts = finite.sum(axis=0).astype(np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        image = np.where(counts > 0, sums / np.maximum(counts, 1.0), np.float32(np.nan))
+    return image.astype(np.float32), float(np.mean(mjd)), True, mjd[0], mjd[-1]
+
+
+def calibrated(probabilities, temperature, epsilon):
+    """calibration.scale_log_probabilities: softmax(log(clip(p)) / T) over classes."""
+    logp = np.log(np.clip(probabilities, epsilon, 1.0)) / np.float32(temperature)
+    logp = logp - logp.max(axis=-1, keepdims=True)
+    e = np.exp(logp)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+class OnnxUpdate:
+    """The `update` signature's function on numpy arrays, run by onnxruntime.
+
+    directory: an export's onnx/ folder (update_step.onnx and update_step.json). update()
+    takes and returns what the SavedModel's `update` does (class_name as bytes)."""
+
+    def __init__(self, directory):
+        import onnxruntime
+
+        with open(os.path.join(directory, SPEC)) as f:
+            self.spec = json.load(f)
+        self.session = onnxruntime.InferenceSession(
+            os.path.join(directory, STEP_MODEL), providers=["CPUExecutionProvider"]
+        )
+        self.metadata = json.loads(self.spec["metadata"])  # the SavedModel's metadata JSON
+        self.class_names = np.array([n.encode() for n in self.metadata["class_names"]], object)
+
+    def _split_state(self, state):
+        sizes = self.spec["gru_units"] + [self.spec["gru_units"][-1]]
+        edges = np.cumsum(sizes)
+        *hidden, total, rest = np.split(state, list(edges), axis=1)
+        return hidden, total, dict(zip(BOOKKEEPING, rest.T))
+
+    def _normalized(self, triplets, scale, starting):
+        """Raw triplets [B, 3, H, W] -> the model's [B, h, w, 3] and each row's scale."""
+        spec, out, used = self.spec, [], []
+        for images, object_scale, third in zip(triplets, scale, starting):
+            if spec["normalization"] == "image":
+                reference = None
+            else:
+                reference = reference_scale(images, spec) if third else object_scale
+            normalized = normalize_images(images, reference, spec)
+            out.append(center_crop(normalized, spec["model_roi_size"]))
+            used.append(object_scale if reference is None else reference)
+        return np.transpose(np.stack(out), [0, 2, 3, 1]), np.array(used, np.float32)
+
+    def update(self, state, previous_images, previous_mjd, images, mjd, num_exposures):
+        spec = self.spec
+        batch = len(images)
+        nights = [
+            one_night(images[i, : num_exposures[i]], mjd[i, : num_exposures[i]], spec, i)
+            for i in range(batch)
+        ]
+        night = np.stack([n[0] for n in nights]).astype(np.float32)
+        night_mjd = np.array([n[1] for n in nights], np.float64)
+        usable = np.array([n[2] for n in nights], bool)
+        last = np.array([n[4] for n in nights], np.float64)
+        hidden, total, book = self._split_state(np.asarray(state, np.float32))
+        if np.any(usable & (book["dates"] >= 1) & (book["tag"] != spec["tag"])):
+            raise ValueError("a state made by another model; start the object from zeros")
+        seen_now = book["dates"] + usable.astype(np.float32)
+        step = usable & (seen_now >= spec["min_dates"])
+        triplets = np.concatenate([previous_images, night[:, None]], axis=1).astype(np.float32)
+        times = np.concatenate([previous_mjd, night_mjd[:, None]], axis=1)
+        starting = usable & (seen_now == spec["min_dates"])
+        model_triplets, new_scale = self._normalized(triplets, book["scale"], starting)
+        gaps = ((times[:, 1:] - times[:, :-1]) / spec["days_per_year"]).astype(np.float32)
+        feeds = {"triplets": model_triplets, "gaps": gaps, "total": total, "step": step}
+        feeds["steps"] = book["steps"].astype(np.float32)
+        feeds.update({f"hidden_{i}": h for i, h in enumerate(hidden)})
+        names = [o.name for o in self.session.get_outputs()]
+        out = dict(zip(names, self.session.run(names, feeds)))
+        steps = out["steps_out"]
+        probabilities = np.where(
+            (steps > 0)[:, None],
+            calibrated(out["probabilities"], spec["temperature"], spec["epsilon"]),
+            np.float32(0.0),
+        )
+        class_id = np.where(steps > 0, probabilities.argmax(axis=-1), -1).astype(np.int32)
+        scale = np.where(starting, new_scale, book["scale"]).astype(np.float32)
+        span = np.where(usable, (last - night_mjd).astype(np.float32), book["span"])
+        tag = np.full(batch, spec["tag"], np.float32)
+        new_hidden = [out[f"hidden_{i}_out"] for i in range(len(hidden))]
+        new_state = np.concatenate(
+            [*new_hidden, out["total_out"], np.stack([steps, seen_now, scale, span, tag], 1)],
+            axis=1,
+        ).astype(np.float32)
+        shift = usable[:, None, None, None]
+        return {
+            "state": new_state,
+            "previous_images": np.where(
+                shift, np.concatenate([previous_images[:, 1:], night[:, None]], 1), previous_images
+            ).astype(np.float32),
+            "previous_mjd": np.where(
+                usable[:, None],
+                np.concatenate([previous_mjd[:, 1:], night_mjd[:, None]], 1),
+                previous_mjd,
+            ),
+            "probabilities": probabilities,
+            "class_id": class_id,
+            "class_name": np.where(class_id >= 0, self.class_names[np.maximum(class_id, 0)], b""),
+            "num_dates": seen_now.astype(np.int32),
+        }

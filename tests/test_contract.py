@@ -1,0 +1,93 @@
+"""The model contract: one typed value from the trainer to the SavedModel and back."""
+
+import dataclasses
+import json
+
+import pytest
+
+from tao_keras import contract
+from tao_keras.models import densenet, presets, taonet
+from tao_keras.pipeline import datasets
+
+
+def tiny_contract(**changes):
+    architecture = taonet.TAONetConfig(
+        backbone=densenet.DenseNetConfig(growth_rate=4, depth=10, roi_size=16),
+        gru_layers=1,
+        gru_units=8,
+        aggregation="mean",
+    )
+    return contract.ModelContract(architecture, roi_size=64, **changes)
+
+
+def test_a_contract_survives_the_disk_as_the_same_type(tmp_path):
+    original = tiny_contract(per_date="coadd", normalization="image", sequence_length=7)
+    contract.save(original, tmp_path / "contract.json")
+    loaded = contract.load(tmp_path / "contract.json")
+    assert isinstance(loaded, contract.ModelContract)
+    assert isinstance(loaded.architecture.backbone, densenet.DenseNetConfig)
+    assert loaded == original
+    assert loaded.model_roi_size == 16 and loaded.class_names[-1] == "NT"
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda v: v.update(per_date="median"), "per_date 'median'"),
+        (lambda v: v.update(colour="red"), r"unknown field\(s\) \['colour'\]"),
+        (lambda v: v["architecture"].update(gru_cells=3), "architecture: unknown field"),
+        (lambda v: v.update(version=99), "version 99"),
+        (lambda v: v.update(roi_size=8), "roi_size 8 smaller than the model's 16"),
+        (lambda v: v.pop("architecture"), "field 'architecture' missing"),
+        (lambda v: v.update(bands=2), "only 1 band"),
+    ],
+)
+def test_a_bad_contract_file_is_named_with_its_field(tmp_path, edit, message):
+    values = contract.to_dict(tiny_contract())
+    edit(values)
+    path = tmp_path / "contract.json"
+    path.write_text(json.dumps(values))
+    with pytest.raises(contract.ContractError, match=message) as caught:
+        contract.load(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_model_is_checked_against_its_contract_by_layer_types():
+    agreed = tiny_contract()
+    model = taonet.build_taonet(agreed.architecture, len(agreed.class_names))
+    contract.check_model(agreed, model)  # no error
+    other = dataclasses.replace(agreed.architecture, gru_units=12, aggregation="add")
+    with pytest.raises(contract.ContractError, match="GRU widths \\[8\\], contract 12") as caught:
+        contract.check_model(dataclasses.replace(agreed, architecture=other), model)
+    assert "aggregation mean, contract add" in str(caught.value)
+    binary = dataclasses.replace(agreed, task="supernova")
+    with pytest.raises(contract.ContractError, match="6 classes, task supernova has 2"):
+        contract.check_model(binary, model)
+
+
+def test_the_pipeline_takes_the_model_side_of_the_contract():
+    agreed = tiny_contract(per_date="coadd", normalization="image", stride=2)
+    config = datasets.for_contract(agreed, mode="sequence", batch_size=3)
+    assert (config.per_date, config.normalization, config.model_roi_size, config.stride) == (
+        "coadd",
+        "image",
+        16,
+        2,
+    )
+    assert config.task == agreed.task and config.batch_size == 3
+
+
+def test_the_trainer_builds_the_contract_from_its_settings():
+    from tao_keras.training import config as train_config
+    from tao_keras.training import protocol
+
+    settings = dataclasses.replace(
+        train_config.TRAINING_PRESETS["cpu"], aggregation="last", model_roi_size=32
+    )
+    built = protocol.model_contract(settings, 64)
+    assert built.architecture.aggregation == "last" and built.model_roi_size == 32
+    assert built.architecture.gru_units == presets.preset("cpu").gru_units
+    assert (built.per_date, built.normalization, built.roi_size) == ("coadd", "object", 64)
+    assert built.sequence_length is None  # every stage is scored and served on whole sequences
+    with pytest.raises(contract.ContractError, match="roi_size 16 smaller than the model's 32"):
+        protocol.model_contract(settings, 16)

@@ -30,7 +30,7 @@ import numpy as np
 
 from tao_keras import alert_packets, alert_state
 
-CHUNK = 256
+CHUNK = 32
 
 
 class StreamError(RuntimeError):

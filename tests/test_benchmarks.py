@@ -22,8 +22,10 @@ def test_every_benchmark_part_runs_at_tiny_sizes(tmp_path):
     assert results["conversion"]["exposures_per_second"] > 0
     assert results["pipeline"]["sequences_per_second"] > 0
     assert all(c["sequences_per_second"] > 0 for c in results["serving"]["configurations"].values())
-    assert results["alerts"]["packets_per_second"] > 0 and results["alerts"]["packets"] > 100
-    for name in ("step:cpu", "serve:cpu", "update:cpu", "pipeline", "alerts"):
+    streams = results["alerts"]["configurations"]
+    assert sorted(streams) == ["onnx", "savedmodel"]
+    assert all(c["packets_per_second"] > 0 and c["packets"] > 100 for c in streams.values())
+    for name in ("step:cpu", "serve:cpu", "update:cpu", "pipeline", "alerts:onnx"):
         assert name in done.stdout
 
 

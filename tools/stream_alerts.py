@@ -47,8 +47,9 @@ def define_flags():
     )
     flags.DEFINE_integer(
         "chunk_size",
-        256,
-        "Packets per transaction and per batch of the model (across objects).",
+        32,
+        "Packets per transaction and per batch of the model (across objects): larger chunks "
+        "wait longer for their answers and gain little (docs/serving.md).",
         lower_bound=1,
     )
     flags.DEFINE_bool(
@@ -81,7 +82,7 @@ def packets(files, roi_size):
         yield from alert_packets.read_file(path, roi_size)
 
 
-def stream(model_dir, files, state, output, chunk_size=256, finish=True, runtime="savedmodel"):
+def stream(model_dir, files, state, output, chunk_size=32, finish=True, runtime="savedmodel"):
     """Classify the packets of `files` with the model of model_dir run by `runtime`
     (alert_stream.RUNTIMES) -> (Tally, seconds). StreamError / StateError with a one-line
     reason when the state or output cannot be used."""

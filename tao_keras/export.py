@@ -71,23 +71,10 @@ def export_model(
     updater = _night_update(model, contract, temperature)
     metadata = {
         **_contract_metadata(contract),
-        "schema_version": schema.SCHEMA_VERSION,
-        "serving_precision": "float32",
         "trained_precision": trained_precision,
         "objects_per_call": objects_per_call,
         "training_config": training_config or {},
-        "calibration": {
-            "temperature": float(temperature),
-            "method": "temperature scaling fitted on the validation split (minimum NLL); "
-            "probabilities = softmax(log(p) / temperature) in every signature",
-        },
-        "update": None
-        if updater is None
-        else {
-            "state_size": updater.state_size,
-            "previous_dates": contract.min_dates - 1,
-            "min_dates": contract.min_dates,
-        },
+        **_serving_metadata(contract, updater, temperature),
     }
     text = json.dumps(metadata, indent=2, sort_keys=True)
     server = serving.ServingModule(model, contract, objects_per_call, temperature)
@@ -119,6 +106,27 @@ def _contract_metadata(contract):
         "per_date": contract.per_date,
         "same_date_days": schema.SAME_DATE_DAYS,
         "min_dates": contract.min_dates,
+    }
+
+
+def _serving_metadata(contract, updater, temperature):
+    """The metadata entries of how the export serves: format versions, precision, the
+    calibration, the `update` state (None when the model has no update)."""
+    return {
+        "schema_version": schema.SCHEMA_VERSION,
+        "serving_precision": "float32",
+        "calibration": {
+            "temperature": float(temperature),
+            "method": "temperature scaling fitted on the validation split (minimum NLL); "
+            "probabilities = softmax(log(p) / temperature) in every signature",
+        },
+        "update": None
+        if updater is None
+        else {
+            "state_size": updater.state_size,
+            "previous_dates": contract.min_dates - 1,
+            "min_dates": contract.min_dates,
+        },
     }
 
 

@@ -60,36 +60,6 @@ def write(updater, directory, metadata_text):
         json.dump(spec, f, indent=1)
 
 
-def night_by_night(update, objects, state_size, roi_size, same_date_days):
-    """Replay objects [(images [n, H, W], mjd [n])] through an update function (the
-    SavedModel's signature wrapped to numpy, or OnnxUpdate.update), one call per night for
-    all -> [outputs of each call]."""
-    from tools import replay_nights
-
-    nights = [replay_nights.split_nights(i, m, same_date_days) for i, m in objects]
-    batch = len(objects)
-    inputs = {
-        "state": np.zeros((batch, state_size), np.float32),
-        "previous_images": np.zeros((batch, 2, roi_size, roi_size), np.float32),
-        "previous_mjd": np.zeros((batch, 2), np.float64),
-    }
-    calls = []
-    for k in range(max(len(n) for n in nights)):
-        width = max((len(n[k][1]) for n in nights if k < len(n)), default=1)
-        images = np.full((batch, width, roi_size, roi_size), np.nan, np.float32)
-        mjd = np.zeros((batch, width))
-        counts = np.zeros(batch, np.int32)
-        for i, object_nights in enumerate(nights):
-            if k < len(object_nights):
-                images[i, : len(object_nights[k][1])] = object_nights[k][0]
-                mjd[i, : len(object_nights[k][1])] = object_nights[k][1]
-                counts[i] = len(object_nights[k][1])
-        out = update(**inputs, images=images, mjd=mjd, num_exposures=counts)
-        inputs = {name: out[name] for name in inputs}
-        calls.append(out)
-    return calls
-
-
 def recorded_objects(records_dir, split="test", limit=16):
     """Up to `limit` objects [(images [n, H, W], mjd [n])] of a split of converted records
     (every class's shards in turn): what `verify` replays."""
@@ -107,22 +77,48 @@ def recorded_objects(records_dir, split="test", limit=16):
     return out
 
 
+def _whole_sequences(saved, onnx, objects):
+    """(largest probability difference, classes equal) between serving_default and the ONNX
+    runtime's classify on the objects' whole sequences."""
+    import tensorflow as tf
+
+    width = max(len(m) for _, m in objects)
+    images = np.full((len(objects), width, saved.roi_size, saved.roi_size), np.nan, np.float32)
+    mjd = np.zeros((len(objects), width))
+    for i, (pixels, times) in enumerate(objects):
+        images[i, : len(times)], mjd[i, : len(times)] = pixels, times
+    counts = np.array([len(m) for _, m in objects], np.int32)
+    expected = saved.model.signatures["serving_default"](
+        images=tf.constant(images), mjd=tf.constant(mjd), num_exposures=tf.constant(counts)
+    )
+    expected = {name: value.numpy() for name, value in expected.items()}
+    got = onnx.classify(images, mjd, counts)
+    difference = float(np.abs(expected["probabilities"] - got["probabilities"]).max())
+    return difference, bool(np.array_equal(expected["class_id"], got["class_id"]))
+
+
 def verify(saved_model_dir, objects):
-    """Compare the ONNX update (saved_model_dir/onnx) with the SavedModel's on objects
-    [(images, mjd)], night by night -> {"objects", "nights", "max_probability_difference",
-    "classes_identical"}; VerificationError when a probability differs by more than TOLERANCE
-    or a class differs."""
+    """Compare the ONNX runtime (saved_model_dir/onnx) with the SavedModel on objects
+    [(images, mjd)] (each with at least 3 dates): night by night against `update`, and whole
+    sequences against serving_default -> {"objects", "nights", "max_probability_difference",
+    "classes_identical"}; VerificationError when a probability differs by more than
+    TOLERANCE or a class or date count differs."""
     from tao_keras import alert_stream
 
     saved = alert_stream.SavedModelRuntime(saved_model_dir)
     onnx = update_numpy.OnnxUpdate(os.path.join(saved_model_dir, "onnx"))
-    args = (saved.state_size, saved.roi_size, saved.same_date_days)
-    reference = night_by_night(saved.update, objects, *args)
-    got = night_by_night(onnx.update, objects, *args)
+    nights = [update_numpy.object_nights(images, mjd) for images, mjd in objects]
+    reference = update_numpy.replay(saved.update, nights, saved.state_size, saved.roi_size)
+    got = update_numpy.replay(onnx.update, nights, saved.state_size, saved.roi_size)
+    whole = _whole_sequences(saved, onnx, objects)
     difference = max(
-        float(np.abs(a["probabilities"] - b["probabilities"]).max()) for a, b in zip(reference, got)
+        [
+            float(np.abs(a["probabilities"] - b["probabilities"]).max())
+            for a, b in zip(reference, got)
+        ]
+        + [whole[0]]
     )
-    same = all(
+    same = whole[1] and all(
         np.array_equal(a["class_id"], b["class_id"])
         and np.array_equal(a["num_dates"], b["num_dates"])
         for a, b in zip(reference, got)

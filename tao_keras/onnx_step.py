@@ -136,27 +136,16 @@ def _split_node(x, sizes, outputs):
     return helper.make_node("Split", [x, sizes], outputs, axis=1)
 
 
-def step_model(model, architecture, class_count):
-    """The ONNX ModelProto of one time step of a float32 TAO-Net (a Keras model built by
-    taonet.build_taonet from `architecture`, a TAONetConfig), class_count outputs."""
-    from onnx import TensorProto, helper
+def _temporal_head(g, x, model, grus, architecture):
+    """The GRU cells on the features x (rows without a step keep their state), the
+    aggregation over time and the classifier: the graph's outputs hidden_<i>_out,
+    steps_out, total_out and probabilities."""
+    from onnx import TensorProto
 
-    from tao_keras.models import taonet
-
-    g = _Graph()
-    roi = architecture.backbone.roi_size
-    grus = taonet.recurrent_layers(model)
-    units = [taonet.recurrent_units(layer) for layer in grus]
-    x = g.op("Transpose", ["triplets"], perm=[0, 3, 1, 2])
-    x = _backbone(g, x, taonet.backbone_of(model), architecture.backbone)
-    if architecture.use_dt:
-        x = g.op("Concat", [x, "gaps"], axis=1)
     keep = g.op("Unsqueeze", ["step", g.const(np.array([1], np.int64))])
-    outputs = []
     for i, gru in enumerate(grus):
         out = _gru_cell(g, x, f"hidden_{i}", gru)
         g.op("Where", [keep, out, f"hidden_{i}"], output=f"hidden_{i}_out")
-        outputs.append(f"hidden_{i}_out")
         x = out
     g.op("Add", ["steps", g.op("Cast", ["step"], to=TensorProto.FLOAT)], output="steps_out")
     if architecture.aggregation == "last":
@@ -180,6 +169,24 @@ def step_model(model, architecture, class_count):
     )
     g.op("Softmax", [logits], output="probabilities", axis=-1)
 
+
+def step_model(model, architecture, class_count):
+    """The ONNX ModelProto of one time step of a float32 TAO-Net (a Keras model built by
+    taonet.build_taonet from `architecture`, a TAONetConfig), class_count outputs."""
+    from onnx import TensorProto, helper
+
+    from tao_keras.models import taonet
+
+    g = _Graph()
+    roi = architecture.backbone.roi_size
+    grus = taonet.recurrent_layers(model)
+    units = [taonet.recurrent_units(layer) for layer in grus]
+    x = g.op("Transpose", ["triplets"], perm=[0, 3, 1, 2])
+    x = _backbone(g, x, taonet.backbone_of(model), architecture.backbone)
+    if architecture.use_dt:
+        x = g.op("Concat", [x, "gaps"], axis=1)
+    _temporal_head(g, x, model, grus, architecture)
+
     def value(name, kind, shape):
         return helper.make_tensor_value_info(name, kind, shape)
 
@@ -192,7 +199,7 @@ def step_model(model, architecture, class_count):
         value("step", TensorProto.BOOL, ["batch"]),
     ]
     outs = [
-        *[value(n, TensorProto.FLOAT, ["batch", h]) for n, h in zip(outputs, units)],
+        *[value(f"hidden_{i}_out", TensorProto.FLOAT, ["batch", h]) for i, h in enumerate(units)],
         value("total_out", TensorProto.FLOAT, ["batch", units[-1]]),
         value("steps_out", TensorProto.FLOAT, ["batch"]),
         value("probabilities", TensorProto.FLOAT, ["batch", class_count]),

@@ -1,4 +1,5 @@
-"""The `update` signature without TensorFlow: numpy around an ONNX model of one time step.
+"""The `update` signature (and whole sequences, by replaying it) without TensorFlow: numpy
+around an ONNX model of one time step.
 
 The exported SavedModel's `update` (tao_keras.streaming.NightUpdate) does three things: the
 night's clean-up and one image per date, the pixel normalization and the triplet with its
@@ -21,6 +22,8 @@ import json
 import os
 
 import numpy as np
+
+from tao_keras import request_cleanup
 
 STEP_MODEL = "update_step.onnx"
 SPEC = "update_step.json"
@@ -100,6 +103,45 @@ def one_night(images, mjd, spec, row):
     return image.astype(np.float32), float(np.mean(mjd)), True, mjd[0], mjd[-1]
 
 
+def object_nights(images, mjd):
+    """One object's exposures [n, H, W], mjd [n] -> [(images [k, H, W], mjd [k])] per date in
+    time order: blank exposures dropped, sorted, grouped by request_cleanup's date rule."""
+    usable = np.isfinite(images).any(axis=(1, 2))
+    images, mjd = images[usable], mjd[usable]
+    order = np.argsort(mjd, kind="stable")
+    images, mjd = images[order], mjd[order]
+    index = request_cleanup.date_index_numpy(mjd)
+    return [(images[index == d], mjd[index == d]) for d in range(len(set(index.tolist())))]
+
+
+def replay(update, nights, state_size, side):
+    """Objects' nights [[(images [k, side, side], mjd [k]) per night] per object] through an
+    update function (OnnxUpdate.update, or the SavedModel's signature on numpy), one call per
+    night for all (empty calls for objects with fewer nights change nothing) -> the outputs
+    after each call."""
+    batch = len(nights)
+    inputs = (
+        np.zeros((batch, state_size), np.float32),
+        np.zeros((batch, 2, side, side), np.float32),
+        np.zeros((batch, 2), np.float64),
+    )
+    calls = []
+    for k in range(max(len(n) for n in nights)):
+        width = max((len(n[k][1]) for n in nights if k < len(n)), default=1)
+        images = np.full((batch, width, side, side), np.nan, np.float32)
+        mjd = np.zeros((batch, width))
+        counts = np.zeros(batch, np.int32)
+        for i, found in enumerate(nights):
+            if k < len(found):
+                count = len(found[k][1])
+                images[i, :count], mjd[i, :count] = found[k]
+                counts[i] = count
+        out = update(*inputs, images, mjd, counts)
+        inputs = (out["state"], out["previous_images"], out["previous_mjd"])
+        calls.append(out)
+    return calls
+
+
 def calibrated(probabilities, temperature, epsilon):
     """calibration.scale_log_probabilities: softmax(log(clip(p)) / T) over classes."""
     logp = np.log(np.clip(probabilities, epsilon, 1.0)) / np.float32(temperature)
@@ -124,6 +166,28 @@ class OnnxUpdate:
         )
         self.metadata = json.loads(self.spec["metadata"])  # the SavedModel's metadata JSON
         self.class_names = np.array([n.encode() for n in self.metadata["class_names"]], object)
+
+    def classify(self, images, mjd, num_exposures):
+        """Whole sequences, as serving_default answers them: images [B, E, H, W] (NaN = bad),
+        mjd [B, E], num_exposures [B] -> {"probabilities", "class_id", "class_name",
+        "num_dates"} after every night of each object, replayed through `update` (which
+        equals the whole-sequence answer, tests/test_streaming.py). ValueError for an export
+        that serves only the most recent S dates, or an object with fewer than 3 dates."""
+        if self.metadata["sequence_length"] is not None:
+            raise ValueError(
+                "this export serves the most recent S dates; the ONNX runtime replays every "
+                "night, so it classifies whole sequences only for exports that use all dates"
+            )
+        images, mjd = np.asarray(images, np.float32), np.asarray(mjd, np.float64)
+        nights = [object_nights(images[i, :n], mjd[i, :n]) for i, n in enumerate(num_exposures)]
+        for i, found in enumerate(nights):
+            if len(found) < self.spec["min_dates"]:
+                raise ValueError(
+                    f"batch row {i}: {len(found)} observation date(s) with usable pixels; at "
+                    f"least {self.spec['min_dates']} are needed"
+                )
+        state_size = int(self.metadata["update"]["state_size"])
+        return replay(self.update, nights, state_size, self.metadata["roi_size"])[-1]
 
     def _split_state(self, state):
         sizes = self.spec["gru_units"] + [self.spec["gru_units"][-1]]

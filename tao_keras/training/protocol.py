@@ -198,7 +198,7 @@ def _saved_contract_part(out_dir, stage):
     return _contract_part(saved, stage)
 
 
-def _finished_stage(out_dir, stage, config, contract, records_dir, previous_identity):
+def finished_stage(out_dir, stage, config, contract, records_dir, previous_identity):
     """What a stage finished earlier with the same settings, the same model contract, the
     same records and the same starting weights wrote (its scores.json), else None (with the
     reason logged when a finished stage is not reused). A scores.json of an older format
@@ -244,7 +244,7 @@ def run_stage(stage, records_dir, out_dir, config, contract, strategy, previous=
     stage_dir = run_layout.stage_dir(out_dir, stage)
     os.makedirs(stage_dir, exist_ok=True)
     started_from = None if previous is None else taonet.weights_digest(previous)
-    done = _finished_stage(out_dir, stage, config, contract, records_dir, started_from)
+    done = finished_stage(out_dir, stage, config, contract, records_dir, started_from)
     if done is not None:
         logging.info("stage %s finished earlier with these settings: reusing %s", stage, stage_dir)
         model = keras.saving.load_model(run_layout.stage_model(out_dir, stage))

@@ -18,7 +18,7 @@ from tools.conversion import convert
 from tools.conversion import sources as src
 
 import fitsfiles
-from conftest import REPO, trainer_command
+from conftest import REPO, TINY_RUN_FLAGS, trainer_command
 
 
 def _model(seed=0):
@@ -149,34 +149,23 @@ def test_best_value_so_far_comes_from_the_history(tmp_path):
     assert best.read_bytes() != before
 
 
-def test_a_finished_stage_is_not_trained_again_on_rerun(tiny_records, tmp_path):
+def test_a_finished_stage_is_not_trained_again_on_rerun(tiny_records, trained_run, tmp_path):
     records, _ = tiny_records
     out = tmp_path / "run"
-    command = trainer_command(
-        records,
-        out,
-        "--stages",
-        "densenet,gru",
-        "--epochs_densenet",
-        "2",
-        "--epochs_gru",
-        "1",
-        "--batch_size",
-        "4",
-        "--epoch_fraction",
-        "0.2",
-    )
-    subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True, timeout=600)
+    shutil.copytree(trained_run, out)  # the session's run: its three stages finished
     history = (out / "densenet" / "history.csv").read_text()
-    model_time = os.path.getmtime(out / "densenet" / "model.keras")
-    (out / "gru" / "scores.json").unlink()  # as if killed during stage 2
+    model_times = {s: os.path.getmtime(out / s / "model.keras") for s in ("densenet", "gru")}
+    (out / "joint" / "scores.json").unlink()  # as if killed during stage 3
+    command = trainer_command(records, out, *TINY_RUN_FLAGS, "--nobaseline")
     rerun = subprocess.run(
         command, cwd=REPO, check=True, capture_output=True, text=True, timeout=600
     )
     assert "stage densenet finished earlier with these settings" in rerun.stderr
+    assert "stage gru finished earlier with these settings" in rerun.stderr
     assert (out / "densenet" / "history.csv").read_text() == history
-    assert os.path.getmtime(out / "densenet" / "model.keras") == model_time
-    assert (out / "gru" / "scores.json").exists() and (out / "report.json").exists()
+    for stage, mtime in model_times.items():
+        assert os.path.getmtime(out / stage / "model.keras") == mtime
+    assert (out / "joint" / "scores.json").exists() and (out / "report.json").exists()
 
 
 # --- Converter: one bad file, folder, row or output directory costs only itself --------------

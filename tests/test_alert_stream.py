@@ -280,3 +280,42 @@ def test_a_state_made_by_another_model_is_refused(runtime, tmp_path):
     alert_state.connect(str(tmp_path / "s.sqlite"), "sha256:another").close()
     with pytest.raises(alert_state.StateError, match="made by another model"):
         alert_state.connect(str(tmp_path / "s.sqlite"), runtime.identity)
+
+
+def test_a_stream_split_over_runs_ends_like_one_run(runtime, stream_dir, tmp_path):
+    directory, _ = stream_dir
+    files = sorted(str(p) for p in directory.glob("*.avro"))
+    half = len(files) // 2
+
+    def packets_of(paths):
+        return [p for f in paths for p in alert_packets.read_file(f, 64)]
+
+    whole, _ = run_stream(runtime, packets_of(files), tmp_path, "whole")
+    # tonight's files, nights kept open (--nofinish); tomorrow the rest, then the end
+    run_stream(runtime, packets_of(files[:half]), tmp_path, "split", finish=False)
+    split, _ = run_stream(runtime, packets_of(files[half:]), tmp_path, "split")
+    assert_same_final_classes(split, whole)
+    assert_same_lines(tmp_path / "split.jsonl", tmp_path / "whole.jsonl")
+
+
+def test_stream_command_mistakes_are_one_line(model_dir, tmp_path):
+    def command(*flags):
+        return subprocess.run(
+            [sys.executable, "-m", "tools.stream_alerts", f"--model={model_dir}", *flags],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    state, output = f"--state={tmp_path / 's.sqlite'}", f"--output={tmp_path / 'o.jsonl'}"
+    missing = command(f"--alerts={tmp_path / 'nowhere'}", state, output)
+    assert missing.returncode != 0
+    assert missing.stderr.strip().splitlines()[-1] == (
+        f"error: --alerts {tmp_path / 'nowhere'}: no such file or directory"
+    )
+    alert_state.connect(str(tmp_path / "s.sqlite"), "sha256:another").close()
+    (tmp_path / "a").mkdir()
+    other = command(f"--alerts={tmp_path / 'a'}", state, output)
+    assert other.returncode != 0 and "Traceback" not in other.stderr
+    assert "the state was made by another model" in other.stderr.strip().splitlines()[-1]

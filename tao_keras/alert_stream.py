@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from tao_keras import alert_packets, alert_state
+from tao_keras import alert_packets, alert_state, update_numpy
 
 CHUNK = 32
 
@@ -144,20 +144,12 @@ def _new_object(runtime):
 def _run_update(runtime, bases, nights):
     """One batched `update` call: bases [(state, previous_images, previous_mjd)], nights
     [[(candid, mjd, image)]] (one night per row) -> the signature's outputs."""
-    roi = runtime.roi_size
-    width = max(len(n) for n in nights)
-    images = np.full((len(nights), width, roi, roi), np.nan, np.float32)
-    mjd = np.zeros((len(nights), width), np.float64)
-    for i, night in enumerate(nights):
-        for j, (_, t, image) in enumerate(night):
-            images[i, j], mjd[i, j] = image, t
+    rows = [(np.stack([e[2] for e in n]), np.array([e[1] for e in n])) for n in nights]
     return runtime.update(
         np.stack([b[0] for b in bases]),
         np.stack([b[1] for b in bases]),
         np.stack([b[2] for b in bases]),
-        images,
-        mjd,
-        np.array([len(n) for n in nights], np.int32),
+        *update_numpy.pack(rows, runtime.roi_size),
     )
 
 

@@ -160,7 +160,7 @@ def check_model(contract, model):
         problems.append(
             f"{output.shape[-1]} classes, task {contract.task} has {len(contract.class_names)}"
         )
-    if isinstance(model.input, dict):
+    if isinstance(model.input, dict) and "length" in model.input:  # TAO-Net, not the DenseNet
         head = contract.architecture
         recurrent = taonet.recurrent_layers(model)
         if len(recurrent) != head.gru_layers:

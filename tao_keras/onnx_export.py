@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from tao_keras import calibration, update_numpy
+from tao_keras import update_numpy
 
 TOLERANCE = 1e-4
 
@@ -51,7 +51,6 @@ def write(updater, directory, metadata_text):
         "reference_dates": normalization.REFERENCE_DATES,
         "min_scale": normalization.MIN_SCALE,
         "temperature": updater.temperature,
-        "epsilon": calibration.EPSILON,
         "tag": updater.tag,
         "opset": onnx_step.OPSET,
         "written_with": f"onnx {onnx.__version__}",
@@ -82,12 +81,7 @@ def _whole_sequences(saved, onnx, objects):
     runtime's classify on the objects' whole sequences."""
     import tensorflow as tf
 
-    width = max(len(m) for _, m in objects)
-    images = np.full((len(objects), width, saved.roi_size, saved.roi_size), np.nan, np.float32)
-    mjd = np.zeros((len(objects), width))
-    for i, (pixels, times) in enumerate(objects):
-        images[i, : len(times)], mjd[i, : len(times)] = pixels, times
-    counts = np.array([len(m) for _, m in objects], np.int32)
+    images, mjd, counts = update_numpy.pack(objects, saved.roi_size)
     expected = saved.model.signatures["serving_default"](
         images=tf.constant(images), mjd=tf.constant(mjd), num_exposures=tf.constant(counts)
     )

@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from tao_keras import request_cleanup
+from tao_keras import calibration, request_cleanup
 
 STEP_MODEL = "update_step.onnx"
 SPEC = "update_step.json"
@@ -114,11 +114,27 @@ def object_nights(images, mjd):
     return [(images[index == d], mjd[index == d]) for d in range(len(set(index.tolist())))]
 
 
+def pack(rows, side):
+    """Rows of exposures [(images [k, side, side], mjd [k]) or None] -> the padded request
+    images [B, E, side, side] (NaN beyond each row's k), mjd [B, E] (0 there), num_exposures
+    [B] (0 for None), E the largest k (at least 1)."""
+    width = max([len(r[1]) for r in rows if r is not None] + [1])
+    images = np.full((len(rows), width, side, side), np.nan, np.float32)
+    mjd = np.zeros((len(rows), width))
+    counts = np.zeros(len(rows), np.int32)
+    for i, row in enumerate(rows):
+        if row is not None:
+            counts[i] = len(row[1])
+            images[i, : counts[i]], mjd[i, : counts[i]] = row
+    return images, mjd, counts
+
+
 def replay(update, nights, state_size, side):
     """Objects' nights [[(images [k, side, side], mjd [k]) per night] per object] through an
     update function (OnnxUpdate.update, or the SavedModel's signature on numpy), one call per
     night for all (empty calls for objects with fewer nights change nothing) -> the outputs
-    after each call."""
+    after each call. tools/replay_nights.replay is its twin for a SavedModel: that module needs
+    TensorFlow to import, this one must not."""
     batch = len(nights)
     inputs = (
         np.zeros((batch, state_size), np.float32),
@@ -127,27 +143,11 @@ def replay(update, nights, state_size, side):
     )
     calls = []
     for k in range(max(len(n) for n in nights)):
-        width = max((len(n[k][1]) for n in nights if k < len(n)), default=1)
-        images = np.full((batch, width, side, side), np.nan, np.float32)
-        mjd = np.zeros((batch, width))
-        counts = np.zeros(batch, np.int32)
-        for i, found in enumerate(nights):
-            if k < len(found):
-                count = len(found[k][1])
-                images[i, :count], mjd[i, :count] = found[k]
-                counts[i] = count
-        out = update(*inputs, images, mjd, counts)
+        night = pack([found[k] if k < len(found) else None for found in nights], side)
+        out = update(*inputs, *night)
         inputs = (out["state"], out["previous_images"], out["previous_mjd"])
         calls.append(out)
     return calls
-
-
-def calibrated(probabilities, temperature, epsilon):
-    """calibration.scale_log_probabilities: softmax(log(clip(p)) / T) over classes."""
-    logp = np.log(np.clip(probabilities, epsilon, 1.0)) / np.float32(temperature)
-    logp = logp - logp.max(axis=-1, keepdims=True)
-    e = np.exp(logp)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 class OnnxUpdate:
@@ -237,7 +237,9 @@ class OnnxUpdate:
         steps = out["steps_out"]
         probabilities = np.where(
             (steps > 0)[:, None],
-            calibrated(out["probabilities"], spec["temperature"], spec["epsilon"]),
+            calibration.apply_temperature(out["probabilities"], spec["temperature"]).astype(
+                np.float32
+            ),
             np.float32(0.0),
         )
         class_id = np.where(steps > 0, probabilities.argmax(axis=-1), -1).astype(np.int32)

@@ -60,6 +60,8 @@ def test_a_model_is_checked_against_its_contract_by_layer_types():
     with pytest.raises(contract.ContractError, match="GRU widths \\[8\\], contract 12") as caught:
         contract.check_model(dataclasses.replace(agreed, architecture=other), model)
     assert "aggregation mean, contract add" in str(caught.value)
+    triplets = densenet.build_densenet(agreed.architecture.backbone, 6)  # stage 1's model
+    contract.check_model(agreed, triplets)  # its backbone and classes agree; no GRUs to check
     binary = dataclasses.replace(agreed, task="supernova")
     with pytest.raises(contract.ContractError, match="6 classes, task supernova has 2"):
         contract.check_model(binary, model)

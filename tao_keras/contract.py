@@ -5,7 +5,8 @@ it is served. That agreement is one frozen dataclass, `ModelContract`: the recor
 side and the model's central crop of it, the bands, how one image per date is made, the pixel
 normalization, the triplet stride, the minimum number of dates, how many dates the served
 model sees, the task's classes, and the architecture (`TAONetConfig`: the DenseNet and the
-temporal head: GRU layers, width, direction, aggregation over time, date gaps).
+temporal head: GRU layers, width, direction, aggregation over time, date gaps, the per-date
+photometry input).
 
 The trainer builds it once (tao_keras.training.protocol.model_contract) and saves it beside
 every stage's model.keras; the export writes it into the SavedModel's metadata, and
@@ -22,6 +23,7 @@ import dataclasses
 import keras
 
 from tao_keras import classes, files
+from tao_keras.lightcurves import photometry
 from tao_keras.models import densenet, taonet
 from tfrecords import schema
 
@@ -71,6 +73,12 @@ class ModelContract:
         if self.roi_size < self.model_roi_size:
             problems.append(
                 f"roi_size {self.roi_size} smaller than the model's {self.model_roi_size}"
+            )
+        minimum = photometry.PhotometryConfig().minimum_roi
+        if self.architecture.photometry and self.roi_size < minimum:
+            problems.append(
+                f"roi_size {self.roi_size}: the photometry input's background annulus needs "
+                f"cutouts of at least {minimum} pixels"
             )
         if self.stride < 1:
             problems.append(f"stride {self.stride} < 1")
@@ -150,7 +158,8 @@ def load(path):
 def check_model(contract, model):
     """ContractError listing every way a built TAO-Net (or DenseNet on triplets) differs from
     the contract: input RoI, number of classes, and for TAO-Net the GRU layers, direction,
-    aggregation over time and date gaps (read from the layers' types, never their names)."""
+    aggregation over time, date gaps and photometry input (read from the layers' types and the
+    inputs, never the layers' names)."""
     problems = []
     images = model.input["images"] if isinstance(model.input, dict) else model.input
     if int(images.shape[-2]) != contract.model_roi_size:
@@ -177,6 +186,10 @@ def check_model(contract, model):
             )
         if taonet.uses_dt(model) != head.use_dt:
             problems.append(f"date gaps used: {taonet.uses_dt(model)}, contract {head.use_dt}")
+        if taonet.uses_photometry(model) != head.photometry:
+            problems.append(
+                f"photometry input: {taonet.uses_photometry(model)}, contract {head.photometry}"
+            )
     if problems:
         raise ContractError(
             f"model {model.name!r} does not match its contract: " + "; ".join(problems)

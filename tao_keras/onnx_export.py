@@ -50,6 +50,7 @@ def write(updater, directory, metadata_text):
         "statistics_stride": normalization.STATISTICS_STRIDE,
         "reference_dates": normalization.REFERENCE_DATES,
         "min_scale": normalization.MIN_SCALE,
+        "photometry": _photometry_spec(contract),
         "temperature": updater.temperature,
         "tag": updater.tag,
         "opset": onnx_step.OPSET,
@@ -57,6 +58,28 @@ def write(updater, directory, metadata_text):
     }
     with open(os.path.join(directory, update_numpy.SPEC), "w") as f:
         json.dump(spec, f, indent=1)
+
+
+def _photometry_spec(contract):
+    """The forced photometry's constants for update_numpy (the aperture's pixels and weights,
+    the annulus' pixels, the clipping), None for a model without the photometry input."""
+    if not contract.architecture.photometry:
+        return None
+    from tao_keras.lightcurves.photometry import PhotometryConfig
+    from tao_keras.pipeline import forced_photometry
+
+    config = PhotometryConfig()
+    inside, weights, annulus = forced_photometry.geometry(
+        contract.roi_size, contract.roi_size, config
+    )
+    return {
+        "aperture": inside.tolist(),
+        "weights": weights.tolist(),
+        "annulus": annulus.tolist(),
+        "clip_sigma": config.clip_sigma,
+        "clip_iterations": forced_photometry.CLIP_ITERATIONS,
+        "min_scale": forced_photometry.MIN_SCALE,
+    }
 
 
 def recorded_objects(records_dir, split="test", limit=16):

@@ -185,6 +185,8 @@ def step_model(model, architecture, class_count):
     x = _backbone(g, x, taonet.backbone_of(model), architecture.backbone)
     if architecture.use_dt:
         x = g.op("Concat", [x, "gaps"], axis=1)
+    if architecture.photometry:
+        x = g.op("Concat", [x, "photometry"], axis=1)
     _temporal_head(g, x, model, grus, architecture)
 
     def value(name, kind, shape):
@@ -193,6 +195,11 @@ def step_model(model, architecture, class_count):
     inputs = [
         value("triplets", TensorProto.FLOAT, ["batch", roi, roi, 3]),
         value("gaps", TensorProto.FLOAT, ["batch", 2]),
+        *(
+            [value("photometry", TensorProto.FLOAT, ["batch", taonet.PHOTOMETRY_WIDTH])]
+            if architecture.photometry
+            else []
+        ),
         *[value(f"hidden_{i}", TensorProto.FLOAT, ["batch", h]) for i, h in enumerate(units)],
         value("total", TensorProto.FLOAT, ["batch", units[-1]]),
         value("steps", TensorProto.FLOAT, ["batch"]),

@@ -12,25 +12,29 @@ Signatures (every output has the batch as its first axis, as TF Serving's row fo
 Inside the graph, with the functions the pipeline uses (tao_keras.pipeline): exposures sorted by
 time, exposures without a single finite pixel dropped (as the converter drops such files),
 dates grouped by the converter's rule, the first exposure of each date (the evaluation choice),
-normalization, the most recent S dates (when set; else all), sliding triplets, the model.
+normalization, the most recent S dates (when set; else all), the per-date forced photometry
+(for a model that takes it), sliding triplets, the model.
 Malformed requests fail with InvalidArgument and a message naming the batch row.
 """
 
 import tensorflow as tf
 
 from tao_keras import calibration, request_cleanup
+from tao_keras.models import taonet
 from tao_keras.pipeline import dates, model_inputs
 from tfrecords import parser
 
 
 def _padded(features_per_object):
-    """Ragged per-object features -> padded model inputs {"images", "dt", "length"}."""
+    """Ragged per-object features -> padded model inputs {"images", "dt", "length"} (and
+    "photometry" when the model takes it)."""
     images = features_per_object["images"]
-    return {
-        "images": images.to_tensor(),
-        "dt": features_per_object["dt"].to_tensor(),
-        "length": tf.cast(images.row_lengths(), tf.int32),
+    padded = {
+        name: features_per_object[name].to_tensor()
+        for name in ("images", "dt", "photometry")
+        if name in features_per_object
     }
+    return {**padded, "length": tf.cast(images.row_lengths(), tf.int32)}
 
 
 class ServingModule:
@@ -55,11 +59,15 @@ class ServingModule:
 
     def _output_signature(self):
         roi = self.contract.model_roi_size
-        return {
+        signature = {
             "images": tf.RaggedTensorSpec([None, roi, roi, 3], tf.float32, ragged_rank=0),
             "dt": tf.RaggedTensorSpec([None, 2], tf.float32, ragged_rank=0),
             "num_dates": tf.TensorSpec([], tf.int32),
         }
+        if self.contract.architecture.photometry:
+            width = taonet.PHOTOMETRY_WIDTH
+            signature["photometry"] = tf.RaggedTensorSpec([None, width], tf.float32, ragged_rank=0)
+        return signature
 
     def _object_features(self, images, mjd, date_index, row):
         """One object's exposures sorted by time -> its model input and number of dates."""
@@ -75,7 +83,8 @@ class ServingModule:
                 images, mjd, date_index, num_dates, self.contract.per_date
             )
         out = model_inputs.evaluation_features(images, mjd, self.contract)
-        return {"images": out["images"], "dt": out["dt"], "num_dates": num_dates}
+        del out["length"]
+        return {**out, "num_dates": num_dates}
 
     def _raw_object(self, item):
         images, mjd, count, row = item

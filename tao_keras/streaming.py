@@ -38,7 +38,7 @@ import tensorflow as tf
 
 from tao_keras import calibration, request_cleanup
 from tao_keras.models import taonet
-from tao_keras.pipeline import dates, model_inputs, normalization, windows
+from tao_keras.pipeline import dates, forced_photometry, model_inputs, normalization, windows
 from tfrecords import schema
 
 # Bookkeeping entries after the GRU states and the running sum (see the module docstring).
@@ -208,8 +208,10 @@ class NightUpdate:
         return checks
 
     def _normalized(self, triplets, scale, starting):
-        """Raw [B, 3, H, W] -> the model's triplets [B, h, w, 3], each object normalized with
-        its scale (its reference_scale computed here on its third date)."""
+        """Raw [B, 3, H, W] -> (the model's triplets [B, h, w, 3], each object normalized with
+        its scale (its reference_scale computed here on its third date), that scale [B], and
+        the triplet's photometry [B, taonet.PHOTOMETRY_WIDTH], zeros for a model without
+        that input)."""
 
         def one(item):
             images, object_scale, third = item
@@ -219,18 +221,23 @@ class NightUpdate:
                 reference = tf.where(third, normalization.reference_scale(images), object_scale)
             out = normalization.normalize_images(images, reference)
             used = object_scale if reference is None else reference
-            return model_inputs.center_crop(out, self.contract.model_roi_size), used
+            photometry = tf.zeros([taonet.PHOTOMETRY_WIDTH])
+            if self.contract.architecture.photometry:
+                per_date = normalization.image_scales(images) if reference is None else reference
+                photometry = tf.reshape(forced_photometry.features(images, per_date), [-1])
+            return model_inputs.center_crop(out, self.contract.model_roi_size), used, photometry
 
         roi = self.contract.model_roi_size
-        images, scale = tf.map_fn(
+        images, scale, photometry = tf.map_fn(
             one,
             (triplets, scale, starting),
             fn_output_signature=(
                 tf.TensorSpec([3, roi, roi], tf.float32),
                 tf.TensorSpec([], tf.float32),
+                tf.TensorSpec([taonet.PHOTOMETRY_WIDTH], tf.float32),
             ),
         )
-        return tf.transpose(images, [0, 2, 3, 1]), scale
+        return tf.transpose(images, [0, 2, 3, 1]), scale, photometry
 
     def update(self, state, previous_images, previous_mjd, images, mjd, num_exposures):
         """One night of B objects: state [B, state_size], previous_images [B, 2, H, W],
@@ -326,9 +333,11 @@ class NightUpdate:
         triplets = tf.concat([previous_images, night[:, None]], axis=1)
         times = tf.concat([previous_mjd, night_mjd[:, None]], axis=1)
         starting = usable & tf.equal(seen_now, float(windows.MIN_DATES))
-        triplets, new_scale = self._normalized(triplets, scale, starting)
+        triplets, new_scale, photometry = self._normalized(triplets, scale, starting)
         gaps = tf.cast((times[:, 1:] - times[:, :-1]) / windows.DAYS_PER_YEAR, tf.float32)
-        new_hidden, total, pooled, steps = self.step(triplets, gaps, hidden, total, steps, step)
+        new_hidden, total, pooled, steps = self.step(
+            triplets, gaps, hidden, total, steps, step, photometry
+        )
         calibrated = calibration.scale_log_probabilities(
             tf.cast(self.head(pooled), tf.float32), self.temperature
         )
@@ -359,14 +368,17 @@ class NightUpdate:
             "num_dates": tf.cast(seen_now, tf.int32),
         }
 
-    def step(self, triplets, gaps, hidden, total, steps, step):
+    def step(self, triplets, gaps, hidden, total, steps, step, photometry=None):
         """One time step where `step` [B] holds (the part of `update` that tao_keras.onnx_export
         converts to ONNX): the backbone on the new triplets [B, h, w, 3] (normalized),
         each GRU cell once, the aggregation updated -> (hidden states, running total, pooled
-        [B, H], steps); rows without a step keep their state."""
+        [B, H], steps); rows without a step keep their state. photometry: the triplet's
+        [B, taonet.PHOTOMETRY_WIDTH], read when the model takes it."""
         x = taonet.triplet_features(self.model, triplets)
         if self.use_dt:
             x = tf.concat([x, gaps], axis=-1)
+        if self.contract.architecture.photometry:
+            x = tf.concat([x, photometry], axis=-1)
         new_hidden = []
         keep = step[:, None]
         for gru, h in zip(self.grus, hidden):

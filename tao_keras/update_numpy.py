@@ -3,19 +3,21 @@ around an ONNX model of one time step.
 
 The exported SavedModel's `update` (tao_keras.streaming.NightUpdate) does three things: the
 night's clean-up and one image per date, the pixel normalization and the triplet with its
-date gaps, and the network's one step (the DenseNet on the new triplet, one step of each GRU,
-the aggregation over time, the classifier). Only the last is written as ONNX
-(tao_keras.onnx_step: the rest uses tf.map_fn and assertions that ONNX converters cannot
-translate), so the first two are written here again in numpy, with the same arithmetic in
-float32 (tests/test_onnx_export.py compares this module
-with the SavedModel's `update`, night by night, to 1e-4). The constants (date rule,
-normalization's sampling, the state's layout, temperature, the model's tag) come from the
-export's `update_step.json`, so this module needs numpy and onnxruntime alone.
+date gaps (and its forced photometry, for a model with that input), and the network's one
+step (the DenseNet on the new triplet, one step of each GRU, the aggregation over time, the
+classifier). Only the last is written as ONNX (tao_keras.onnx_step: the rest uses tf.map_fn
+and assertions that ONNX converters cannot translate), so the first two are written here
+again in numpy, with the same arithmetic in float32 (the photometry's background in
+float64; tests/test_onnx_export.py compares this module with the SavedModel's `update`,
+night by night, to 1e-4). The constants (date rule, normalization's sampling, the
+photometry's aperture and annulus, the state's layout, temperature, the model's tag) come
+from the export's `update_step.json`, so this module needs numpy and onnxruntime alone.
 
 Layout of an ONNX export (tao_keras.onnx_export writes it): EXPORT/<version>/onnx/
 update_step.onnx (inputs triplets [B, h, w, 3] normalized and cropped, gaps [B, 2] years,
-hidden_<i> [B, H] per GRU, total [B, H], steps [B], step [B] bool; outputs hidden_<i>, total,
-steps, probabilities [B, C] before calibration) and update_step.json.
+hidden_<i> [B, H] per GRU, total [B, H], steps [B], step [B] bool, and photometry [B, 6] for a
+model with the per-date photometry input; outputs hidden_<i>, total, steps, probabilities
+[B, C] before calibration) and update_step.json.
 """
 
 import json
@@ -67,6 +69,44 @@ def normalize_images(images, noise_scale, spec):
         scale = np.full_like(median, max(np.float32(noise_scale), minimum))
     z = (flat - median[:, None]) / scale[:, None]
     return np.where(finite, np.arcsinh(z), np.float32(0.0)).astype(np.float32).reshape(images.shape)
+
+
+def _clipped_background(values, spec):
+    """forced_photometry's sigma-clipped (median, std) of one image's annulus pixels [A]."""
+    ordered = np.sort(values[np.isfinite(values)])
+    if ordered.size == 0:
+        return np.nan, np.nan
+    low, high = 0, ordered.size
+    for _ in range(spec["clip_iterations"]):
+        kept = ordered[low:high]
+        median, std = np.median(kept), kept.std()
+        low = np.searchsorted(ordered, median - spec["clip_sigma"] * std, side="left")
+        high = np.searchsorted(ordered, median + spec["clip_sigma"] * std, side="right")
+    kept = ordered[low:high]
+    return (np.median(kept), kept.std()) if kept.size else (np.nan, np.nan)
+
+
+def photometry_features(images, noise_scale, spec):
+    """forced_photometry.features in numpy: raw images [N, H, W] and the noise scale (a
+    scalar or [N]) -> float32 [N, 2] (signal, noise), zeros where no annulus pixel is finite."""
+    p = spec["photometry"]
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    weights = np.asarray(p["weights"], np.float64)
+    scale = np.maximum(
+        np.broadcast_to(np.asarray(noise_scale, np.float64), len(images)), p["min_scale"]
+    )
+    out = np.zeros((len(images), 2), np.float32)
+    for i, pixels in enumerate(flat):
+        background, scatter = _clipped_background(pixels[p["annulus"]], p)
+        if not np.isfinite(background):
+            continue
+        aperture = pixels[p["aperture"]]
+        good = np.isfinite(aperture)
+        flux = np.sum(np.where(good, aperture - background, 0.0) * weights)
+        signal = np.arcsinh(flux / (scale[i] * np.sqrt(weights.sum())))
+        noise = np.log(max(scatter, p["min_scale"]) / scale[i])
+        out[i] = [signal, noise]
+    return out
 
 
 def center_crop(images, size):
@@ -196,8 +236,9 @@ class OnnxUpdate:
         return hidden, total, dict(zip(BOOKKEEPING, rest.T))
 
     def _normalized(self, triplets, scale, starting):
-        """Raw triplets [B, 3, H, W] -> the model's [B, h, w, 3] and each row's scale."""
-        spec, out, used = self.spec, [], []
+        """Raw triplets [B, 3, H, W] -> the model's [B, h, w, 3], each row's scale, and the
+        triplets' photometry [B, 6] (None for a model without that input)."""
+        spec, out, used, photometry = self.spec, [], [], []
         for images, object_scale, third in zip(triplets, scale, starting):
             if spec["normalization"] == "image":
                 reference = None
@@ -206,7 +247,13 @@ class OnnxUpdate:
             normalized = normalize_images(images, reference, spec)
             out.append(center_crop(normalized, spec["model_roi_size"]))
             used.append(object_scale if reference is None else reference)
-        return np.transpose(np.stack(out), [0, 2, 3, 1]), np.array(used, np.float32)
+            if spec.get("photometry"):
+                own = _statistics(images, spec["statistics_stride"])[3]
+                per_date = own if reference is None else reference
+                photometry.append(photometry_features(images, per_date, spec).reshape(-1))
+        triplets = np.transpose(np.stack(out), [0, 2, 3, 1])
+        photometry = np.stack(photometry) if photometry else None
+        return triplets, np.array(used, np.float32), photometry
 
     def update(self, state, previous_images, previous_mjd, images, mjd, num_exposures):
         spec = self.spec
@@ -227,9 +274,11 @@ class OnnxUpdate:
         triplets = np.concatenate([previous_images, night[:, None]], axis=1).astype(np.float32)
         times = np.concatenate([previous_mjd, night_mjd[:, None]], axis=1)
         starting = usable & (seen_now == spec["min_dates"])
-        model_triplets, new_scale = self._normalized(triplets, book["scale"], starting)
+        model_triplets, new_scale, photometry = self._normalized(triplets, book["scale"], starting)
         gaps = ((times[:, 1:] - times[:, :-1]) / spec["days_per_year"]).astype(np.float32)
         feeds = {"triplets": model_triplets, "gaps": gaps, "total": total, "step": step}
+        if photometry is not None:
+            feeds["photometry"] = photometry
         feeds["steps"] = book["steps"].astype(np.float32)
         feeds.update({f"hidden_{i}": h for i, h in enumerate(hidden)})
         names = [o.name for o in self.session.get_outputs()]

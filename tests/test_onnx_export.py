@@ -44,7 +44,9 @@ def test_the_trained_models_onnx_update_matches_the_savedmodel(onnx_export_dir, 
 def test_every_aggregation_and_rule_converts_exactly(
     trained_run, tmp_path, aggregation, per_date, normalization
 ):
-    architecture = dataclasses.replace(presets.preset("cpu"), aggregation=aggregation, gru_layers=2)
+    architecture = dataclasses.replace(
+        presets.preset("cpu"), aggregation=aggregation, gru_layers=2, photometry=True
+    )
     agreed = contract.ModelContract(
         architecture, 64, per_date=per_date, normalization=normalization
     )

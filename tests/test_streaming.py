@@ -54,14 +54,16 @@ def test_last_night_equals_the_whole_sequence_with_tensorflow_alone(trained_run,
 
 
 @pytest.mark.parametrize(
-    "aggregation, per_date, scale",
-    [("add", "choose", "image"), ("last", "coadd", "object")],
+    "aggregation, per_date, scale, photometry",
+    [("add", "choose", "image", True), ("last", "coadd", "object", True)],
 )
 def test_every_aggregation_and_per_date_rule_updates_exactly(
-    objects, tmp_path, aggregation, per_date, scale
+    objects, tmp_path, aggregation, per_date, scale, photometry
 ):
     _, _, records = objects
-    config = dataclasses.replace(presets.preset("cpu"), aggregation=aggregation)
+    config = dataclasses.replace(
+        presets.preset("cpu"), aggregation=aggregation, photometry=photometry
+    )
     served = contract.ModelContract(config, 64, per_date=per_date, normalization=scale)
     export.export_model(taonet.build_taonet(config, 6), str(tmp_path / "m"), served)
     model = tf.saved_model.load(str(tmp_path / "m"))

@@ -77,6 +77,12 @@ flags.DEFINE_enum(
     ["last", "add", "mean"],
     "TAO-Net output over time (default: the preset's): last valid step, masked sum, masked mean.",
 )
+flags.DEFINE_boolean(
+    "photometry",
+    None,
+    "TAO-Net's per-date forced photometry input (aperture flux at the centre in units of the "
+    "object's noise scale, docs/science.md); default: the preset's.",
+)
 flags.DEFINE_integer(
     "model_roi_size",
     None,
@@ -143,6 +149,7 @@ def train_config(task):
         normalization=FLAGS.normalization or base.normalization,
         per_date=FLAGS.per_date or base.per_date,
         aggregation=FLAGS.aggregation,
+        photometry=FLAGS.photometry,
         model_roi_size=FLAGS.model_roi_size,
         max_minutes=FLAGS.max_minutes,
         deterministic=FLAGS.deterministic,

@@ -27,6 +27,11 @@ class PhotometryConfig:
     gain: float = 2.0  # e-/ADU, for the source's Poisson noise
     clip_sigma: float = 3.0
 
+    @property
+    def minimum_roi(self):
+        """The smallest RoI side (pixels, odd) that holds the whole annulus around the centre."""
+        return 2 * int(np.ceil(self.annulus[1])) + 1
+
 
 def measure(images, config=PhotometryConfig()):
     """Background-subtracted central flux and its error per image: images [n, H, W] -> ([n], [n])

@@ -17,6 +17,10 @@ from tao_keras.models import densenet
 from tao_keras.models import layers as tao_layers
 
 AGGREGATIONS = ("last", "add", "mean")
+# The per-date photometry input (tao_keras.pipeline.forced_photometry): signal and noise
+PHOTOMETRY_PER_DATE = 2
+# ... of each of a step's three dates
+PHOTOMETRY_WIDTH = 3 * PHOTOMETRY_PER_DATE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +31,9 @@ class TAONetConfig:
     bidirectional: bool = False
     aggregation: str = "add"  # 'last' valid step, masked sum ('add') or mean over time
     use_dt: bool = True  # concatenate the relative-date feature
+    # concatenate each step's per-date forced photometry ([B, T, PHOTOMETRY_WIDTH], computed by
+    # the pipeline and the serving graph from the same pixels) to the GRU's input
+    photometry: bool = False
     dropout: float = 0.0
 
     def __post_init__(self):
@@ -40,8 +47,9 @@ def build_taonet(config, num_classes, name="taonet"):
     config: a TAONetConfig (backbone DenseNetConfig, GRU layers and width, aggregation over
     time, dt feature, dropout); num_classes: the task's C; name: the model's name.
     Inputs {"images": [B, T, roi, roi, 3], "dt": [B, T, 2] (years), "length": [B] (valid
-    steps)}; outputs {"probabilities": [B, C], "aux_probabilities": [B, T, C]} (the per-step
-    head after the backbone, zero on padded steps).
+    steps), and with config.photometry "photometry": [B, T, PHOTOMETRY_WIDTH]}; outputs
+    {"probabilities": [B, C], "aux_probabilities": [B, T, C]} (the per-step head after the
+    backbone, zero on padded steps).
     """
     roi = config.backbone.roi_size
     images = keras.Input((None, roi, roi, 3), name="images")
@@ -55,13 +63,24 @@ def build_taonet(config, num_classes, name="taonet"):
         features
     )
     aux = tao_layers.ZeroPadded(name="aux_probabilities", dtype="float32")(aux, mask)
-    x = layers.Concatenate(name="features_dt")([features, dt]) if config.use_dt else features
+    inputs = {"images": images, "dt": dt, "length": length}
+    x = _recurrent_input(features, inputs, config)
     probabilities = _temporal_head(x, mask, config, num_classes)
     return keras.Model(
-        {"images": images, "dt": dt, "length": length},
-        {"probabilities": probabilities, "aux_probabilities": aux},
-        name=name,
+        inputs, {"probabilities": probabilities, "aux_probabilities": aux}, name=name
     )
+
+
+def _recurrent_input(features, inputs, config):
+    """The GRU's input [B, T, F (+2) (+PHOTOMETRY_WIDTH)]: the backbone's features, the date
+    gaps (config.use_dt) and the photometry (config.photometry, whose Input joins `inputs`)."""
+    parts = [features]
+    if config.use_dt:
+        parts.append(inputs["dt"])
+    if config.photometry:
+        inputs["photometry"] = keras.Input((None, PHOTOMETRY_WIDTH), name="photometry")
+        parts.append(inputs["photometry"])
+    return layers.Concatenate(name="features_dt")(parts) if len(parts) > 1 else features
 
 
 def _temporal_head(x, mask, config, num_classes):
@@ -89,14 +108,16 @@ def build_head(config, num_classes, feature_width, name="taonet_head"):
     """TAO-Net without its backbone, on backbone features computed beforehand (a frozen
     backbone's features cached for the GRU stage): {"features": [B, T, feature_width],
     "dt": [B, T, 2], "length": [B]} -> probabilities [B, C]. Its layers carry build_taonet's
-    names, so weights pass between the two by name (protocol.transfer_matching_weights)."""
+    names, so weights pass between the two by name (protocol.transfer_matching_weights); with
+    config.photometry it also takes "photometry" [B, T, PHOTOMETRY_WIDTH]."""
     features = keras.Input((None, feature_width), name="features")
     dt = keras.Input((None, 2), name="dt")
     length = keras.Input((), dtype="int32", name="length")
     mask = tao_layers.LengthMask(name="mask")(length, features)
-    x = layers.Concatenate(name="features_dt")([features, dt]) if config.use_dt else features
+    inputs = {"features": features, "dt": dt, "length": length}
+    x = _recurrent_input(features, inputs, config)
     probabilities = _temporal_head(x, mask, config, num_classes)
-    return keras.Model({"features": features, "dt": dt, "length": length}, probabilities, name=name)
+    return keras.Model(inputs, probabilities, name=name)
 
 
 def backbone_of(model):
@@ -134,10 +155,18 @@ def aggregation_of(model):
     return "last"
 
 
+def uses_photometry(model):
+    """True when the built TAO-Net takes the per-date photometry input (config.photometry)."""
+    return isinstance(model.input, dict) and "photometry" in model.input
+
+
 def uses_dt(model):
     """True when the built TAO-Net concatenates the date gaps to the features (config.use_dt):
-    its one top-level Concatenate."""
-    return any(isinstance(layer, layers.Concatenate) for layer in model.layers)
+    its one top-level Concatenate has an input besides the features and the photometry."""
+    for layer in model.layers:
+        if isinstance(layer, layers.Concatenate):
+            return len(layer.input) > 1 + uses_photometry(model)
+    return False
 
 
 def triplet_features(model, triplets, training=False):

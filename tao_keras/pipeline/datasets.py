@@ -8,8 +8,9 @@ classes come back as other per-date permutations) or weights proportional to the
 counts (natural). Evaluation: each object once, the first exposure of each date.
 
 Elements are (features, label): features["images"] is [B, H, W, 3] (triplet mode) or
-[B, T, H, W, 3] with features["dt"] [B, T, 2] (years) and features["length"] [B]
-(sequence mode); label is the task's class index (int32).
+[B, T, H, W, 3] with features["dt"] [B, T, 2] (years), features["length"] [B] and, for a
+model with the photometry input, features["photometry"] [B, T, 6] (sequence mode); label is
+the task's class index (int32).
 """
 
 import dataclasses
@@ -57,6 +58,7 @@ class PipelineConfig:
     normalization: str = "object"  # one noise scale per object, or per "image"
     model_roi_size: int | None = None  # central crop of the records' RoI (None: whole)
     per_date: str = "choose"  # one exposure per date (the paper) or "coadd" (mean of the date's)
+    photometry: bool = False  # sequence mode: the per-date forced photometry input
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -83,14 +85,15 @@ class PipelineConfig:
 
 def for_contract(contract, **settings):
     """The PipelineConfig that feeds a model of `contract` (a ModelContract: its task,
-    per-date rule, normalization, crop and stride); settings: the other fields (mode, batch
-    size, sequence length, balancing, ...)."""
+    per-date rule, normalization, crop, stride and photometry input); settings: the other
+    fields (mode, batch size, sequence length, balancing, ...)."""
     return PipelineConfig(
         task=contract.task,
         per_date=contract.per_date,
         normalization=contract.normalization,
         model_roi_size=contract.model_roi_size,
         stride=contract.stride,
+        photometry=contract.architecture.photometry,
         **settings,
     )
 
@@ -179,17 +182,19 @@ def _finish(config, augment):
                 tf.random.experimental.stateless_fold_in(seed, 3),
             )
             end = cut if end is None else tf.minimum(cut, end)
-        images, mjd = model_inputs.prepare_dates(
+        prepared = model_inputs.prepare_dates(
             item["images"],
             item["mjd"],
             config.sequence_length,
             config.normalization,
             config.model_roi_size,
             end,
+            config.photometry,
         )
-        if augment:
-            images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
-        return model_inputs.sequence_features(images, mjd, config.stride), item["label"]
+        if augment:  # the photometry, at the centre, is the same under rotations and flips
+            images = prepared["images"][..., None]
+            prepared["images"] = augmentation.rotate_flip(images, seed)[..., 0]
+        return model_inputs.sequence_features(prepared, config.stride), item["label"]
 
     return finish
 

@@ -59,6 +59,12 @@ def reference_scale(images):
     return tf.gather(ordered, tf.maximum(count - 1, 0) // 2)
 
 
+def image_scales(images):
+    """Each image's own robust noise scale: float32 [..., H, W] -> [N] (N images), the scale
+    normalize_images uses when given no noise_scale (before its MIN_SCALE floor)."""
+    return _statistics(tf.convert_to_tensor(images, tf.float32))[3]
+
+
 def object_scale(images, normalization="object"):
     """The noise_scale argument of normalize_images for one object's images [D, H, W] in time
     order, by the contract's normalization (contract.NORMALIZATIONS): its reference_scale

@@ -53,10 +53,21 @@ def sliding_triplets(images, mjd, stride=1):
 
     T = (D - 3) // stride + 1; step k stacks dates k*stride + (0, 1, 2) as channels.
     """
-    num = tf.shape(images)[0]
-    starts = tf.range(0, num - 2, stride)
-    index = starts[:, None] + tf.range(3)[None, :]
+    index = triplet_index(tf.shape(images)[0], stride)
     triplets = tf.transpose(tf.gather(images, index), [0, 2, 3, 1])
     times = tf.gather(mjd, index)
     gaps = tf.cast((times[:, 1:] - times[:, :-1]) / DAYS_PER_YEAR, tf.float32)
     return triplets, gaps
+
+
+def triplet_index(num_dates, stride=1):
+    """The dates [T, 3] of each sliding triplet: step k holds dates k*stride + (0, 1, 2)."""
+    starts = tf.range(0, num_dates - 2, stride)
+    return starts[:, None] + tf.range(3)[None, :]
+
+
+def sliding_values(values, stride=1):
+    """Per-date values [D, F] -> [T, 3F]: each sliding triplet's three dates' values, the
+    oldest first (what sliding_triplets stacks as channels, for a per-date vector)."""
+    picked = tf.gather(values, triplet_index(tf.shape(values)[0], stride))
+    return tf.reshape(picked, [-1, 3 * values.shape[-1]])

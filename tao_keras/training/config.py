@@ -59,6 +59,7 @@ class TrainConfig:
     normalization: str = "object"  # pixel noise scale per object (first dates) or per "image"
     aggregation: str | None = None  # TAO-Net output over time: None = the model preset's
     model_roi_size: int | None = None  # central crop of the records' RoI: None = the preset's
+    photometry: bool | None = None  # the per-date forced photometry input: None = the preset's
     max_minutes: float | None = (
         None  # wall-clock budget of the whole run (protocol.BUDGET_SHARE splits it per stage)
     )

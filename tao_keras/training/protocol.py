@@ -37,7 +37,14 @@ from tfrecords import manifest as manifest_file
 STAGES = run_layout.STAGES
 # Settings that only later stages read: a finished stage 1 is reused whatever they are.
 LATER_STAGE_SETTINGS = {
-    "densenet": ("prefix_fraction", "sequence_length", "aux_weight", "aggregation", "frozen"),
+    "densenet": (
+        "prefix_fraction",
+        "sequence_length",
+        "aux_weight",
+        "aggregation",
+        "photometry",
+        "frozen",
+    ),
 }
 # Shares of TrainConfig.max_minutes per stage (about what each stage takes with the cpu preset).
 BUDGET_SHARE = {"densenet": 0.3, "gru": 0.2, "joint": 0.5}
@@ -104,12 +111,14 @@ def compile_model(model, stage, config, stage_config):
 
 def model_contract(config, roi_size):
     """The ModelContract of a run, built once by the trainer: the TrainConfig's model preset
-    with its overrides (aggregation, model RoI), its task, per-date rule and normalization,
-    for records (and requests) of roi_size x roi_size cutouts; every stage is scored and
-    served on whole sequences (sequence_length None)."""
+    with its overrides (aggregation, photometry input, model RoI), its task, per-date rule and
+    normalization, for records (and requests) of roi_size x roi_size cutouts; every stage is
+    scored and served on whole sequences (sequence_length None)."""
     net = presets.preset(config.model_preset)
     if config.aggregation is not None:
         net = dataclasses.replace(net, aggregation=config.aggregation)
+    if config.photometry is not None:
+        net = dataclasses.replace(net, photometry=config.photometry)
     if config.model_roi_size is not None:
         net = dataclasses.replace(
             net, backbone=dataclasses.replace(net.backbone, roi_size=config.model_roi_size)

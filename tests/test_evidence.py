@@ -218,3 +218,47 @@ def test_learning_curve_pools_the_seeds_test_objects_for_the_interval():
     row = next(line for line in text.splitlines() if "| TAO-Net |" in line)
     low, high = pooled["TAO-Net"]["ci"]
     assert f"[{100 * low:.1f}, {100 * high:.1f}]" in row and "| 30.0 ± 0.0 |" in row
+
+
+def test_late_fusion_row_averages_the_forest_and_tao_net_on_their_common_objects(tmp_path):
+    import json
+
+    from tao_keras import late_fusion
+    from tools import learning_curve
+
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(6), 10)
+    ids = [f"o{i}" for i in range(60)]
+    forest = np.eye(6)[labels] * 0.4 + rng.random((60, 6))
+    network = np.eye(6)[labels] * 0.4 + rng.random((60, 6))
+    split = {"object_id": ids, "label": labels.tolist()}
+    reports_of = {
+        "light_curve_rf": {learning_curve.RF: forest},
+        "taonet": {learning_curve.JOINT: network[::-1]},  # another order, one object fewer
+    }
+    for part, models in reports_of.items():
+        (tmp_path / part).mkdir()
+        predictions = {}
+        for model, p in models.items():
+            these = split if part == "light_curve_rf" else {k: v[::-1] for k, v in split.items()}
+            entry = {**these, "probabilities": p.tolist()}
+            if part == "taonet":
+                entry = {k: v[:-1] for k, v in entry.items()}  # drops object o0
+            predictions[model] = {"val": entry, "test": entry}
+        (tmp_path / part / "report.json").write_text(json.dumps({"predictions": predictions}))
+    fused = learning_curve.run_predictions(str(tmp_path))[learning_curve.FUSED]["test"]
+    assert fused["object_id"] == sorted(ids[1:])
+    row = fused["object_id"].index("o7")
+    np.testing.assert_allclose(fused["probabilities"][row], (forest[7] + network[7]) / 2)
+    scores = learning_curve.fused_scores(
+        str(tmp_path), {learning_curve.RF: {"minutes": 1.0}, learning_curve.JOINT: {"minutes": 7.5}}
+    )
+    expected = metrics.evaluate(
+        np.asarray(fused["label"]), np.asarray(fused["probabilities"]), NAMES
+    )["mean_f1"]
+    assert scores["test"] == pytest.approx(expected) and scores["minutes"] == 8.5
+    with pytest.raises(ValueError, match="labels differ"):
+        late_fusion.mean_probabilities(
+            {**split, "probabilities": forest.tolist()},
+            {**split, "label": labels[::-1].tolist(), "probabilities": network.tolist()},
+        )

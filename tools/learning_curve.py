@@ -33,6 +33,9 @@ FLAGS = flags.FLAGS
 
 TASK = "multiclass"
 RF = "Random Forest (light curves)"
+JOINT = "TAO-Net, joint + double supervision"
+# The mean of the forest's and TAO-Net joint's probabilities (tao_keras.late_fusion)
+FUSED = "TAO-Net joint + forest (mean of probabilities)"
 SETTINGS = "settings.json"
 # What each run keeps beside mean max-F1, per split (metrics.evaluate's keys).
 CONTEXT = ("accuracy", "macro_f1", "chance_mean_f1")
@@ -209,10 +212,11 @@ def _scores(report_path):
     return out
 
 
-def test_predictions(run_root):
-    """The test-split predictions of every model of one size and seed ({model: predictions}):
-    the networks' from the TAO-Net run's report.json, the forest's from its own run."""
-    from tao_keras import run_layout
+def run_predictions(run_root):
+    """The predictions of every model of one size and seed ({model: {split: predictions}}):
+    the networks' from the TAO-Net run's report.json, the forest's from its own run, and the
+    late fusion of the forest and TAO-Net joint (FUSED) when both are there."""
+    from tao_keras import late_fusion, run_layout
 
     out = {}
     for part in ("light_curve_rf", "taonet"):
@@ -222,8 +226,37 @@ def test_predictions(run_root):
         except (OSError, ValueError):
             continue
         for model, by_split in found.items():
-            if "test" in by_split and model not in out:
-                out[model] = by_split["test"]
+            out.setdefault(model, by_split)
+    if RF in out and JOINT in out:
+        splits = set(out[RF]) & set(out[JOINT])
+        out[FUSED] = {
+            s: late_fusion.mean_probabilities(out[RF][s], out[JOINT][s]) for s in sorted(splits)
+        }
+    return out
+
+
+def test_predictions(run_root):
+    """The test-split predictions of every model of one size and seed ({model: predictions})."""
+    return {m: p["test"] for m, p in run_predictions(run_root).items() if "test" in p}
+
+
+def fused_scores(run_root, models):
+    """The FUSED row of one run (mean max-F1 per split and CONTEXT, as _scores gives the
+    others; its cost is the forest's and TAO-Net joint's together), None without both models.
+    models: the run's rows so far ({model: scores})."""
+    from tao_keras import classes, metrics
+
+    fused = run_predictions(run_root).get(FUSED)
+    if not fused or RF not in models or JOINT not in models:
+        return None
+    names = classes.task_class_names(TASK)
+    out = {"minutes": models[RF]["minutes"] + models[JOINT]["minutes"]}
+    for split, predictions in fused.items():
+        result = metrics.evaluate(
+            np.asarray(predictions["label"]), np.asarray(predictions["probabilities"]), names
+        )
+        out[split] = result["mean_f1"]
+        out |= {f"{split}_{key}": result[key] for key in CONTEXT if key in result}
     return out
 
 
@@ -401,6 +434,9 @@ def run():
                     FLAGS.trainer_flags,
                 )
             )
+            fused = fused_scores(run_root, models)
+            if fused:
+                models[FUSED] = fused
             runs.append(
                 {"size": size, "seed": seed, "records": records, "models": models, **timings}
             )

@@ -262,3 +262,48 @@ def test_late_fusion_row_averages_the_forest_and_tao_net_on_their_common_objects
             {**split, "probabilities": forest.tolist()},
             {**split, "label": labels[::-1].tolist(), "probabilities": network.tolist()},
         )
+
+
+def test_a_finetuned_task_gets_its_table_intervals_and_early_curve(tmp_path):
+    import json
+
+    from tools import learning_curve
+
+    rng = np.random.default_rng(5)
+    labels = np.repeat([0, 1], 20)
+    split = {"object_id": [f"o{i}" for i in range(40)], "label": labels.tolist()}
+    task_runs, predictions = [], {150: []}
+    for seed in (1, 2):
+        run = tmp_path / f"seed{seed}"
+        run.mkdir()
+        report = {"results": {}, "predictions": {}, "early_f1": {}, "stage_seconds": {}}
+        for k, model in enumerate((learning_curve.RF, learning_curve.JOINT)):
+            p = np.eye(2)[labels] * (0.2 + 0.2 * k) + rng.random((40, 2))
+            scores = metrics.evaluate(labels, p, ["SN", "NT"])
+            report["results"][model] = {"val": scores, "test": scores}
+            report["predictions"][model] = {
+                s: {**split, "probabilities": p.tolist()} for s in ("val", "test")
+            }
+            report["early_f1"][model] = {"test": {"all": scores, "10": scores, "5": scores}}
+        report["stage_seconds"][learning_curve.JOINT] = 120.0
+        report["seconds"] = 180.0
+        (run / "report.json").write_text(json.dumps(report))
+        found = learning_curve._scores(str(run / "report.json"))
+        found[learning_curve.FUSED] = learning_curve.fused_scores(
+            str(run), found, "supernova", parts=("",)
+        )
+        task_runs.append(
+            {"size": 150, "seed": seed, "models": found, "early": learning_curve.early_of(str(run))}
+        )
+        predictions[150].append(
+            {m: p["test"] for m, p in learning_curve.run_predictions(str(run), ("",)).items()}
+        )
+    learning_curve.write_task_table(
+        str(tmp_path), "learning_curve-T", "supernova", task_runs, predictions
+    )
+    written = json.load(open(tmp_path / "learning_curve-T-supernova.json"))
+    joint = written["summary"]["150"][learning_curve.JOINT]
+    assert joint["test"][2] == 2 and joint["minutes"][0] == 2.0  # two seeds; the finetune's cost
+    boot = written["pooled_test_intervals"]["150"]
+    assert boot["_objects"] == 80 and "difference_ci" in boot[learning_curve.FUSED]
+    assert list(written["early_test"]["150"][learning_curve.JOINT]) == ["5", "10", "all"]

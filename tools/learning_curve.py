@@ -148,8 +148,10 @@ class RunFailed(RuntimeError):
     """A training run of the learning curve failed (the message names its log)."""
 
 
-def taonet(records, run_dir, seed, minutes, trainer_flags):
-    """trainers.multiclass on the records -> {model: scores}.
+def taonet(records, run_dir, seed, minutes, trainer_flags, task=TASK, init_from=None):
+    """trainers.<task> on the records -> {model: scores}; with init_from (a multiclass run),
+    its joint stage alone, finetuned from that run's model (the paper's binary tasks), with
+    the trainer's own forest on the same task beside it.
 
     A subprocess on purpose: each run starts from a clean process, as a user's run does
     (TensorFlow's op determinism, the Keras precision policy and the memory a run leaves are
@@ -162,7 +164,8 @@ def taonet(records, run_dir, seed, minutes, trainer_flags):
         command = [
             sys.executable,
             "-m",
-            "trainers.multiclass",
+            f"trainers.{task}",
+            *(["--init_from", init_from, "--stages", "joint"] if init_from else []),
             "--data",
             records,
             "--output",
@@ -212,14 +215,16 @@ def _scores(report_path):
     return out
 
 
-def run_predictions(run_root):
+def run_predictions(run_root, parts=("light_curve_rf", "taonet")):
     """The predictions of every model of one size and seed ({model: {split: predictions}}):
-    the networks' from the TAO-Net run's report.json, the forest's from its own run, and the
-    late fusion of the forest and TAO-Net joint (FUSED) when both are there."""
+    the networks' from the TAO-Net run's report.json, the forest's from its own run (parts:
+    the run folders under run_root that hold reports, the first one's forest kept; ("",) for
+    a single run whose report holds both, as a finetuned task's), and the late fusion of the
+    forest and TAO-Net joint (FUSED) when both are there."""
     from tao_keras import late_fusion, run_layout
 
     out = {}
-    for part in ("light_curve_rf", "taonet"):
+    for part in parts:
         try:
             with open(run_layout.report_path(os.path.join(run_root, part))) as f:
                 found = json.load(f).get("predictions", {})
@@ -240,16 +245,16 @@ def test_predictions(run_root):
     return {m: p["test"] for m, p in run_predictions(run_root).items() if "test" in p}
 
 
-def fused_scores(run_root, models):
+def fused_scores(run_root, models, task=TASK, parts=("light_curve_rf", "taonet")):
     """The FUSED row of one run (mean max-F1 per split and CONTEXT, as _scores gives the
     others; its cost is the forest's and TAO-Net joint's together), None without both models.
-    models: the run's rows so far ({model: scores})."""
+    models: the run's rows so far ({model: scores}); task, parts: as run_predictions'."""
     from tao_keras import classes, metrics
 
-    fused = run_predictions(run_root).get(FUSED)
+    fused = run_predictions(run_root, parts).get(FUSED)
     if not fused or RF not in models or JOINT not in models:
         return None
-    names = classes.task_class_names(TASK)
+    names = classes.task_class_names(task)
     out = {"minutes": models[RF]["minutes"] + models[JOINT]["minutes"]}
     for split, predictions in fused.items():
         result = metrics.evaluate(
@@ -289,6 +294,12 @@ def pooled_intervals(per_seed):
     )
 
 
+def mean_sd(values):
+    """(mean, sample sd (NaN for one value), count) of the seeds' values."""
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return float(np.mean(values)), sd, len(values)
+
+
 def summarize(runs):
     """[{size, seed, models: {model: {val, test, minutes}}}] -> {size: {model: {key: (mean, sd,
     n)}}}."""
@@ -301,14 +312,7 @@ def summarize(runs):
                     entry.setdefault(key, []).append(scores[key])
     return {
         size: {
-            model: {
-                key: (
-                    float(np.mean(v)),
-                    float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"),
-                    len(v),
-                )
-                for key, v in by_key.items()
-            }
+            model: {key: mean_sd(v) for key, v in by_key.items()}
             for model, by_key in by_model.items()
         }
         for size, by_model in sorted(table.items())
@@ -407,7 +411,7 @@ def run():
     sizes = [int(s) for s in FLAGS.sizes]
     seeds = [int(s) for s in FLAGS.seeds]
     os.makedirs(FLAGS.output, exist_ok=True)
-    runs, per_size = [], {}
+    runs, per_size, finetuned, task_predictions = [], {}, {}, {}
     for size in sizes:
         for seed in seeds:
             root = os.path.join(FLAGS.output, "surveys", f"n{size}-seed{seed}")
@@ -441,6 +445,30 @@ def run():
                 {"size": size, "seed": seed, "records": records, "models": models, **timings}
             )
             per_size.setdefault(size, []).append(test_predictions(run_root))
+            for task in FLAGS.finetune:
+                task_dir = os.path.join(run_root, task)
+                found = taonet(
+                    records,
+                    task_dir,
+                    seed,
+                    FLAGS.minutes,
+                    FLAGS.trainer_flags,
+                    task,
+                    os.path.join(run_root, "taonet"),
+                )
+                fused = fused_scores(task_dir, found, task, parts=("",))
+                if fused:
+                    found[FUSED] = fused
+                finetuned.setdefault(task, []).append(
+                    {"size": size, "seed": seed, "models": found, "early": early_of(task_dir)}
+                )
+                task_predictions.setdefault(task, {}).setdefault(size, []).append(
+                    {
+                        m: p["test"]
+                        for m, p in run_predictions(task_dir, parts=("",)).items()
+                        if "test" in p
+                    }
+                )
             logging.info(
                 "n=%d seed=%d: %s",
                 size,
@@ -477,6 +505,79 @@ def run():
         f"table: {os.path.join(FLAGS.output, name + '.json')}; "
         f"figure: {os.path.join(FLAGS.output, name + '.png')}"
     )
+    for task, task_runs in finetuned.items():
+        write_task_table(FLAGS.output, name, task, task_runs, task_predictions[task])
+
+
+def early_of(run_dir):
+    """A run's F1 after the first N nights ({model: {split: {N: {"mean_f1", ...}}}}), {} when
+    its report has none."""
+    from tao_keras import files, run_layout
+
+    return files.read_json(run_layout.report_path(run_dir), "a run's report").get("early_f1", {})
+
+
+def _night_order(nights):
+    """Sort key of an early curve's columns: the numbers of nights, then "all"."""
+    return (1, 0) if nights == "all" else (0, int(nights))
+
+
+def early_summary(task_runs):
+    """Mean ± sd over seeds of the test F1 after the first N nights: {size: {model: {N: (mean,
+    sd, seeds)}}}."""
+    table = {}
+    for run in task_runs:
+        for model, by_split in run["early"].items():
+            for nights, scores in by_split.get("test", {}).items():
+                table.setdefault(run["size"], {}).setdefault(model, {}).setdefault(
+                    nights, []
+                ).append(scores["mean_f1"])
+    return {
+        size: {
+            model: {
+                n: mean_sd(v)
+                for n, v in sorted(by_n.items(), key=lambda item: _night_order(item[0]))
+            }
+            for model, by_n in by_model.items()
+        }
+        for size, by_model in table.items()
+    }
+
+
+def write_task_table(output, name, task, task_runs, predictions):
+    """A finetuned task's table (markdown() rows, pooled intervals against that task's forest)
+    and its early curve, printed and kept in output/<name>-<task>.json. task_runs: [{size,
+    seed, models, early}]; predictions: {size: [{model: test predictions}] per seed}."""
+    summary = summarize(task_runs)
+    pooled = {size: pooled_intervals(found) for size, found in predictions.items()}
+    early = early_summary(task_runs)
+    path = os.path.join(output, f"{name}-{task}.json")
+    with open(path, "w") as f:
+        json.dump(
+            {
+                "task": task,
+                "runs": task_runs,
+                "summary": {str(k): v for k, v in summary.items()},
+                "pooled_test_intervals": {str(k): v for k, v in pooled.items()},
+                "early_test": {str(k): v for k, v in early.items()},
+            },
+            f,
+            indent=2,
+        )
+    print(f"\n{task} (finetuned from each multiclass run's joint model):")
+    print(markdown(summary, pooled))
+    for size, by_model in early.items():
+        nights = sorted({n for v in by_model.values() for n in v}, key=_night_order)
+        print(f"\n{task}, N = {size}: test mean F1 after the first nights (mean ± sd over seeds)")
+        print("| model | " + " | ".join(nights) + " |")
+        print("|---|" + "---|" * len(nights))
+        for model, by_n in by_model.items():
+            cells = [
+                f"{100 * by_n[n][0]:.1f} ± {100 * by_n[n][1]:.1f}" if n in by_n else "–"
+                for n in nights
+            ]
+            print(f"| {model} | " + " | ".join(cells) + " |")
+    print(f"table: {path}")
 
 
 def define_flags():
@@ -507,6 +608,12 @@ def define_flags():
     )
     flags.DEFINE_string(
         "tag", "", "Name of this configuration in the table (runs are kept apart by it)."
+    )
+    flags.DEFINE_list(
+        "finetune",
+        [],
+        "Binary tasks to finetune from every multiclass run's joint model, as the paper does "
+        "(supernova, binary, transients; each with the trainer's forest on that task).",
     )
     flags.DEFINE_integer(
         "workers", None, "Processes for simulation and conversion (default: all cores)."

@@ -288,7 +288,10 @@ def test_a_finetuned_task_gets_its_table_intervals_and_early_curve(tmp_path):
         report["stage_seconds"][learning_curve.JOINT] = 120.0
         report["seconds"] = 180.0
         (run / "report.json").write_text(json.dumps(report))
-        found = learning_curve._scores(str(run / "report.json"))
+        # a finished run is reused; a finetuned task keeps its trainer's forest, multiclass not
+        found = learning_curve.taonet(None, str(run), seed, 0, "", "supernova", "multiclass-run")
+        assert learning_curve.RF in found
+        assert learning_curve.RF not in learning_curve.taonet(None, str(run), seed, 0, "")
         found[learning_curve.FUSED] = learning_curve.fused_scores(
             str(run), found, "supernova", parts=("",)
         )

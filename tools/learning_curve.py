@@ -12,6 +12,11 @@ under OUTPUT/runs/n<N>-seed<S>/ and reused by a rerun, so an interrupted benchma
 
 Writes OUTPUT/learning_curve.json (every run and the mean ± sd over seeds), prints the table
 and draws OUTPUT/learning_curve.png (matplotlib; test mean F1 against N, one line per model).
+Beside the trained models, a row for the mean of the forest's and TAO-Net joint's
+probabilities (late fusion, tao_keras.late_fusion). `--finetune supernova,binary` also
+finetunes each multiclass run's joint model on those tasks (joint stage, as the paper does),
+each with the trainer's forest on that task: OUTPUT/learning_curve-<tag>-<task>.json, with
+the early curve.
 """
 
 import json
@@ -187,7 +192,8 @@ def taonet(records, run_dir, seed, minutes, trainer_flags, task=TASK, init_from=
                 f"the TAO-Net run {run_dir} failed (exit status {done.returncode}); its log "
                 f"{log_path} says: {errors[-1][:300]}"
             )
-    return {model: s for model, s in _scores(report_path).items() if model != RF}
+    # The multiclass forest is the learning curve's own run; a finetuned task's is the trainer's
+    return {m: s for m, s in _scores(report_path).items() if init_from or m != RF}
 
 
 def _scores(report_path):

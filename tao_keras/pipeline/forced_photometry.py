@@ -28,8 +28,8 @@ import tensorflow as tf
 from photutils.aperture import CircularAperture
 
 from tao_keras.lightcurves.photometry import PhotometryConfig
+from tao_keras.pipeline.normalization import MIN_SCALE
 
-MIN_SCALE = 1e-6
 # photutils' SigmaClip stops when nothing changes (at most maxiters=5); a graph runs all 5
 CLIP_ITERATIONS = 5
 

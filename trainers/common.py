@@ -48,6 +48,13 @@ flags.DEFINE_float(
     0.0,
     1.0,
 )
+flags.DEFINE_float(
+    "average_epochs",
+    None,
+    "Every stage scores, keeps and exports an exponential moving average of its weights over "
+    "about this many epochs (0: the raw weights of the best epoch). Default: the preset's.",
+    0.0,
+)
 flags.DEFINE_float("aux_weight", 1.0, "Weight of the auxiliary (per-step) loss in joint training.")
 flags.DEFINE_float("epoch_fraction", 1.0, "Fraction of the balanced epoch per training epoch.", 0.0)
 flags.DEFINE_list(
@@ -142,6 +149,9 @@ def train_config(task):
             base.prefix_fraction if FLAGS.prefix_fraction is None else FLAGS.prefix_fraction
         ),
         aux_weight=FLAGS.aux_weight,
+        average_epochs=(
+            base.average_epochs if FLAGS.average_epochs is None else FLAGS.average_epochs
+        ),
         epoch_fraction=FLAGS.epoch_fraction,
         frozen=tuple(FLAGS.freeze),
         seed=FLAGS.seed,

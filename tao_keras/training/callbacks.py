@@ -172,6 +172,30 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
             raise
 
 
+def averaged_weights():
+    """Two callbacks, (first, before_backup), for a model whose optimizer keeps a moving average
+    of its weights (losses.compile_stage with ema_momentum > 0): `first`, the first of the
+    list, swaps the averaged weights into the model at each epoch end, so the callbacks after
+    it score, keep (BestWeights) and log the average; `before_backup`, placed just before the
+    ResumableBackup, swaps the raw weights back, so the backup saves the state that training
+    continues from (raw weights in the model, the average in the optimizer) and a resumed stage
+    goes on as an uninterrupted one. After the last epoch both hold the average."""
+    first = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+    return first, _RawWeightsBack(first)
+
+
+class _RawWeightsBack(keras.callbacks.Callback):
+    """The second half of averaged_weights: at an epoch end, undoes `swapper`'s swap (what the
+    swapper itself would do at the next epoch's start)."""
+
+    def __init__(self, swapper):
+        super().__init__()
+        self.swapper = swapper
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.swapper.on_epoch_begin(epoch)
+
+
 class BestWeights(keras.callbacks.Callback):
     """Keeps the weights of the epoch with the highest `monitor` (val_mean_f1) in `path`,
     written like the backups: under a temporary name, with their SHA-256 in `path`.json,

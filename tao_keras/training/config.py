@@ -52,6 +52,9 @@ class TrainConfig:
     prefix_fraction: float = 0.0
     aux_weight: float = 1.0
     weight_decay: float = 1e-4
+    # > 0: every stage scores, keeps and exports an exponential moving average of its trainable
+    # weights over about this many epochs instead of the raw weights (ema_momentum; science.md)
+    average_epochs: float = 0.0
     epoch_fraction: float = 1.0  # fraction of the balanced epoch per Keras epoch (quick runs)
     frozen: tuple = ()  # parts kept fixed in TAO-Net stages: "backbone", "recurrent"
     precision: str = "float32"  # Keras dtype policy of the models: float32 or mixed_bfloat16
@@ -74,6 +77,8 @@ class TrainConfig:
             raise ValueError(
                 f"frozen parts {sorted(unknown)} unknown; choose from backbone, recurrent"
             )
+        if not self.average_epochs >= 0.0:
+            raise ValueError(f"average_epochs {self.average_epochs}: 0 (off) or more")
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ValueError(f"precision {self.precision!r}: float32 or mixed_bfloat16")
 
@@ -98,6 +103,14 @@ TRAINING_PRESETS = {
         joint=StageConfig(epochs=20, learning_rate=1e-4, batch_size=8),
     ),
 }
+
+
+def ema_momentum(average_epochs, steps_per_epoch):
+    """The per-step momentum of a moving average over about `average_epochs` epochs of
+    `steps_per_epoch` steps (1 - 1 / steps averaged); 0.0 (no average) when that is a step or
+    less. A horizon in epochs means the same on 500 objects and on the full release."""
+    steps = average_epochs * steps_per_epoch
+    return 1.0 - 1.0 / steps if steps > 1.0 else 0.0
 
 
 def from_dict(values):

@@ -21,14 +21,21 @@ def masked_step_crossentropy(y_true, y_pred):
     return ops.sum(steps, axis=1) / ops.maximum(ops.sum(valid, axis=1), 1.0)
 
 
-def compile_stage(model, stage, learning_rate, weight_decay, aux_weight):
+def compile_stage(model, stage, learning_rate, weight_decay, aux_weight, ema_momentum=0.0):
     """Compile a stage's model with AdamW: cross-entropy for the DenseNet on triplets; for
     TAO-Net the final loss plus the masked per-step auxiliary loss, weighted aux_weight in the
-    stage that trains with it (training.config.STAGES) and 0 elsewhere. stage: its name."""
+    stage that trains with it (training.config.STAGES) and 0 elsewhere. stage: its name.
+    ema_momentum > 0: the optimizer also keeps an exponential moving average of the trainable
+    weights, updated every step (what callbacks.averaged_weights swaps in to be scored)."""
     from tao_keras.training import config
 
     traits = config.stage(stage)
-    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    optimizer = keras.optimizers.AdamW(
+        learning_rate,
+        weight_decay=weight_decay,
+        use_ema=ema_momentum > 0,
+        ema_momentum=ema_momentum if ema_momentum > 0 else 0.99,
+    )
     if not traits.on_sequences:
         model.compile(optimizer, loss=keras.losses.SparseCategoricalCrossentropy())
         return

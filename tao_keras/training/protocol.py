@@ -101,11 +101,17 @@ def two_outputs(features, label):
     return features, {"probabilities": label, "aux_probabilities": label}
 
 
-def compile_model(model, stage, config, stage_config):
+def compile_model(model, stage, config, stage_config, steps_per_epoch=1):
     """Compile a stage's model (losses.compile_stage) with the stage's learning rate and the
-    run's weight decay and auxiliary weight."""
+    run's weight decay, auxiliary weight and weight average (config.average_epochs epochs of
+    steps_per_epoch steps)."""
     losses.compile_stage(
-        model, stage, stage_config.learning_rate, config.weight_decay, config.aux_weight
+        model,
+        stage,
+        stage_config.learning_rate,
+        config.weight_decay,
+        config.aux_weight,
+        config_module.ema_momentum(config.average_epochs, steps_per_epoch),
     )
 
 
@@ -286,7 +292,7 @@ def train_stage(stage, records_dir, out_dir, config, contract, strategy, previou
         train = train.map(two_outputs)
     with strategy.scope(), precision.policy(config.precision):
         model = build_model(stage, config, contract, previous, strategy.num_replicas_in_sync)
-        compile_model(model, stage, config, stage_config)
+        compile_model(model, stage, config, stage_config, steps)
     best = run_layout.stage_file(out_dir, stage, "best.weights.h5")
     history = run_layout.stage_file(out_dir, stage, "history.csv")
     tensorboard_views.write_hparams(
@@ -313,6 +319,11 @@ def train_stage(stage, records_dir, out_dir, config, contract, strategy, previou
         stage_callbacks.insert(
             -1, callbacks.TimeBudget(60 * config.max_minutes * BUDGET_SHARE[stage])
         )
+    if config_module.ema_momentum(config.average_epochs, steps) > 0:
+        # the averaged weights are scored, kept as the best and logged; the backup (last)
+        # saves the raw weights and the average, as an uninterrupted run holds them
+        averaged, raw = callbacks.averaged_weights()
+        stage_callbacks = [averaged, *stage_callbacks[:-1], raw, stage_callbacks[-1]]
     logging.info(
         "stage %s: %d epochs x %d steps of %d",
         stage,

@@ -193,3 +193,36 @@ def test_a_failed_learning_curve_run_is_one_line_naming_its_log(tmp_path):
     message = str(failed.value)
     assert "\n" not in message and str(tmp_path / "runs" / "taonet.log") in message
     assert "no_such_flag" in message  # the log's last line says what went wrong
+
+
+def test_sequence_length_below_one_triplet_is_one_line(tiny_records, tmp_path):
+    records, _ = tiny_records
+    line = refused(
+        run(
+            "trainers.multiclass",
+            "--data",
+            str(records),
+            "--output",
+            str(tmp_path / "r"),
+            "--sequence_length",
+            "2",
+        ),
+        "--sequence_length 2",
+    )
+    assert "0 (every date)" in line
+
+
+@pytest.mark.parametrize("given, expected", [(None, "preset"), ("0", None), ("7", 7)])
+def test_sequence_length_flag_defaults_to_the_preset_and_zero_means_every_date(given, expected):
+    from tao_keras.training import config
+    from trainers import common
+
+    argv = ["trainer", "--preset", "cpu", *([] if given is None else ["--sequence_length", given])]
+    common.FLAGS(argv)
+    try:
+        found = common.train_config("multiclass").sequence_length
+    finally:
+        common.FLAGS.unparse_flags()
+    if expected == "preset":
+        expected = config.TRAINING_PRESETS["cpu"].sequence_length
+    assert found == expected

@@ -36,9 +36,10 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer(
     "sequence_length",
-    19,
-    "S: joint training sees at most the S most recent dates of each (possibly cut) sequence.",
-    lower_bound=3,
+    None,
+    "S: joint training sees at most the S most recent dates of each (possibly cut) sequence; "
+    "0: every date. Default: the preset's.",
+    lower_bound=0,
 )
 flags.DEFINE_float(
     "prefix_fraction",
@@ -144,7 +145,7 @@ def train_config(task):
     return dataclasses.replace(
         base,
         task=task,
-        sequence_length=FLAGS.sequence_length,
+        sequence_length=_sequence_length(base),
         prefix_fraction=(
             base.prefix_fraction if FLAGS.prefix_fraction is None else FLAGS.prefix_fraction
         ),
@@ -165,6 +166,23 @@ def train_config(task):
         deterministic=FLAGS.deterministic,
         **stages,
     )
+
+
+def _sequence_length(base):
+    """--sequence_length as a TrainConfig value: the preset's when not given, None (every date)
+    for 0; 1 and 2 are refused (a sequence needs one triplet)."""
+    from tao_keras.pipeline import windows
+
+    if FLAGS.sequence_length is None:
+        return base.sequence_length
+    if FLAGS.sequence_length == 0:
+        return None
+    if FLAGS.sequence_length < windows.MIN_DATES:
+        raise ValueError(
+            f"--sequence_length {FLAGS.sequence_length}: 0 (every date) or at least "
+            f"{windows.MIN_DATES} (one triplet)"
+        )
+    return FLAGS.sequence_length
 
 
 @dataclasses.dataclass

@@ -48,7 +48,7 @@ class TrainConfig:
     densenet: StageConfig = StageConfig(epochs=8, learning_rate=2e-3, batch_size=32)
     gru: StageConfig = StageConfig(epochs=3, learning_rate=2e-3, batch_size=16)
     joint: StageConfig = StageConfig(epochs=2, learning_rate=5e-4, batch_size=16)
-    sequence_length: int = 19
+    sequence_length: int | None = 19  # S of the joint stage; None: every date
     prefix_fraction: float = 0.0
     aux_weight: float = 1.0
     weight_decay: float = 1e-4

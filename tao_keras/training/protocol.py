@@ -194,6 +194,16 @@ def _settings(config, stage):
     return _stage_settings(dataclasses.asdict(config), stage)
 
 
+def _saved_settings(saved, stage):
+    """The settings a finished stage recorded, with the TrainConfig's defaults for settings
+    added since (a new setting's default is the behaviour before it existed, so a run written
+    before it is still reused); None when they do not make a TrainConfig."""
+    try:
+        return _stage_settings(dataclasses.asdict(config_module.from_dict(saved)), stage)
+    except (TypeError, ValueError):
+        return None
+
+
 def _contract_part(contract, stage):
     """What of a contract a stage's model depends on (the DenseNet on triplets: all but the
     temporal head), as JSON values."""
@@ -227,7 +237,7 @@ def finished_stage(out_dir, stage, config, contract, records_dir, previous_ident
     if not os.path.exists(run_layout.stage_model(out_dir, stage)):
         return None
     reasons = []
-    if _stage_settings(done.get("config", {}), stage) != _settings(config, stage):
+    if _saved_settings(done.get("config", {}), stage) != _settings(config, stage):
         reasons.append("other settings")
     if _saved_contract_part(out_dir, stage) != _contract_part(contract, stage):
         reasons.append("another model contract (or none saved)")

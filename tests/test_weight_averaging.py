@@ -1,4 +1,4 @@
-"""Weight averaging (TrainConfig.ema_momentum): the callbacks after `averaged` see the moving
+"""Weight averaging (TrainConfig.average_epochs): the callbacks after `averaged` see the moving
 average of the weights, the backup sees the raw weights training continues from."""
 
 import keras

@@ -56,6 +56,13 @@ flags.DEFINE_float(
     "about this many epochs (0: the raw weights of the best epoch). Default: the preset's.",
     0.0,
 )
+flags.DEFINE_enum(
+    "learning_rate_schedule",
+    None,
+    ["constant", "cosine"],
+    "Learning rate over each stage: constant, or cosine (from the stage's rate down to 1% of "
+    "it at the stage's last epoch). Default: the preset's.",
+)
 flags.DEFINE_float("aux_weight", 1.0, "Weight of the auxiliary (per-step) loss in joint training.")
 flags.DEFINE_float("epoch_fraction", 1.0, "Fraction of the balanced epoch per training epoch.", 0.0)
 flags.DEFINE_list(
@@ -153,6 +160,7 @@ def train_config(task):
         average_epochs=(
             base.average_epochs if FLAGS.average_epochs is None else FLAGS.average_epochs
         ),
+        learning_rate_schedule=FLAGS.learning_rate_schedule or base.learning_rate_schedule,
         epoch_fraction=FLAGS.epoch_fraction,
         frozen=tuple(FLAGS.freeze),
         seed=FLAGS.seed,

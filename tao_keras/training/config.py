@@ -35,6 +35,10 @@ def stage(name):
     return STAGES[name]
 
 
+SCHEDULES = ("constant", "cosine")
+COSINE_FLOOR = 0.01  # the cosine schedule's last rate, as a fraction of the stage's rate
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Stage 1: DenseNet on triplets; 2: GRU on frozen backbone, whole sequences; 3: joint
@@ -55,6 +59,9 @@ class TrainConfig:
     # > 0: every stage scores, keeps and exports an exponential moving average of its trainable
     # weights over about this many epochs instead of the raw weights (ema_momentum; science.md)
     average_epochs: float = 0.0
+    # the learning rate over a stage: "constant", or "cosine" (from the stage's rate down to
+    # COSINE_FLOOR of it at the stage's last step, half a cosine; science.md)
+    learning_rate_schedule: str = "constant"
     epoch_fraction: float = 1.0  # fraction of the balanced epoch per Keras epoch (quick runs)
     frozen: tuple = ()  # parts kept fixed in TAO-Net stages: "backbone", "recurrent"
     precision: str = "float32"  # Keras dtype policy of the models: float32 or mixed_bfloat16
@@ -79,6 +86,11 @@ class TrainConfig:
             )
         if not self.average_epochs >= 0.0:
             raise ValueError(f"average_epochs {self.average_epochs}: 0 (off) or more")
+        if self.learning_rate_schedule not in SCHEDULES:
+            raise ValueError(
+                f"learning_rate_schedule {self.learning_rate_schedule!r}: choose from "
+                f"{', '.join(SCHEDULES)}"
+            )
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ValueError(f"precision {self.precision!r}: float32 or mixed_bfloat16")
 
@@ -111,6 +123,14 @@ def ema_momentum(average_epochs, steps_per_epoch):
     less. A horizon in epochs means the same on 500 objects and on the full release."""
     steps = average_epochs * steps_per_epoch
     return 1.0 - 1.0 / steps if steps > 1.0 else 0.0
+
+
+def decay_steps(config, stage_config, steps_per_epoch):
+    """The steps over which a stage's learning rate decays (its epochs x steps_per_epoch) when
+    config.learning_rate_schedule is "cosine", else 0 (a constant rate)."""
+    if config.learning_rate_schedule == "cosine":
+        return stage_config.epochs * steps_per_epoch
+    return 0
 
 
 def from_dict(values):

@@ -21,17 +21,29 @@ def masked_step_crossentropy(y_true, y_pred):
     return ops.sum(steps, axis=1) / ops.maximum(ops.sum(valid, axis=1), 1.0)
 
 
-def compile_stage(model, stage, learning_rate, weight_decay, aux_weight, ema_momentum=0.0):
+def learning_rate_of(learning_rate, decay_steps=0, floor=0.01):
+    """The optimizer's learning rate: the number itself when decay_steps is 0, else a cosine
+    decay from it to floor x it over decay_steps optimizer steps (keyed on the optimizer's
+    step count, which a resumed stage restores with the rest of its state)."""
+    if decay_steps <= 0:
+        return learning_rate
+    return keras.optimizers.schedules.CosineDecay(learning_rate, int(decay_steps), alpha=floor)
+
+
+def compile_stage(
+    model, stage, learning_rate, weight_decay, aux_weight, ema_momentum=0.0, decay_steps=0
+):
     """Compile a stage's model with AdamW: cross-entropy for the DenseNet on triplets; for
     TAO-Net the final loss plus the masked per-step auxiliary loss, weighted aux_weight in the
     stage that trains with it (training.config.STAGES) and 0 elsewhere. stage: its name.
     ema_momentum > 0: the optimizer also keeps an exponential moving average of the trainable
-    weights, updated every step (what callbacks.averaged_weights swaps in to be scored)."""
+    weights, updated every step (what callbacks.averaged_weights swaps in to be scored).
+    decay_steps > 0: the rate follows learning_rate_of's cosine over that many steps."""
     from tao_keras.training import config
 
     traits = config.stage(stage)
     optimizer = keras.optimizers.AdamW(
-        learning_rate,
+        learning_rate_of(learning_rate, decay_steps, config.COSINE_FLOOR),
         weight_decay=weight_decay,
         use_ema=ema_momentum > 0,
         ema_momentum=ema_momentum if ema_momentum > 0 else 0.99,

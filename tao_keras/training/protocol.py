@@ -103,8 +103,8 @@ def two_outputs(features, label):
 
 def compile_model(model, stage, config, stage_config, steps_per_epoch=1):
     """Compile a stage's model (losses.compile_stage) with the stage's learning rate and the
-    run's weight decay, auxiliary weight and weight average (config.average_epochs epochs of
-    steps_per_epoch steps)."""
+    run's weight decay, auxiliary weight, weight average (config.average_epochs epochs of
+    steps_per_epoch steps) and learning-rate schedule (over the stage's epochs)."""
     losses.compile_stage(
         model,
         stage,
@@ -112,6 +112,7 @@ def compile_model(model, stage, config, stage_config, steps_per_epoch=1):
         config.weight_decay,
         config.aux_weight,
         config_module.ema_momentum(config.average_epochs, steps_per_epoch),
+        config_module.decay_steps(config, stage_config, steps_per_epoch),
     )
 
 

@@ -1,6 +1,6 @@
 """The learning-rate schedule of a stage (TrainConfig.learning_rate_schedule): constant, or a
 cosine from the stage's rate to COSINE_FLOOR of it over the stage's epochs, which a resumed
-stage continues where it stopped."""
+stage continues where it stopped; the trainers' flags for it and the weight decay."""
 
 import math
 
@@ -98,14 +98,28 @@ def test_a_resumed_stage_continues_the_schedule(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("given, expected", [(None, "constant"), ("cosine", "cosine")])
-def test_the_trainer_flag_sets_the_schedule(given, expected):
+@pytest.mark.parametrize(
+    "flag, given, field, expected",
+    [
+        ("learning_rate_schedule", None, "learning_rate_schedule", "constant"),
+        ("learning_rate_schedule", "cosine", "learning_rate_schedule", "cosine"),
+        ("weight_decay", None, "weight_decay", config.TRAINING_PRESETS["cpu"].weight_decay),
+        ("weight_decay", "0.05", "weight_decay", 0.05),
+    ],
+)
+def test_the_trainer_flags_set_the_optimizer_settings(flag, given, field, expected):
     from trainers import common
 
-    argv = ["trainer", *([] if given is None else ["--learning_rate_schedule", given])]
+    argv = ["trainer", *([] if given is None else [f"--{flag}", given])]
     common.FLAGS(argv)
     try:
         found = common.train_config("multiclass")
     finally:
         common.FLAGS.unparse_flags()
-    assert found.learning_rate_schedule == expected
+    assert getattr(found, field) == expected
+
+
+def test_the_weight_decay_reaches_the_optimizer():
+    model = _model()
+    protocol.compile_model(model, "densenet", config.TrainConfig(weight_decay=0.05), STAGE, STEPS)
+    assert model.optimizer.weight_decay == pytest.approx(0.05)

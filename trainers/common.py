@@ -63,6 +63,13 @@ flags.DEFINE_enum(
     "Learning rate over each stage: constant, or cosine (from the stage's rate down to 1% of "
     "it at the stage's last epoch). Default: the preset's.",
 )
+flags.DEFINE_float(
+    "weight_decay",
+    None,
+    "AdamW's decoupled weight decay (each step shrinks the weights by weight_decay x the "
+    "learning rate). Default: the preset's.",
+    0.0,
+)
 flags.DEFINE_float("aux_weight", 1.0, "Weight of the auxiliary (per-step) loss in joint training.")
 flags.DEFINE_float("epoch_fraction", 1.0, "Fraction of the balanced epoch per training epoch.", 0.0)
 flags.DEFINE_list(
@@ -157,6 +164,7 @@ def train_config(task):
             base.prefix_fraction if FLAGS.prefix_fraction is None else FLAGS.prefix_fraction
         ),
         aux_weight=FLAGS.aux_weight,
+        weight_decay=base.weight_decay if FLAGS.weight_decay is None else FLAGS.weight_decay,
         average_epochs=(
             base.average_epochs if FLAGS.average_epochs is None else FLAGS.average_epochs
         ),

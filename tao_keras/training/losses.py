@@ -21,10 +21,11 @@ def masked_step_crossentropy(y_true, y_pred):
     return ops.sum(steps, axis=1) / ops.maximum(ops.sum(valid, axis=1), 1.0)
 
 
-def learning_rate_of(learning_rate, decay_steps=0, floor=0.01):
+def learning_rate_of(learning_rate, decay_steps, floor):
     """The optimizer's learning rate: the number itself when decay_steps is 0, else a cosine
-    decay from it to floor x it over decay_steps optimizer steps (keyed on the optimizer's
-    step count, which a resumed stage restores with the rest of its state)."""
+    decay from it to floor x it (config.COSINE_FLOOR) over decay_steps optimizer steps (keyed
+    on the optimizer's step count, which a resumed stage restores with the rest of its
+    state)."""
     if decay_steps <= 0:
         return learning_rate
     return keras.optimizers.schedules.CosineDecay(learning_rate, int(decay_steps), alpha=floor)

@@ -9,6 +9,14 @@ is metrics' mean over classes of the per-class maximum F1, recomputed in each dr
 threshold is re-chosen per draw, as the metric does). With strata (e.g. the test sets of
 several seeds' surveys), objects are resampled within each stratum and the statistic is the
 mean over strata of each stratum's metric: the seeds' average, with its interval.
+
+A model may also come as several trainings (the same network trained from other initial
+weights, scored on the same objects): its statistic is then the mean over its trainings, and
+each draw also resamples the trainings (with replacement, within each stratum), so that its
+interval and its difference to the reference contain the spread between trainings as well as
+the sampling of objects. With few trainings that part of the spread is underestimated (a
+bootstrap over K values has (K - 1) / K of their variance): two or three trainings say that
+the spread is there and roughly how large, not its exact size.
 """
 
 import numpy as np
@@ -56,10 +64,11 @@ def paired(labels, probabilities, reference=None, strata=None, draws=DRAWS, seed
     """Bootstrap intervals of every model's mean max-F1 and of its difference to `reference`.
 
     labels [N] int: the objects' classes, the same objects in the same order for every model;
-    probabilities: {model name: [N, C]}; reference: the model the others are compared with
-    (e.g. the Random Forest), or None; strata [N]: a group per object (resampled apart, the
-    statistic averaged over groups), or None; draws, seed: the bootstrap's (fixed: same
-    inputs, same intervals).
+    probabilities: {model name: [N, C], or [K, N, C] for K trainings of that model (their mean
+    statistic; the trainings resampled in each draw too)}; reference: the model the others are
+    compared with (e.g. the Random Forest), or None; strata [N]: a group per object (resampled
+    apart, the statistic averaged over groups), or None; draws, seed: the bootstrap's (fixed:
+    same inputs, same intervals).
 
     -> {model: {"mean_f1": the point estimate, "ci": [lo, hi] (LEVEL, basic bootstrap), and,
     for models other than the reference, "difference": mean_f1 minus the reference's,
@@ -71,24 +80,39 @@ def paired(labels, probabilities, reference=None, strata=None, draws=DRAWS, seed
     strata = np.zeros(len(labels), int) if strata is None else np.asarray(strata)
     groups = [np.flatnonzero(strata == g) for g in np.unique(strata)]
     rng = np.random.default_rng(seed)
+    # The trainings' picks come from a stream of their own: a model of one training gets the
+    # same intervals whether or not other models have several.
+    training_rng = np.random.default_rng([seed, 1])
     arrays = {}
     for name, p in probabilities.items():
-        arrays[name] = np.asarray(p, float)
-        if arrays[name].shape[0] != len(labels):
+        p = np.asarray(p, float)
+        arrays[name] = p[None] if p.ndim == 2 else p  # [K, N, C]
+        if p.ndim not in (2, 3) or arrays[name].shape[1] != len(labels):
             raise ValueError(
-                f"{name}: {arrays[name].shape[0]} rows of probabilities for {len(labels)} labels"
+                f"{name}: probabilities of shape {p.shape} for {len(labels)} labels "
+                "([N, C] or [trainings, N, C] expected)"
             )
     sample = {
-        name: float(np.mean([_mean_f1(labels[g], p[g], np.ones((1, len(g))))[0] for g in groups]))
+        name: float(
+            np.mean([_mean_f1(labels[g], t[g], np.ones((1, len(g))))[0] for g in groups for t in p])
+        )
         for name, p in arrays.items()
     }
     resampled = {name: [] for name in arrays}
     for begin in range(0, draws, CHUNK):  # bounded memory: [CHUNK, objects] weights at a time
         weights = [_multiplicities(len(g), min(CHUNK, draws - begin), rng) for g in groups]
         for name, p in arrays.items():
-            resampled[name].append(
-                np.mean([_mean_f1(labels[g], p[g], w) for g, w in zip(groups, weights)], axis=0)
+            # [groups, trainings, draws]: each training's statistic on each draw's objects
+            values = np.stack(
+                [
+                    np.stack([_mean_f1(labels[g], t[g], w) for t in p])
+                    for g, w in zip(groups, weights)
+                ]
             )
+            if len(p) > 1:
+                picks = training_rng.integers(0, len(p), values.shape)
+                values = np.take_along_axis(values, picks, axis=1)
+            resampled[name].append(values.mean(axis=1).mean(axis=0))
     resampled = {name: np.concatenate(v) for name, v in resampled.items()}
     out = {"_objects": int(len(labels)), "_draws": int(draws)}
     for name in probabilities:

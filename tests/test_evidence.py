@@ -310,3 +310,127 @@ def test_a_finetuned_task_gets_its_table_intervals_and_early_curve(tmp_path):
     boot = written["pooled_test_intervals"]["150"]
     assert boot["_objects"] == 80 and "difference_ci" in boot[learning_curve.FUSED]
     assert list(written["early_test"]["150"][learning_curve.JOINT]) == ["5", "10", "all"]
+
+
+def test_several_trainings_of_a_model_widen_its_interval_by_their_spread():
+    rng = np.random.default_rng(11)
+    labels = np.repeat(np.arange(6), 20)
+    forest = np.eye(6)[labels] * 0.3 + rng.random((120, 6))
+    good = np.eye(6)[labels] * 0.8 + rng.random((120, 6))
+    poor = np.eye(6)[labels] * 0.1 + rng.random((120, 6))
+    strata = np.repeat([0, 1], 60)
+    one = intervals.paired(labels, {"rf": forest, "net": good}, "rf", strata, draws=400)
+    # Two identical trainings are one training: the same estimate and intervals
+    same = intervals.paired(labels, {"rf": forest, "net": [good, good]}, "rf", strata, draws=400)
+    for key, value in one["net"].items():
+        assert same["net"][key] == pytest.approx(value, abs=1e-12)
+    assert same["rf"] == one["rf"]
+    # Trainings that disagree: the mean of their scores, and an interval that holds the spread
+    both = intervals.paired(labels, {"rf": forest, "net": [good, poor]}, "rf", strata, draws=400)
+    apart = {
+        name: intervals.paired(labels, {"rf": forest, "net": p}, "rf", strata, draws=400)["net"]
+        for name, p in (("good", good), ("poor", poor))
+    }
+    assert both["net"]["mean_f1"] == pytest.approx(
+        (apart["good"]["mean_f1"] + apart["poor"]["mean_f1"]) / 2
+    )
+    assert both["net"]["difference"] == pytest.approx(
+        (apart["good"]["difference"] + apart["poor"]["difference"]) / 2
+    )
+    width = {k: v["difference_ci"][1] - v["difference_ci"][0] for k, v in apart.items()}
+    spread = apart["good"]["mean_f1"] - apart["poor"]["mean_f1"]
+    assert spread > 0.1
+    assert both["net"]["difference_ci"][1] - both["net"]["difference_ci"][0] > max(
+        width.values()
+    ) + spread / 2
+    assert both["rf"] == one["rf"]  # the reference's draws do not depend on the trainings
+    with pytest.raises(ValueError, match="trainings, N, C"):
+        intervals.paired(labels, {"net": good[None, None]})
+
+
+def _write_report(run_dir, scores_of, split_ids, labels, seconds=60.0):
+    """A finished run's report.json as trainers and the forest write it: {model: [N, C]}."""
+    import json
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report = {"results": {}, "predictions": {}, "stage_seconds": {}, "seconds": seconds}
+    for model, p in scores_of.items():
+        scores = metrics.evaluate(labels, p, NAMES)
+        report["results"][model] = {"val": scores, "test": scores}
+        report["predictions"][model] = {
+            s: {"object_id": split_ids, "label": labels.tolist(), "probabilities": p.tolist()}
+            for s in ("val", "test")
+        }
+        report["stage_seconds"][model] = seconds
+    (run_dir / "report.json").write_text(json.dumps(report))
+
+
+def test_a_survey_with_several_trainings_averages_them_and_pools_them(tmp_path, monkeypatch):
+    import shlex
+
+    from tools import learning_curve as lc
+
+    rng = np.random.default_rng(12)
+    labels = np.repeat(np.arange(6), 10)
+    ids = [f"o{i}" for i in range(60)]
+    forest = np.eye(6)[labels] * 0.3 + rng.random((60, 6))
+    _write_report(tmp_path / "light_curve_rf", {lc.RF: forest}, ids, labels)
+    joints, commands = {}, []
+
+    def trainer(command, **_):  # a trainer run: a report in its --output folder
+        commands.append(command)
+        seed = int(command[command.index("--seed") + 1])
+        joints[seed] = np.eye(6)[labels] * (0.2 + 0.3 * (seed == 7)) + rng.random((60, 6))
+        other = rng.random((60, 6))
+        output = command[command.index("--output") + 1]
+        _write_report(
+            tmp_path / output, {"DenseNet (triplets)": other, lc.JOINT: joints[seed]}, ids, labels
+        )
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.setattr(lc.subprocess, "run", trainer)
+    models, trainings, predictions = lc.survey_rows(
+        "records", str(tmp_path), 7, ["survey", "1000"], 0, "--epochs=2"
+    )
+    assert [c[c.index("--seed") + 1] for c in commands] == ["7", "1000"]
+    assert [c[c.index("--output") + 1] for c in commands] == [
+        str(tmp_path / "taonet"),
+        str(tmp_path / "taonet-init1000"),
+    ]
+    assert shlex.join(commands[0]).endswith("--epochs=2")
+    score = {s: metrics.evaluate(labels, joints[s], NAMES)["mean_f1"] for s in joints}
+    assert trainings["1000"][lc.JOINT]["test"] == pytest.approx(score[1000])
+    assert models[lc.JOINT]["test"] == pytest.approx((score[7] + score[1000]) / 2)
+    assert models[lc.JOINT]["minutes"] == pytest.approx(2.0)  # its stage and the one before
+    assert lc.RF not in trainings["survey"] and lc.FUSED in trainings["survey"]
+    ensemble = lc.ensemble_name(2)
+    expected = metrics.evaluate(labels, (joints[7] + joints[1000]) / 2, NAMES)["mean_f1"]
+    assert models[ensemble]["test"] == pytest.approx(expected)
+    assert len(predictions[lc.JOINT]) == 2 and isinstance(predictions[lc.RF], dict)
+    # Finished trainings are reused, not rerun
+    again = lc.survey_rows("records", str(tmp_path), 7, ["survey", "1000"], 0, "--epochs=2")
+    assert len(commands) == 2 and again[0][lc.JOINT] == models[lc.JOINT]
+    pooled = lc.pooled_intervals([predictions, predictions])
+    assert pooled[lc.JOINT]["mean_f1"] == pytest.approx(models[lc.JOINT]["test"])
+    assert pooled[ensemble]["mean_f1"] == pytest.approx(expected)
+    runs = [{"trainings": trainings}]
+    sd, surveys = lc.training_spread(runs)[lc.JOINT]
+    assert surveys == 1 and sd == pytest.approx(abs(score[7] - score[1000]) / np.sqrt(2))
+    # One training: the rows and predictions of a single run, as before
+    single, _, one = lc.survey_rows("records", str(tmp_path), 7, ["survey"], 0, "--epochs=2")
+    assert single[lc.JOINT]["test"] == pytest.approx(score[7]) and "per_class" in single[lc.JOINT]
+    assert isinstance(one[lc.JOINT], dict) and lc.ensemble_name(1) not in single
+
+
+def test_init_seeds_must_not_be_overridden_by_the_trainer_flags():
+    from tools import learning_curve as lc
+
+    lc.check_init_seeds(["survey", "1000"], "--photometry --epochs=3")
+    for seeds, flags_text, message in (
+        (["survey", "1000"], "--seed=5", "sets --seed"),
+        (["survey"], "--photometry --seed 5", "sets --seed"),
+        (["survey", "survey"], "", "distinct"),
+        (["first"], "", "neither"),
+    ):
+        with pytest.raises(lc.BadFlags, match=message):
+            lc.check_init_seeds(seeds, flags_text)

@@ -42,6 +42,8 @@ JOINT = "TAO-Net, joint + double supervision"
 # The mean of the forest's and TAO-Net joint's probabilities (tao_keras.late_fusion)
 FUSED = "TAO-Net joint + forest (mean of probabilities)"
 SETTINGS = "settings.json"
+# --init_seeds' word for the training seeded with the survey's own seed (folder "taonet")
+SURVEY_SEED = "survey"
 # What each run keeps beside mean max-F1, per split (metrics.evaluate's keys).
 CONTEXT = ("accuracy", "macro_f1", "chance_mean_f1")
 
@@ -147,6 +149,10 @@ def random_forest(records, run_dir, seed):
             predictions={RF: predictions},
         )
     return _scores(report_path)[RF]
+
+
+class BadFlags(ValueError):
+    """The command's flags contradict each other (the message names them)."""
 
 
 class RunFailed(RuntimeError):
@@ -272,32 +278,136 @@ def fused_scores(run_root, models, task=TASK, parts=("light_curve_rf", "taonet")
 
 
 def pooled_intervals(per_seed):
-    """The seeds' test objects pooled in one paired bootstrap: [{model: predictions}] (one
-    entry per seed, each its own survey) -> intervals.paired output, objects resampled within
-    each seed and the statistic averaged over seeds (the mean over seeds, with its interval;
-    differences to the forest on the same objects). None when no seed has predictions."""
+    """The seeds' test objects pooled in one paired bootstrap: [{model: predictions, or a list
+    of predictions for several trainings}] (one entry per seed, each its own survey) ->
+    intervals.paired output, objects resampled within each seed (and a model's trainings
+    resampled too) and the statistic averaged over seeds (the mean over seeds, with its
+    interval; differences to the forest on the same objects). None when no seed has
+    predictions. A model is kept when every seed has it with the same number of trainings."""
     from tao_keras import intervals
 
     labels, probabilities, strata = [], {}, []
     models = None
     for k, predictions in enumerate(p for p in per_seed if p):
-        _, y, probs = intervals.aligned(predictions)
-        models = set(probs) if models is None else models & set(probs)
+        # Every training of every model on the same objects: flattened for the alignment
+        flat = {
+            (m, t): found
+            for m, p in predictions.items()
+            for t, found in enumerate(p if isinstance(p, list) else [p])
+        }
+        _, y, probs = intervals.aligned(flat)
+        trainings = {m: sum(1 for (n, _) in probs if n == m) for m, _ in probs}
+        found = {m: np.stack([probs[(m, t)] for t in range(n)]) for m, n in trainings.items()}
+        models = set(found) if models is None else models & set(found)
         labels.append(y)
         strata.append(np.full(len(y), k))
-        for model, p in probs.items():
+        for model, p in found.items():
             probabilities.setdefault(model, []).append(p)
     if not labels or not models:
         return None
     kept = {
-        m: np.concatenate(probabilities[m]) for m in models if len(probabilities[m]) == len(labels)
+        m: np.concatenate(probabilities[m], axis=1)
+        for m in models
+        if len(probabilities[m]) == len(labels) and len({p.shape[0] for p in probabilities[m]}) == 1
     }
     return intervals.paired(
         np.concatenate(labels),
-        {m: kept[m] for m in sorted(kept, key=lambda m: m != RF)},
+        {
+            m: kept[m] if len(kept[m]) > 1 else kept[m][0]
+            for m in sorted(kept, key=lambda m: m != RF)
+        },
         reference=RF if RF in kept else None,
         strata=np.concatenate(strata),
     )
+
+
+def init_folder(init):
+    """The folder (under a run's root) of the TAO-Net training with init seed `init`: "taonet"
+    for SURVEY_SEED (the survey's own seed, what a single-training benchmark runs), else
+    "taonet-init<seed>"."""
+    return "taonet" if init == SURVEY_SEED else f"taonet-init{int(init)}"
+
+
+def ensemble_name(trainings):
+    """The row of the mean of `trainings` TAO-Net joint models' probabilities."""
+    return f"TAO-Net joint, mean of {trainings} trainings (probabilities)"
+
+
+def mean_of_trainings(trainings):
+    """A survey's network rows averaged over its trainings: [{model: scores}] (one per
+    training, as taonet() and fused_scores() give them) -> {model: scores}, every number (and
+    each class's F1 in "per_class") the mean over the trainings that have that model; one
+    training's rows as they are."""
+    if len(trainings) == 1:
+        return dict(trainings[0])
+    out = {}
+    for model in dict.fromkeys(m for t in trainings for m in t):
+        found = [t[model] for t in trainings if model in t]
+        keys = [k for k, v in found[0].items() if isinstance(v, (int, float))]
+        out[model] = {k: float(np.mean([f[k] for f in found if k in f])) for k in keys}
+        if all("per_class" in f for f in found):
+            out[model]["per_class"] = {
+                split: {
+                    name: float(np.mean([f["per_class"][split][name] for f in found]))
+                    for name in f1
+                }
+                for split, f1 in found[0]["per_class"].items()
+            }
+    return out
+
+
+def ensemble_of_trainings(run_root, folders, trainings, task=TASK):
+    """The mean of several trainings' TAO-Net joint probabilities on one survey: (scores as
+    fused_scores gives them, {split: predictions}), or None with fewer than two trainings.
+    folders: the trainings' folders under run_root; trainings: their scores ({model: scores},
+    for the cost: the sum of their joint minutes)."""
+    from tao_keras import classes, metrics
+
+    joints = [run_predictions(run_root, (f,)).get(JOINT) for f in folders]
+    joints = [j for j in joints if j]
+    if len(joints) < 2:
+        return None
+    names = classes.task_class_names(task)
+    out = {"minutes": float(sum(t[JOINT]["minutes"] for t in trainings if JOINT in t))}
+    predictions = {}
+    for split in sorted(set.intersection(*(set(j) for j in joints))):
+        common = set.intersection(*(set(j[split]["object_id"]) for j in joints))
+        ids = sorted(common)
+        rows, label = [], None
+        for j in joints:
+            index = {o: i for i, o in enumerate(j[split]["object_id"])}
+            picked = [index[o] for o in ids]
+            rows.append(np.asarray(j[split]["probabilities"], float)[picked])
+            these = np.asarray(j[split]["label"], int)[picked]
+            if label is not None and not np.array_equal(label, these):
+                raise ValueError(f"{run_root}: the trainings' labels differ on the same objects")
+            label = these
+        mean = np.mean(rows, axis=0)
+        result = metrics.evaluate(label, mean, names)
+        out[split] = result["mean_f1"]
+        out |= {f"{split}_{key}": result[key] for key in CONTEXT if key in result}
+        predictions[split] = {
+            "object_id": ids,
+            "label": label.tolist(),
+            "probabilities": mean.tolist(),
+        }
+    return out, predictions
+
+
+def training_spread(runs):
+    """How far apart one survey's trainings land: {model: the pooled within-survey sample sd
+    of the test score (sqrt of the mean of the surveys' variances), surveys}, for the models
+    of runs with two or more trainings (runs as run() keeps them, with "trainings")."""
+    variances = {}
+    for run in runs:
+        trainings = run.get("trainings") or {}
+        if len(trainings) < 2:
+            continue
+        for model in dict.fromkeys(m for t in trainings.values() for m in t):
+            values = [t[model]["test"] for t in trainings.values() if "test" in t.get(model, {})]
+            if len(values) > 1:
+                variances.setdefault(model, []).append(float(np.var(values, ddof=1)))
+    return {m: (float(np.sqrt(np.mean(v))), len(v)) for m, v in variances.items()}
 
 
 def mean_sd(values):
@@ -403,17 +513,77 @@ def plot(summary, path, title):
     plt.close(fig)
 
 
+def survey_rows(records, run_root, seed, init_seeds, minutes, trainer_flags):
+    """The forest and every TAO-Net training of one survey, run (or reused) and scored.
+
+    records: the survey's records; run_root: its run folder (the forest in light_curve_rf,
+    the trainings in init_folder(init)); seed: the survey's seed (the forest's, and the
+    SURVEY_SEED training's); init_seeds: the trainings' seeds (--init_seeds); minutes,
+    trainer_flags: as taonet's.
+
+    -> (models: {model: scores}, each network row the mean over the trainings, with the mean of
+    the trainings' joint probabilities as a row of its own when there are several;
+    trainings: {init: {model: scores}}; predictions: {model: test predictions, a list of them
+    for a model of several trainings}, as pooled_intervals takes them)."""
+    forest = random_forest(records, os.path.join(run_root, "light_curve_rf"), seed)
+    trainings, predictions = {}, {RF: test_predictions(run_root)[RF]}
+    for init in init_seeds:
+        folder = init_folder(init)
+        found = {RF: forest} | taonet(
+            records,
+            os.path.join(run_root, folder),
+            seed if init == SURVEY_SEED else int(init),
+            minutes,
+            trainer_flags,
+        )
+        fused = fused_scores(run_root, found, parts=("light_curve_rf", folder))
+        if fused:
+            found[FUSED] = fused
+        trainings[init] = {m: v for m, v in found.items() if m != RF}
+        for model, by_split in run_predictions(run_root, ("light_curve_rf", folder)).items():
+            if model != RF and "test" in by_split:
+                predictions.setdefault(model, []).append(by_split["test"])
+    models = {RF: forest} | mean_of_trainings(list(trainings.values()))
+    folders = [init_folder(i) for i in init_seeds]
+    ensemble = ensemble_of_trainings(run_root, folders, list(trainings.values()))
+    if ensemble:
+        models[ensemble_name(len(folders))] = ensemble[0]
+        predictions[ensemble_name(len(folders))] = ensemble[1]["test"]
+    # One training: its predictions as they are
+    predictions = {
+        m: p[0] if isinstance(p, list) and len(p) == 1 else p for m, p in predictions.items()
+    }
+    return models, trainings, predictions
+
+
 def main(argv):
     del argv
     try:
         run()
-    except (StaleOutput, RunFailed) as e:
+    except (StaleOutput, RunFailed, BadFlags) as e:
         sys.exit(f"error: {e}")
+
+
+def check_init_seeds(init_seeds, trainer_flags):
+    """--init_seeds against --trainer_flags: BadFlags for a repeated seed, a seed that is not
+    SURVEY_SEED or an integer, or a --seed in the trainer flags (which would override every
+    training's seed and make them one training)."""
+    for init in init_seeds:
+        if init != SURVEY_SEED and not init.lstrip("-").isdigit():
+            raise BadFlags(f"--init_seeds: {init!r} is neither {SURVEY_SEED!r} nor an integer")
+    if len(set(init_seeds)) != len(init_seeds) or not init_seeds:
+        raise BadFlags(f"--init_seeds: {init_seeds} must be distinct and not empty")
+    if any(f == "--seed" or f.startswith("--seed=") for f in shlex.split(trainer_flags)):
+        raise BadFlags(
+            "--trainer_flags sets --seed: the trainings' seeds come from --init_seeds "
+            "(e.g. --init_seeds=survey,1000)"
+        )
 
 
 def run():
     """The benchmark (main without the error handling)."""
     std_logging.getLogger().setLevel(std_logging.INFO)
+    check_init_seeds(FLAGS.init_seeds, FLAGS.trainer_flags)
     sizes = [int(s) for s in FLAGS.sizes]
     seeds = [int(s) for s in FLAGS.seeds]
     os.makedirs(FLAGS.output, exist_ok=True)
@@ -434,23 +604,14 @@ def run():
                     "trainer_flags": FLAGS.trainer_flags,
                 },
             )
-            models = {RF: random_forest(records, os.path.join(run_root, "light_curve_rf"), seed)}
-            models.update(
-                taonet(
-                    records,
-                    os.path.join(run_root, "taonet"),
-                    seed,
-                    FLAGS.minutes,
-                    FLAGS.trainer_flags,
-                )
+            models, trainings, predictions = survey_rows(
+                records, run_root, seed, FLAGS.init_seeds, FLAGS.minutes, FLAGS.trainer_flags
             )
-            fused = fused_scores(run_root, models)
-            if fused:
-                models[FUSED] = fused
             runs.append(
                 {"size": size, "seed": seed, "records": records, "models": models, **timings}
+                | ({"trainings": trainings} if len(trainings) > 1 else {})
             )
-            per_size.setdefault(size, []).append(test_predictions(run_root))
+            per_size.setdefault(size, []).append(predictions)
             for task in FLAGS.finetune:
                 task_dir = os.path.join(run_root, task)
                 found = taonet(
@@ -460,7 +621,7 @@ def run():
                     FLAGS.minutes,
                     FLAGS.trainer_flags,
                     task,
-                    os.path.join(run_root, "taonet"),
+                    os.path.join(run_root, init_folder(FLAGS.init_seeds[0])),
                 )
                 fused = fused_scores(task_dir, found, task, parts=("",))
                 if fused:
@@ -484,6 +645,15 @@ def run():
     summary = summarize(runs)
     pooled = {size: pooled_intervals(found) for size, found in per_size.items()}
     text = markdown(summary, pooled)
+    spread = training_spread(runs)
+    if spread:
+        text += (
+            f"\n\nNetworks: each survey's row is the mean of {len(FLAGS.init_seeds)} trainings "
+            f"(init seeds {', '.join(FLAGS.init_seeds)}); their intervals resample the trainings "
+            "too. Between two trainings of one survey, test mean F1 sd (pooled over surveys): "
+            + "; ".join(f"{m} {100 * sd:.1f}" for m, (sd, _) in spread.items())
+            + "."
+        )
     name = f"learning_curve{'-' + FLAGS.tag if FLAGS.tag else ''}"
     with open(os.path.join(FLAGS.output, name + ".json"), "w") as f:
         json.dump(
@@ -493,6 +663,8 @@ def run():
                 "test_fraction": FLAGS.test_fraction,
                 "minutes": FLAGS.minutes,
                 "trainer_flags": FLAGS.trainer_flags,
+                "init_seeds": FLAGS.init_seeds,
+                "training_sd_test": spread,
                 "runs": runs,
                 "summary": {str(k): v for k, v in summary.items()},
                 "pooled_test_intervals": {str(k): v for k, v in pooled.items()},
@@ -614,6 +786,15 @@ def define_flags():
     )
     flags.DEFINE_string(
         "tag", "", "Name of this configuration in the table (runs are kept apart by it)."
+    )
+    flags.DEFINE_list(
+        "init_seeds",
+        [SURVEY_SEED],
+        "Trainer seeds of each survey's TAO-Net trainings (initial weights and data order; "
+        f"'{SURVEY_SEED}': the survey's own seed). With several, each network row is the mean "
+        "over them, a row averages their joint models' probabilities, and the intervals "
+        "resample the trainings too: what a lever must beat is then the spread between "
+        "trainings, not one training's luck.",
     )
     flags.DEFINE_list(
         "finetune",

@@ -340,9 +340,10 @@ def test_several_trainings_of_a_model_widen_its_interval_by_their_spread():
     width = {k: v["difference_ci"][1] - v["difference_ci"][0] for k, v in apart.items()}
     spread = apart["good"]["mean_f1"] - apart["poor"]["mean_f1"]
     assert spread > 0.1
-    assert both["net"]["difference_ci"][1] - both["net"]["difference_ci"][0] > max(
-        width.values()
-    ) + spread / 2
+    assert (
+        both["net"]["difference_ci"][1] - both["net"]["difference_ci"][0]
+        > max(width.values()) + spread / 2
+    )
     assert both["rf"] == one["rf"]  # the reference's draws do not depend on the trainings
     with pytest.raises(ValueError, match="trainings, N, C"):
         intervals.paired(labels, {"net": good[None, None]})
@@ -434,3 +435,29 @@ def test_init_seeds_must_not_be_overridden_by_the_trainer_flags():
     ):
         with pytest.raises(lc.BadFlags, match=message):
             lc.check_init_seeds(seeds, flags_text)
+
+
+def test_the_early_curve_of_several_trainings_averages_the_networks_not_the_forests(tmp_path):
+    import json
+
+    from tools import learning_curve as lc
+
+    def curve(**by_nights):
+        return {"test": {n: {"mean_f1": v} for n, v in by_nights.items()}}
+
+    for folder, forest, joint in (("taonet", 0.5, 0.6), ("taonet-init1000", 0.4, 0.7)):
+        (tmp_path / folder).mkdir()
+        early = {
+            lc.RF: curve(**{"5": forest, "all": forest + 0.1}),
+            lc.JOINT: curve(**{"3": joint - 0.1, "5": joint, "all": joint + 0.1}),
+        }
+        (tmp_path / folder / "report.json").write_text(json.dumps({"early_f1": early}))
+    both = lc.early_of_trainings(str(tmp_path), ["survey", "1000"])
+    assert both[lc.JOINT]["test"]["5"]["mean_f1"] == pytest.approx(0.65)
+    assert list(both[lc.JOINT]["test"]) == ["3", "5", "all"]
+    # the forest of the survey's own seed (the learning curve's), not the mean of the trainers'
+    assert both[lc.RF]["test"]["all"]["mean_f1"] == pytest.approx(0.6)
+    assert lc.early_of_trainings(str(tmp_path), ["1000"])[lc.RF]["test"]["5"]["mean_f1"] == 0.4
+    assert lc.early_of_trainings(str(tmp_path), ["2000"]) == {}
+    table = lc.early_markdown(lc.early_summary([{"size": 150, "early": both}]), "multiclass")
+    assert "| TAO-Net, joint + double supervision | 55.0 | 65.0 | 75.0 |" in table

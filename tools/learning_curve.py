@@ -610,6 +610,7 @@ def run():
             runs.append(
                 {"size": size, "seed": seed, "records": records, "models": models, **timings}
                 | ({"trainings": trainings} if len(trainings) > 1 else {})
+                | {"early": early_of_trainings(run_root, FLAGS.init_seeds)}
             )
             per_size.setdefault(size, []).append(predictions)
             for task in FLAGS.finetune:
@@ -654,6 +655,8 @@ def run():
             + "; ".join(f"{m} {100 * sd:.1f}" for m, (sd, _) in spread.items())
             + "."
         )
+    early = early_summary(runs)
+    text += "\n" + early_markdown(early, TASK)
     name = f"learning_curve{'-' + FLAGS.tag if FLAGS.tag else ''}"
     with open(os.path.join(FLAGS.output, name + ".json"), "w") as f:
         json.dump(
@@ -668,6 +671,7 @@ def run():
                 "runs": runs,
                 "summary": {str(k): v for k, v in summary.items()},
                 "pooled_test_intervals": {str(k): v for k, v in pooled.items()},
+                "early_test": {str(k): v for k, v in early.items()},
             },
             f,
             indent=2,
@@ -744,18 +748,59 @@ def write_task_table(output, name, task, task_runs, predictions):
         )
     print(f"\n{task} (finetuned from each multiclass run's joint model):")
     print(markdown(summary, pooled))
+    print(early_markdown(early, task))
+    print(f"table: {path}")
+
+
+def early_markdown(early, task):
+    """The early curve's tables (early_summary output), one per size, as markdown."""
+    lines = []
     for size, by_model in early.items():
         nights = sorted({n for v in by_model.values() for n in v}, key=_night_order)
-        print(f"\n{task}, N = {size}: test mean F1 after the first nights (mean ± sd over seeds)")
-        print("| model | " + " | ".join(nights) + " |")
-        print("|---|" + "---|" * len(nights))
+        lines.append(
+            f"\n{task}, N = {size}: test mean F1 after the first nights (mean ± sd over seeds)"
+        )
+        lines.append("| model | " + " | ".join(nights) + " |")
+        lines.append("|---|" + "---|" * len(nights))
         for model, by_n in by_model.items():
             cells = [
-                f"{100 * by_n[n][0]:.1f} ± {100 * by_n[n][1]:.1f}" if n in by_n else "–"
+                "–"
+                if n not in by_n
+                else f"{100 * by_n[n][0]:.1f}"
+                + ("" if math.isnan(by_n[n][1]) else f" ± {100 * by_n[n][1]:.1f}")
                 for n in nights
             ]
-            print(f"| {model} | " + " | ".join(cells) + " |")
-    print(f"table: {path}")
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def early_of_trainings(run_root, init_seeds):
+    """A survey's multiclass early curve over its trainings ({model: {"test": {N: {"mean_f1"}}}},
+    as early_of gives one run's): each network's test F1 after the first N nights averaged
+    over the trainings; the forest's from the training seeded with the survey's seed (each
+    trainer also trains a forest, seeded with its own seed: the learning curve's forest is that
+    one), else from the first training. {} when no training has an early curve."""
+    found = {}
+    for init in init_seeds:
+        try:
+            found[init] = early_of(os.path.join(run_root, init_folder(init)))
+        except (OSError, ValueError):
+            continue
+    if not found:
+        return {}
+    forest_from = SURVEY_SEED if SURVEY_SEED in found else next(iter(found))
+    out = {}
+    for model in dict.fromkeys(m for early in found.values() for m in early):
+        curves = [e[model].get("test", {}) for e in found.values() if model in e]
+        if model == RF:
+            curves = [found[forest_from].get(RF, {}).get("test", {})]
+        nights = [n for n in curves[0] if all(n in c for c in curves)]
+        out[model] = {
+            "test": {
+                n: {"mean_f1": float(np.mean([c[n]["mean_f1"] for c in curves]))} for n in nights
+            }
+        }
+    return out
 
 
 def define_flags():

@@ -2,6 +2,7 @@
 cosine from the stage's rate to COSINE_FLOOR of it over the stage's epochs, which a resumed
 stage continues where it stopped; the trainers' flags for it and the weight decay."""
 
+import dataclasses
 import math
 
 import keras
@@ -105,6 +106,11 @@ def test_a_resumed_stage_continues_the_schedule(tmp_path):
         ("learning_rate_schedule", "cosine", "learning_rate_schedule", "cosine"),
         ("weight_decay", None, "weight_decay", config.TRAINING_PRESETS["cpu"].weight_decay),
         ("weight_decay", "0.05", "weight_decay", 0.05),
+        ("learning_rate_joint", None, "joint", config.TRAINING_PRESETS["cpu"].joint),
+        ("learning_rate_joint", "1.5e-4", "joint.learning_rate", 1.5e-4),
+        ("learning_rate_densenet", "1e-3", "densenet.learning_rate", 1e-3),
+        ("learning_rate_gru", "3e-3", "gru.learning_rate", 3e-3),
+        ("learning_rate_joint", "1.5e-4", "gru", config.TRAINING_PRESETS["cpu"].gru),
     ],
 )
 def test_the_trainer_flags_set_the_optimizer_settings(flag, given, field, expected):
@@ -116,10 +122,23 @@ def test_the_trainer_flags_set_the_optimizer_settings(flag, given, field, expect
         found = common.train_config("multiclass")
     finally:
         common.FLAGS.unparse_flags()
-    assert getattr(found, field) == expected
+    for part in field.split("."):
+        found = getattr(found, part)
+    assert found == expected
 
 
 def test_the_weight_decay_reaches_the_optimizer():
     model = _model()
     protocol.compile_model(model, "densenet", config.TrainConfig(weight_decay=0.05), STAGE, STEPS)
     assert model.optimizer.weight_decay == pytest.approx(0.05)
+
+
+def test_a_later_stage_s_learning_rate_leaves_the_earlier_stages_reusable():
+    base = config.TRAINING_PRESETS["cpu"]
+    slower = dataclasses.replace(base, joint=dataclasses.replace(base.joint, learning_rate=1.5e-4))
+    for stage in ("densenet", "gru"):  # a kept run's stages 1 and 2 are reused
+        assert protocol._settings(slower, stage) == protocol._settings(base, stage)
+    assert protocol._settings(slower, "joint") != protocol._settings(base, "joint")
+    other = dataclasses.replace(base, gru=dataclasses.replace(base.gru, learning_rate=1e-3))
+    assert protocol._settings(other, "densenet") == protocol._settings(base, "densenet")
+    assert protocol._settings(other, "gru") != protocol._settings(base, "gru")

@@ -31,6 +31,14 @@ flags.DEFINE_integer("epochs_joint", None, "Epochs of stage 3 (default: preset).
 flags.DEFINE_float(
     "learning_rate_scale", 1.0, "Multiplies every stage's learning rate (finetuning: ~0.1)."
 )
+for _stage, _number in (("densenet", 1), ("gru", 2), ("joint", 3)):
+    flags.DEFINE_float(
+        f"learning_rate_{_stage}",
+        None,
+        f"Learning rate of stage {_number} (default: the preset's, times --learning_rate_scale). "
+        "Only the stages after the first one changed are trained again in a kept run.",
+        lower_bound=0.0,
+    )
 flags.DEFINE_integer(
     "batch_size", None, "Global batch size of every stage (default: preset), split across replicas."
 )
@@ -153,7 +161,11 @@ def train_config(task):
         stages[stage] = dataclasses.replace(
             s,
             epochs=getattr(FLAGS, f"epochs_{stage}") or s.epochs,
-            learning_rate=s.learning_rate * FLAGS.learning_rate_scale,
+            learning_rate=(
+                s.learning_rate * FLAGS.learning_rate_scale
+                if getattr(FLAGS, f"learning_rate_{stage}") is None
+                else getattr(FLAGS, f"learning_rate_{stage}")
+            ),
             batch_size=FLAGS.batch_size or s.batch_size,
         )
     return dataclasses.replace(

@@ -16,7 +16,10 @@ Beside the trained models, a row for the mean of the forest's and TAO-Net joint'
 probabilities (late fusion, tao_keras.late_fusion). `--finetune supernova,binary` also
 finetunes each multiclass run's joint model on those tasks (joint stage, as the paper does),
 each with the trainer's forest on that task: OUTPUT/learning_curve-<tag>-<task>.json, with
-the early curve.
+the early curve. `--init_seeds=survey,1000,2000` trains TAO-Net three times per survey (other
+initial weights and data orders): the network rows are then means over the trainings, a row
+scores their ensemble, and the pooled intervals resample the trainings as well as the
+objects (docs/evidence.md).
 """
 
 import json

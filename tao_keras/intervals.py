@@ -19,6 +19,8 @@ bootstrap over K values has (K - 1) / K of their variance): two or three trainin
 the spread is there and roughly how large, not its exact size.
 """
 
+import zlib
+
 import numpy as np
 
 from tao_keras import metrics
@@ -80,9 +82,13 @@ def paired(labels, probabilities, reference=None, strata=None, draws=DRAWS, seed
     strata = np.zeros(len(labels), int) if strata is None else np.asarray(strata)
     groups = [np.flatnonzero(strata == g) for g in np.unique(strata)]
     rng = np.random.default_rng(seed)
-    # The trainings' picks come from a stream of their own: a model of one training gets the
-    # same intervals whether or not other models have several.
-    training_rng = np.random.default_rng([seed, 1])
+    # Each model's trainings are picked from a stream of its own, keyed by its name: a model
+    # gets the same intervals whatever the other models are and in whatever order they come
+    # (a stream shared in dict order made them depend on the order of a set of names).
+    training_rngs = {
+        name: np.random.default_rng([seed, 1, zlib.crc32(str(name).encode())])
+        for name in probabilities
+    }
     arrays = {}
     for name, p in probabilities.items():
         p = np.asarray(p, float)
@@ -110,7 +116,7 @@ def paired(labels, probabilities, reference=None, strata=None, draws=DRAWS, seed
                 ]
             )
             if len(p) > 1:
-                picks = training_rng.integers(0, len(p), values.shape)
+                picks = training_rngs[name].integers(0, len(p), values.shape)
                 values = np.take_along_axis(values, picks, axis=1)
             resampled[name].append(values.mean(axis=1).mean(axis=0))
     resampled = {name: np.concatenate(v) for name, v in resampled.items()}

@@ -345,6 +345,12 @@ def test_several_trainings_of_a_model_widen_its_interval_by_their_spread():
         > max(width.values()) + spread / 2
     )
     assert both["rf"] == one["rf"]  # the reference's draws do not depend on the trainings
+    # The same models in another order (or beside another model of several trainings): the
+    # same intervals
+    turned = intervals.paired(
+        labels, {"other": [poor, good], "net": [good, poor], "rf": forest}, "rf", strata, draws=400
+    )
+    assert turned["net"] == both["net"]
     with pytest.raises(ValueError, match="trainings, N, C"):
         intervals.paired(labels, {"net": good[None, None]})
 

@@ -255,23 +255,24 @@ def run_predictions(run_root, parts=("light_curve_rf", "taonet")):
     return out
 
 
-def test_predictions(run_root):
-    """The test-split predictions of every model of one size and seed ({model: predictions})."""
-    return {m: p["test"] for m, p in run_predictions(run_root).items() if "test" in p}
-
-
 def fused_scores(run_root, models, task=TASK, parts=("light_curve_rf", "taonet")):
     """The FUSED row of one run (mean max-F1 per split and CONTEXT, as _scores gives the
     others; its cost is the forest's and TAO-Net joint's together), None without both models.
     models: the run's rows so far ({model: scores}); task, parts: as run_predictions'."""
-    from tao_keras import classes, metrics
-
     fused = run_predictions(run_root, parts).get(FUSED)
     if not fused or RF not in models or JOINT not in models:
         return None
+    return {"minutes": models[RF]["minutes"] + models[JOINT]["minutes"]} | split_scores(fused, task)
+
+
+def split_scores(by_split, task=TASK):
+    """A row's scores from its predictions ({split: {"label", "probabilities", ...}}): mean
+    max-F1 per split and the CONTEXT keys, as _scores gives the trained models'."""
+    from tao_keras import classes, metrics
+
     names = classes.task_class_names(task)
-    out = {"minutes": models[RF]["minutes"] + models[JOINT]["minutes"]}
-    for split, predictions in fused.items():
+    out = {}
+    for split, predictions in by_split.items():
         result = metrics.evaluate(
             np.asarray(predictions["label"]), np.asarray(predictions["probabilities"]), names
         )
@@ -299,9 +300,12 @@ def pooled_intervals(per_seed):
             for t, found in enumerate(p if isinstance(p, list) else [p])
         }
         _, y, probs = intervals.aligned(flat)
-        trainings = {m: sum(1 for (n, _) in probs if n == m) for m, _ in probs}
-        found = {m: np.stack([probs[(m, t)] for t in range(n)]) for m, n in trainings.items()}
-        models = set(found) if models is None else models & set(found)
+        found = {
+            m: np.stack([probs[(m, t)] for t in range(len(p) if isinstance(p, list) else 1)])
+            for m, p in predictions.items()
+        }
+        # in the first seed's order (a set's order changes from process to process)
+        models = list(found) if models is None else [m for m in models if m in found]
         labels.append(y)
         strata.append(np.full(len(y), k))
         for model, p in found.items():
@@ -359,42 +363,25 @@ def mean_of_trainings(trainings):
     return out
 
 
-def ensemble_of_trainings(run_root, folders, trainings, task=TASK):
+def ensemble_of_trainings(joints, minutes, task=TASK):
     """The mean of several trainings' TAO-Net joint probabilities on one survey: (scores as
-    fused_scores gives them, {split: predictions}), or None with fewer than two trainings.
-    folders: the trainings' folders under run_root; trainings: their scores ({model: scores},
-    for the cost: the sum of their joint minutes)."""
-    from tao_keras import classes, metrics
+    fused_scores gives them, {split: predictions} on the objects every training scored), or
+    None with fewer than two trainings. joints: each training's joint predictions ({split:
+    predictions}, as run_predictions gives them); minutes: the trainings' cost together."""
+    from tao_keras import intervals
 
-    joints = [run_predictions(run_root, (f,)).get(JOINT) for f in folders]
     joints = [j for j in joints if j]
     if len(joints) < 2:
         return None
-    names = classes.task_class_names(task)
-    out = {"minutes": float(sum(t[JOINT]["minutes"] for t in trainings if JOINT in t))}
     predictions = {}
     for split in sorted(set.intersection(*(set(j) for j in joints))):
-        common = set.intersection(*(set(j[split]["object_id"]) for j in joints))
-        ids = sorted(common)
-        rows, label = [], None
-        for j in joints:
-            index = {o: i for i, o in enumerate(j[split]["object_id"])}
-            picked = [index[o] for o in ids]
-            rows.append(np.asarray(j[split]["probabilities"], float)[picked])
-            these = np.asarray(j[split]["label"], int)[picked]
-            if label is not None and not np.array_equal(label, these):
-                raise ValueError(f"{run_root}: the trainings' labels differ on the same objects")
-            label = these
-        mean = np.mean(rows, axis=0)
-        result = metrics.evaluate(label, mean, names)
-        out[split] = result["mean_f1"]
-        out |= {f"{split}_{key}": result[key] for key in CONTEXT if key in result}
+        ids, labels, probabilities = intervals.aligned({k: j[split] for k, j in enumerate(joints)})
         predictions[split] = {
-            "object_id": ids,
-            "label": label.tolist(),
-            "probabilities": mean.tolist(),
+            "object_id": list(ids),
+            "label": labels.tolist(),
+            "probabilities": np.mean(list(probabilities.values()), axis=0).tolist(),
         }
-    return out, predictions
+    return {"minutes": float(minutes)} | split_scores(predictions, task), predictions
 
 
 def training_spread(runs):
@@ -529,7 +516,7 @@ def survey_rows(records, run_root, seed, init_seeds, minutes, trainer_flags):
     trainings: {init: {model: scores}}; predictions: {model: test predictions, a list of them
     for a model of several trainings}, as pooled_intervals takes them)."""
     forest = random_forest(records, os.path.join(run_root, "light_curve_rf"), seed)
-    trainings, predictions = {}, {RF: test_predictions(run_root)[RF]}
+    trainings, predictions, joints = {}, {}, []
     for init in init_seeds:
         folder = init_folder(init)
         found = {RF: forest} | taonet(
@@ -543,15 +530,19 @@ def survey_rows(records, run_root, seed, init_seeds, minutes, trainer_flags):
         if fused:
             found[FUSED] = fused
         trainings[init] = {m: v for m, v in found.items() if m != RF}
-        for model, by_split in run_predictions(run_root, ("light_curve_rf", folder)).items():
-            if model != RF and "test" in by_split:
+        found_predictions = run_predictions(run_root, ("light_curve_rf", folder))
+        joints.append(found_predictions.get(JOINT))
+        for model, by_split in found_predictions.items():
+            if model == RF:
+                predictions[RF] = by_split["test"]
+            elif "test" in by_split:
                 predictions.setdefault(model, []).append(by_split["test"])
     models = {RF: forest} | mean_of_trainings(list(trainings.values()))
-    folders = [init_folder(i) for i in init_seeds]
-    ensemble = ensemble_of_trainings(run_root, folders, list(trainings.values()))
+    cost = sum(t[JOINT]["minutes"] for t in trainings.values() if JOINT in t)
+    ensemble = ensemble_of_trainings(joints, cost)
     if ensemble:
-        models[ensemble_name(len(folders))] = ensemble[0]
-        predictions[ensemble_name(len(folders))] = ensemble[1]["test"]
+        models[ensemble_name(len(init_seeds))] = ensemble[0]
+        predictions[ensemble_name(len(init_seeds))] = ensemble[1]["test"]
     # One training: its predictions as they are
     predictions = {
         m: p[0] if isinstance(p, list) and len(p) == 1 else p for m, p in predictions.items()

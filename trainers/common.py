@@ -79,6 +79,15 @@ flags.DEFINE_float(
     0.0,
 )
 flags.DEFINE_float("aux_weight", 1.0, "Weight of the auxiliary (per-step) loss in joint training.")
+flags.DEFINE_float(
+    "teacher_weight",
+    None,
+    "Distillation from the light-curve forest in the joint stage: its final output learns "
+    "(1 - w) x the label + w x the forest's out-of-fold probabilities of the object (the served "
+    "model still reads pixels only; 0: off). Default: the preset's.",
+    0.0,
+    0.99,
+)
 flags.DEFINE_float("epoch_fraction", 1.0, "Fraction of the balanced epoch per training epoch.", 0.0)
 flags.DEFINE_list(
     "freeze",
@@ -176,6 +185,9 @@ def train_config(task):
             base.prefix_fraction if FLAGS.prefix_fraction is None else FLAGS.prefix_fraction
         ),
         aux_weight=FLAGS.aux_weight,
+        teacher_weight=(
+            base.teacher_weight if FLAGS.teacher_weight is None else FLAGS.teacher_weight
+        ),
         weight_decay=base.weight_decay if FLAGS.weight_decay is None else FLAGS.weight_decay,
         average_epochs=(
             base.average_epochs if FLAGS.average_epochs is None else FLAGS.average_epochs
@@ -319,6 +331,8 @@ def run(task):
     try:
         config = train_config(task)
         contract = protocol.model_contract(config, manifest.load(records)["roi_size"])
+        if "joint" in FLAGS.stages:  # before any training: records without a teacher fail now
+            protocol.teacher_targets(records, config, "joint")
     except (precision.PrecisionError, ValueError) as e:
         sys.exit(f"error: {e}")
     files.write_json_atomic(

@@ -16,6 +16,7 @@ the task's class index (int32).
 import dataclasses
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from tao_keras import classes
@@ -151,6 +152,7 @@ def _select(record, seed, rule):
         "max_date_index": record["max_date_index"],
         "is_nt": tf.equal(record["label"], NT_INDEX),
         "label": record["task_label"],
+        "object_id": record["object_id"],
     }
 
 
@@ -246,14 +248,42 @@ def _cache_fits(manifest, split, config):
     return config.cache and size_mb <= config.max_cache_mb
 
 
-def training_dataset(records_dir, config, split="train"):
+def _soft_lookup(soft_targets, num_classes):
+    """(object id [], task label []) -> the object's row of soft_targets (ids [N], targets
+    [N, C]), or the label's one-hot row for an object without one."""
+    ids, targets = soft_targets
+    targets = np.asarray(targets, np.float32)
+    if targets.ndim != 2 or targets.shape != (len(ids), num_classes):
+        raise ValueError(
+            f"soft targets of shape {targets.shape} for {len(ids)} objects; expected "
+            f"[{len(ids)}, {num_classes}] (the task's classes)"
+        )
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant([str(i) for i in ids], tf.string), tf.range(len(ids), dtype=tf.int64)
+        ),
+        default_value=-1,
+    )
+    rows = tf.constant(targets)
+
+    def lookup(object_id, label):
+        row = table.lookup(object_id)
+        one_hot = tf.one_hot(label, num_classes, dtype=tf.float32)
+        return tf.cond(row >= 0, lambda: tf.gather(rows, tf.maximum(row, 0)), lambda: one_hot)
+
+    return lookup
+
+
+def training_dataset(records_dir, config, split="train", soft_targets=None):
     """Infinite, balanced (or natural) training batches -> (dataset, steps_per_epoch).
 
     records_dir: a converted records directory (dataset.json); config: a PipelineConfig (task,
     mode, length, batch, balancing, augmentation, normalization, crop, per-date rule, seed);
     split: which split's shards to stream. An epoch is num_task_classes x largest class count
     sequences when balanced (the paper balances to the majority class), the total count when
-    natural.
+    natural. soft_targets: (object ids [N], targets [N, C]) (lightcurves.teacher): the batches'
+    labels are then {"label": [B], "soft": [B, C]}, the object's row (its one-hot label when
+    it has none).
     """
     manifest = manifest_file.load(records_dir)
     shards = classes.task_shards(manifest, records_dir, split, config.task)
@@ -277,9 +307,17 @@ def training_dataset(records_dir, config, split="train"):
         epoch = sum(counts)
     dataset = tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=config.seed)
     finish = _finish(config, augment=config.augment)
+    lookup = None if soft_targets is None else _soft_lookup(soft_targets, len(names))
+
+    def prepare(item, seed):
+        features, label = finish(item, seed)
+        if lookup is None:
+            return features, label
+        return features, {"label": label, "soft": lookup(item["object_id"], label)}
+
     seeds = tf.data.Dataset.random(seed=config.seed + 7919).batch(2)
     dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-        lambda item, seed: finish(item, seed),
+        prepare,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=config.deterministic,
     )

@@ -19,12 +19,14 @@ class Stage:
     window_of_s_dates: bool  # training sequences cut to the most recent S dates
     trains_backbone: bool  # the DenseNet's weights are trained (unless config.frozen says not)
     auxiliary_loss: bool  # the per-step head's loss counts (weight TrainConfig.aux_weight)
+    # the final output learns the forest's soft targets (weight TrainConfig.teacher_weight)
+    teacher: bool = False
 
 
 STAGES = {
     "densenet": Stage("densenet", False, False, True, False),
     "gru": Stage("gru", True, False, False, False),
-    "joint": Stage("joint", True, True, True, True),
+    "joint": Stage("joint", True, True, True, True, teacher=True),
 }
 
 
@@ -56,6 +58,9 @@ class TrainConfig:
     prefix_fraction: float = 0.0
     aux_weight: float = 1.0
     weight_decay: float = 1e-4
+    # > 0: the joint stage's final output learns (1 - w) x one-hot + w x the light-curve
+    # forest's out-of-fold probabilities of the object (lightcurves.teacher; science.md)
+    teacher_weight: float = 0.0
     # > 0: every stage scores, keeps and exports an exponential moving average of its trainable
     # weights over about this many epochs instead of the raw weights (ema_momentum; science.md)
     average_epochs: float = 0.0
@@ -91,6 +96,8 @@ class TrainConfig:
                 f"learning_rate_schedule {self.learning_rate_schedule!r}: choose from "
                 f"{', '.join(SCHEDULES)}"
             )
+        if not 0.0 <= self.teacher_weight < 1.0:
+            raise ValueError(f"teacher_weight {self.teacher_weight}: in [0, 1) (0: off)")
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ValueError(f"precision {self.precision!r}: float32 or mixed_bfloat16")
 

@@ -32,14 +32,23 @@ def learning_rate_of(learning_rate, decay_steps, floor):
 
 
 def compile_stage(
-    model, stage, learning_rate, weight_decay, aux_weight, ema_momentum=0.0, decay_steps=0
+    model,
+    stage,
+    learning_rate,
+    weight_decay,
+    aux_weight,
+    ema_momentum=0.0,
+    decay_steps=0,
+    soft_targets=False,
 ):
     """Compile a stage's model with AdamW: cross-entropy for the DenseNet on triplets; for
     TAO-Net the final loss plus the masked per-step auxiliary loss, weighted aux_weight in the
     stage that trains with it (training.config.STAGES) and 0 elsewhere. stage: its name.
     ema_momentum > 0: the optimizer also keeps an exponential moving average of the trainable
     weights, updated every step (what callbacks.averaged_weights swaps in to be scored).
-    decay_steps > 0: the rate follows learning_rate_of's cosine over that many steps."""
+    decay_steps > 0: the rate follows learning_rate_of's cosine over that many steps.
+    soft_targets: TAO-Net's final output learns probability rows [B, C] (the teacher's targets,
+    lightcurves.teacher) instead of class indices [B]; the auxiliary head keeps the labels."""
     from tao_keras.training import config
 
     traits = config.stage(stage)
@@ -55,7 +64,11 @@ def compile_stage(
     model.compile(
         optimizer,
         loss={
-            "probabilities": keras.losses.SparseCategoricalCrossentropy(),
+            "probabilities": (
+                keras.losses.CategoricalCrossentropy()
+                if soft_targets
+                else keras.losses.SparseCategoricalCrossentropy()
+            ),
             "aux_probabilities": masked_step_crossentropy,
         },
         loss_weights={

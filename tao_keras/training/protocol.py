@@ -44,7 +44,9 @@ LATER_STAGE_SETTINGS = {
         "aggregation",
         "photometry",
         "frozen",
+        "teacher_weight",
     ),
+    "gru": ("teacher_weight",),
 }
 # Shares of TrainConfig.max_minutes per stage (about what each stage takes with the cpu preset).
 BUDGET_SHARE = {"densenet": 0.3, "gru": 0.2, "joint": 0.5}
@@ -97,14 +99,36 @@ def evaluation_config(pipeline, max_dates=None):
 
 def two_outputs(features, label):
     """(features, label) -> (features, {probabilities: label, aux_probabilities: label}): the
-    targets of a TAO-Net, whose auxiliary per-step head is supervised with the object's label."""
+    targets of a TAO-Net, whose auxiliary per-step head is supervised with the object's label.
+    A label {"label", "soft"} (a training dataset with the teacher's soft targets) gives the
+    final output the soft rows and the auxiliary head the label."""
+    if isinstance(label, dict):
+        return features, {"probabilities": label["soft"], "aux_probabilities": label["label"]}
     return features, {"probabilities": label, "aux_probabilities": label}
 
 
-def compile_model(model, stage, config, stage_config, steps_per_epoch=1):
+def teacher_targets(records_dir, config, stage):
+    """The soft targets of a stage's training objects (lightcurves.teacher.for_records) when
+    the stage learns from the teacher and config.teacher_weight > 0, else None."""
+    if not (config_module.stage(stage).teacher and config.teacher_weight > 0):
+        return None
+    from tao_keras.lightcurves import teacher
+
+    targets = teacher.for_records(records_dir, config.task, config.teacher_weight, config.seed)
+    logging.info(
+        "stage %s: soft targets of the light-curve forest (weight %.2f) for %d training objects",
+        stage,
+        config.teacher_weight,
+        len(targets[0]),
+    )
+    return targets
+
+
+def compile_model(model, stage, config, stage_config, steps_per_epoch=1, soft_targets=False):
     """Compile a stage's model (losses.compile_stage) with the stage's learning rate and the
     run's weight decay, auxiliary weight, weight average (config.average_epochs epochs of
-    steps_per_epoch steps) and learning-rate schedule (over the stage's epochs)."""
+    steps_per_epoch steps) and learning-rate schedule (over the stage's epochs); soft_targets:
+    the final output learns the teacher's probability rows (teacher_targets)."""
     losses.compile_stage(
         model,
         stage,
@@ -113,6 +137,7 @@ def compile_model(model, stage, config, stage_config, steps_per_epoch=1):
         config.aux_weight,
         config_module.ema_momentum(config.average_epochs, steps_per_epoch),
         config_module.decay_steps(config, stage_config, steps_per_epoch),
+        soft_targets,
     )
 
 
@@ -296,14 +321,15 @@ def train_stage(stage, records_dir, out_dir, config, contract, strategy, previou
     names = contract.class_names
     stage_config = getattr(config, stage)
     pipeline = pipeline_config(config, stage, contract)
-    train, steps = datasets.training_dataset(records_dir, pipeline)
+    soft = teacher_targets(records_dir, config, stage)
+    train, steps = datasets.training_dataset(records_dir, pipeline, soft_targets=soft)
     steps = max(1, math.ceil(steps * config.epoch_fraction))
     val = datasets.evaluation_dataset(records_dir, evaluation_config(pipeline), split="val")
     if config_module.stage(stage).on_sequences:
         train = train.map(two_outputs)
     with strategy.scope(), precision.policy(config.precision):
         model = build_model(stage, config, contract, previous, strategy.num_replicas_in_sync)
-        compile_model(model, stage, config, stage_config, steps)
+        compile_model(model, stage, config, stage_config, steps, soft is not None)
     best = run_layout.stage_file(out_dir, stage, "best.weights.h5")
     history = run_layout.stage_file(out_dir, stage, "history.csv")
     tensorboard_views.write_hparams(
@@ -314,6 +340,7 @@ def train_stage(stage, records_dir, out_dir, config, contract, strategy, previou
             "task": config.task,
             "sequence_length": config.sequence_length,
             "aux_weight": config.aux_weight,
+            "teacher_weight": config.teacher_weight,
             "seed": config.seed,
             **dataclasses.asdict(stage_config),
         },

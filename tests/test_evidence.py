@@ -467,3 +467,40 @@ def test_the_early_curve_of_several_trainings_averages_the_networks_not_the_fore
     assert lc.early_of_trainings(str(tmp_path), ["2000"]) == {}
     table = lc.early_markdown(lc.early_summary([{"size": 150, "early": both}]), "multiclass")
     assert "| TAO-Net, joint + double supervision | 55.0 | 65.0 | 75.0 |" in table
+
+
+def test_a_tag_is_judged_against_another_on_the_same_objects_and_trainings(tmp_path):
+    from tools import learning_curve as lc
+
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(6), 20)
+    ids = [f"o{i}" for i in range(120)]
+    noise = {(seed, init): rng.random((120, 6)) for seed in (1, 2) for init in ("survey", "9")}
+    for tag, boost in (("base", 0.0), ("same", 0.0), ("better", 0.6)):
+        for (seed, init), p in noise.items():
+            folder = lc.tag_root(str(tmp_path), tag, 150, seed)
+            joint = p + boost * np.eye(6)[labels] * rng.random((120, 1))
+            _write_report(tmp_path / folder / lc.init_folder(init), {lc.JOINT: joint}, ids, labels)
+    inits = ["survey", "9"]
+    same = lc.against_tag(str(tmp_path), "same", "base", 150, [1, 2], ["survey"])
+    assert same["difference"] == 0.0 and same["difference_ci"] == [0.0, 0.0]
+    assert same["objects"] == 240
+    # two trainings a tag: each tag's trainings are resampled on their own (conservative)
+    same = lc.against_tag(str(tmp_path), "same", "base", 150, [1, 2], inits)
+    assert same["difference"] == 0.0
+    assert same["difference_ci"][0] < 0 < same["difference_ci"][1]
+    better = lc.against_tag(str(tmp_path), "better", "base", 150, [1, 2], inits)
+    assert better["difference_ci"][0] > 0 and better["p_not_better"] == 0.0
+    assert better["difference"] == pytest.approx(better["mean_f1"] - better["other_mean_f1"])
+    # the same seeds and trainings as the mean of each tag's surveys and trainings
+    expected = np.mean(
+        [metrics.evaluate(labels, noise[(s, i)], NAMES)["mean_f1"] for s in (1, 2) for i in inits]
+    )
+    assert better["other_mean_f1"] == pytest.approx(expected)
+    assert "+" in lc.against_markdown(150, better) and "tag base's" in lc.against_markdown(
+        150, better
+    )
+    with pytest.raises(
+        lc.BadFlags, match="tag better: no TAO-Net joint .*better/n150-seed1/taonet-init10"
+    ):
+        lc.against_tag(str(tmp_path), "better", "base", 150, [1, 2], ["survey", "10"])

@@ -281,13 +281,14 @@ def split_scores(by_split, task=TASK):
     return out
 
 
-def pooled_intervals(per_seed):
+def pooled_intervals(per_seed, reference=RF):
     """The seeds' test objects pooled in one paired bootstrap: [{model: predictions, or a list
     of predictions for several trainings}] (one entry per seed, each its own survey) ->
     intervals.paired output, objects resampled within each seed (and a model's trainings
     resampled too) and the statistic averaged over seeds (the mean over seeds, with its
-    interval; differences to the forest on the same objects). None when no seed has
-    predictions. A model is kept when every seed has it with the same number of trainings."""
+    interval; differences to `reference`, the forest by default, on the same objects). None
+    when no seed has predictions. A model is kept when every seed has it with the same number
+    of trainings."""
     from tao_keras import intervals
 
     labels, probabilities, strata = [], {}, []
@@ -321,10 +322,77 @@ def pooled_intervals(per_seed):
         np.concatenate(labels),
         {
             m: kept[m] if len(kept[m]) > 1 else kept[m][0]
-            for m in sorted(kept, key=lambda m: m != RF)
+            for m in sorted(kept, key=lambda m: m != reference)
         },
-        reference=RF if RF in kept else None,
+        reference=reference if reference in kept else None,
         strata=np.concatenate(strata),
+    )
+
+
+def tag_root(output, tag, size, seed):
+    """The run folder of one survey (size, seed) under a tag's runs ("runs" without a tag)."""
+    return os.path.join(output, "runs" + (f"-{tag}" if tag else ""), f"n{size}-seed{seed}")
+
+
+def tag_joints(output, tag, size, seed, init_seeds):
+    """The TAO-Net joint test predictions of a tag's trainings of one survey, one per init
+    seed ([{"object_id", "label", "probabilities"}]); BadFlags naming the folder that lacks
+    them."""
+    root = tag_root(output, tag, size, seed)
+    found = []
+    for init in init_seeds:
+        folder = os.path.join(root, init_folder(init))
+        test = run_predictions(root, (init_folder(init),)).get(JOINT, {}).get("test")
+        if test is None:
+            raise BadFlags(
+                f"tag {tag or '(none)'}: no TAO-Net joint test predictions in {folder} (run that "
+                "tag with the same --sizes, --seeds and --init_seeds first)"
+            )
+        found.append(test)
+    return found
+
+
+def against_tag(output, tag, other, size, seeds, init_seeds):
+    """TAO-Net joint of `tag` against that of `other` on the same surveys, test objects and
+    training seeds: the paired bootstrap of pooled_intervals with the other tag's joint as the
+    reference (objects resampled within each survey, the trainings of both resampled too).
+    output: the benchmark's directory; size, seeds, init_seeds: the surveys and trainings.
+    -> {"tag", "other", "mean_f1", "other_mean_f1", "difference", "difference_ci",
+    "p_not_better", "objects"}."""
+    reference = f"{JOINT} [tag {other or '(none)'}]"
+    per_seed = []
+    for seed in seeds:
+        this = tag_joints(output, tag, size, seed, init_seeds)
+        that = tag_joints(output, other, size, seed, init_seeds)
+        per_seed.append(
+            {
+                reference: that if len(that) > 1 else that[0],
+                JOINT: this if len(this) > 1 else this[0],
+            }
+        )
+    pooled = pooled_intervals(per_seed, reference=reference)
+    found = pooled[JOINT]
+    return {
+        "tag": tag,
+        "other": other,
+        "mean_f1": found["mean_f1"],
+        "other_mean_f1": pooled[reference]["mean_f1"],
+        "difference": found["difference"],
+        "difference_ci": found["difference_ci"],
+        "p_not_better": found["p_not_better"],
+        "objects": pooled["_objects"],
+    }
+
+
+def against_markdown(size, found):
+    """One line of the table's notes: against_tag's result at one size, in points."""
+    lo, hi = found["difference_ci"]
+    return (
+        f"N = {size}, TAO-Net joint against tag {found['other'] or '(none)'}'s on the same "
+        f"surveys, test objects and training seeds: {100 * found['mean_f1']:.1f} against "
+        f"{100 * found['other_mean_f1']:.1f}, {100 * found['difference']:+.1f} "
+        f"[{100 * lo:+.1f}, {100 * hi:+.1f}] (95% CI, {found['objects']} objects, trainings "
+        "resampled)."
     )
 
 
@@ -586,9 +654,7 @@ def run():
         for seed in seeds:
             root = os.path.join(FLAGS.output, "surveys", f"n{size}-seed{seed}")
             records, timings = survey_records(root, size, seed, FLAGS.test_fraction, FLAGS.workers)
-            run_root = os.path.join(
-                FLAGS.output, "runs" + (f"-{FLAGS.tag}" if FLAGS.tag else ""), f"n{size}-seed{seed}"
-            )
+            run_root = tag_root(FLAGS.output, FLAGS.tag, size, seed)
             check_settings(
                 run_root,
                 {
@@ -649,6 +715,13 @@ def run():
             + "; ".join(f"{m} {100 * sd:.1f}" for m, (sd, _) in spread.items())
             + "."
         )
+    against = {}
+    if FLAGS.against is not None:
+        for size in sizes:
+            against[size] = against_tag(
+                FLAGS.output, FLAGS.tag, FLAGS.against, size, seeds, FLAGS.init_seeds
+            )
+            text += "\n\n" + against_markdown(size, against[size])
     early = early_summary(runs)
     text += "\n" + early_markdown(early, TASK)
     name = f"learning_curve{'-' + FLAGS.tag if FLAGS.tag else ''}"
@@ -666,6 +739,7 @@ def run():
                 "summary": {str(k): v for k, v in summary.items()},
                 "pooled_test_intervals": {str(k): v for k, v in pooled.items()},
                 "early_test": {str(k): v for k, v in early.items()},
+                "against": {str(k): v for k, v in against.items()},
             },
             f,
             indent=2,
@@ -834,6 +908,14 @@ def define_flags():
         "over them, a row averages their joint models' probabilities, and the intervals "
         "resample the trainings too: what a lever must beat is then the spread between "
         "trainings, not one training's luck.",
+    )
+    flags.DEFINE_string(
+        "against",
+        None,
+        'Another tag ("" for untagged runs) run with the same --sizes, --seeds and '
+        "--init_seeds: the table's notes then give TAO-Net joint's difference to that tag's "
+        "on the same test objects and training seeds, with its paired 95% interval (how a lever "
+        "is judged against the defaults).",
     )
     flags.DEFINE_list(
         "finetune",

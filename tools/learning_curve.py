@@ -19,7 +19,8 @@ each with the trainer's forest on that task: OUTPUT/learning_curve-<tag>-<task>.
 the early curve. `--init_seeds=survey,1000,2000` trains TAO-Net three times per survey (other
 initial weights and data orders): the network rows are then means over the trainings, a row
 scores their ensemble, and the pooled intervals resample the trainings as well as the
-objects (docs/evidence.md).
+objects (docs/evidence.md). `--against F` adds TAO-Net joint's paired difference to tag F's
+on the same test objects and training seeds (how a lever is judged against the defaults).
 """
 
 import json

@@ -342,11 +342,12 @@ def tag_joints(output, tag, size, seed, init_seeds):
     root = tag_root(output, tag, size, seed)
     found = []
     for init in init_seeds:
-        folder = os.path.join(root, init_folder(init))
-        test = run_predictions(root, (init_folder(init),)).get(JOINT, {}).get("test")
+        folder = init_folder(init)
+        test = run_predictions(root, (folder,)).get(JOINT, {}).get("test")
         if test is None:
             raise BadFlags(
-                f"tag {tag or '(none)'}: no TAO-Net joint test predictions in {folder} (run that "
+                f"tag {tag or '(none)'}: no TAO-Net joint test predictions in "
+                f"{os.path.join(root, folder)} (run that "
                 "tag with the same --sizes, --seeds and --init_seeds first)"
             )
         found.append(test)

@@ -9,6 +9,8 @@ so the teacher says how the light curve looks to a classifier, not what the labe
 that is served still reads pixels and times only: the forest is needed at training time.
 """
 
+import functools
+
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
@@ -70,10 +72,13 @@ def soft_targets(ids, labels, probabilities, weight):
     return list(ids), targets.astype(np.float32)
 
 
+@functools.lru_cache(maxsize=2)
 def for_records(records_dir, task, weight, seed=0):
     """soft_targets of the out-of-fold forest on a records directory's light curves (measured
     once and cached, curves.of_records). -> (ids [N], targets [N, C] float32); NoTeacher naming
-    the records directory when it has too few training light curves."""
+    the records directory when it has too few training light curves. Kept for the process: the
+    trainer asks before any stage (to refuse records without a teacher early) and again in the
+    joint stage, and the five forests are fitted once."""
     from tao_keras.lightcurves import curves as curve_io
 
     try:

@@ -93,3 +93,19 @@ def test_the_trainer_builds_the_contract_from_its_settings():
     assert built.sequence_length is None  # every stage is scored and served on whole sequences
     with pytest.raises(contract.ContractError, match="roi_size 16 smaller than the model's 32"):
         protocol.model_contract(settings, 16)
+
+
+def test_the_gru_stack_is_a_setting_that_leaves_stage_1_reusable():
+    from tao_keras.training import config as train_config
+    from tao_keras.training import protocol
+
+    base = train_config.TRAINING_PRESETS["cpu"]
+    wider = dataclasses.replace(base, gru_layers=2, gru_units=128)
+    built = protocol.model_contract(wider, 64)
+    assert (built.architecture.gru_layers, built.architecture.gru_units) == (2, 128)
+    assert built.architecture.backbone == protocol.model_contract(base, 64).architecture.backbone
+    # the DenseNet on triplets does not read the GRU stack: a kept run's stage 1 is reused
+    assert protocol._settings(wider, "densenet") == protocol._settings(base, "densenet")
+    assert protocol._settings(wider, "gru") != protocol._settings(base, "gru")
+    with pytest.raises(ValueError, match="gru_units 0: 1 or more"):
+        dataclasses.replace(base, gru_units=0)

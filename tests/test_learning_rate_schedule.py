@@ -111,9 +111,12 @@ def test_a_resumed_stage_continues_the_schedule(tmp_path):
         ("learning_rate_densenet", "1e-3", "densenet.learning_rate", 1e-3),
         ("learning_rate_gru", "3e-3", "gru.learning_rate", 3e-3),
         ("learning_rate_joint", "1.5e-4", "gru", config.TRAINING_PRESETS["cpu"].gru),
+        ("gru_units", None, "gru_units", None),
+        ("gru_units", "128", "gru_units", 128),
+        ("gru_layers", "2", "gru_layers", 2),
     ],
 )
-def test_the_trainer_flags_set_the_optimizer_settings(flag, given, field, expected):
+def test_the_trainer_flags_set_the_training_settings(flag, given, field, expected):
     from trainers import common
 
     argv = ["trainer", *([] if given is None else [f"--{flag}", given])]

@@ -123,6 +123,12 @@ flags.DEFINE_boolean(
     "object's noise scale, docs/science.md); default: the preset's.",
 )
 flags.DEFINE_integer(
+    "gru_layers", None, "TAO-Net's GRU layers (default: the preset's; paper 2).", lower_bound=1
+)
+flags.DEFINE_integer(
+    "gru_units", None, "Units of each GRU layer (default: the preset's; paper 128).", lower_bound=1
+)
+flags.DEFINE_integer(
     "model_roi_size",
     None,
     "Model RoI side in pixels, a central crop of the records' RoI (--roi_size of "
@@ -201,6 +207,8 @@ def train_config(task):
         per_date=FLAGS.per_date or base.per_date,
         aggregation=FLAGS.aggregation,
         photometry=FLAGS.photometry,
+        gru_layers=FLAGS.gru_layers,
+        gru_units=FLAGS.gru_units,
         model_roi_size=FLAGS.model_roi_size,
         max_minutes=FLAGS.max_minutes,
         deterministic=FLAGS.deterministic,

@@ -75,6 +75,9 @@ class TrainConfig:
     aggregation: str | None = None  # TAO-Net output over time: None = the model preset's
     model_roi_size: int | None = None  # central crop of the records' RoI: None = the preset's
     photometry: bool | None = None  # the per-date forced photometry input: None = the preset's
+    # the recurrent head (TAO-Net's GRU stack): None = the preset's (cpu 1 x 64, paper 2 x 128)
+    gru_layers: int | None = None
+    gru_units: int | None = None
     max_minutes: float | None = (
         None  # wall-clock budget of the whole run (protocol.BUDGET_SHARE splits it per stage)
     )
@@ -98,6 +101,10 @@ class TrainConfig:
             )
         if not 0.0 <= self.teacher_weight < 1.0:
             raise ValueError(f"teacher_weight {self.teacher_weight}: in [0, 1) (0: off)")
+        for name in ("gru_layers", "gru_units"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} {value}: 1 or more (None: the preset's)")
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ValueError(f"precision {self.precision!r}: float32 or mixed_bfloat16")
 

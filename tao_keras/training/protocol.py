@@ -43,6 +43,8 @@ LATER_STAGE_SETTINGS = {
         "aux_weight",
         "aggregation",
         "photometry",
+        "gru_layers",
+        "gru_units",
         "frozen",
         "teacher_weight",
     ),
@@ -143,14 +145,18 @@ def compile_model(model, stage, config, stage_config, steps_per_epoch=1, soft_ta
 
 def model_contract(config, roi_size):
     """The ModelContract of a run, built once by the trainer: the TrainConfig's model preset
-    with its overrides (aggregation, photometry input, model RoI), its task, per-date rule and
-    normalization, for records (and requests) of roi_size x roi_size cutouts; every stage is
-    scored and served on whole sequences (sequence_length None)."""
+    with its overrides (aggregation, photometry input, GRU stack, model RoI), its task,
+    per-date rule and normalization, for records (and requests) of roi_size x roi_size
+    cutouts; every stage is scored and served on whole sequences (sequence_length None)."""
     net = presets.preset(config.model_preset)
     if config.aggregation is not None:
         net = dataclasses.replace(net, aggregation=config.aggregation)
     if config.photometry is not None:
         net = dataclasses.replace(net, photometry=config.photometry)
+    if config.gru_layers is not None:
+        net = dataclasses.replace(net, gru_layers=config.gru_layers)
+    if config.gru_units is not None:
+        net = dataclasses.replace(net, gru_units=config.gru_units)
     if config.model_roi_size is not None:
         net = dataclasses.replace(
             net, backbone=dataclasses.replace(net.backbone, roi_size=config.model_roi_size)

@@ -107,5 +107,10 @@ def test_the_gru_stack_is_a_setting_that_leaves_stage_1_reusable():
     # the DenseNet on triplets does not read the GRU stack: a kept run's stage 1 is reused
     assert protocol._settings(wider, "densenet") == protocol._settings(base, "densenet")
     assert protocol._settings(wider, "gru") != protocol._settings(base, "gru")
+    sparser = dataclasses.replace(base, date_dropout=0.2)  # a sequence stage's augmentation
+    assert protocol._settings(sparser, "densenet") == protocol._settings(base, "densenet")
+    assert protocol._settings(sparser, "gru") != protocol._settings(base, "gru")
+    assert protocol.pipeline_config(sparser, "joint", built).date_dropout == 0.2
+    assert protocol.pipeline_config(sparser, "densenet", built).date_dropout == 0.0
     with pytest.raises(ValueError, match="gru_units 0: 1 or more"):
         dataclasses.replace(base, gru_units=0)

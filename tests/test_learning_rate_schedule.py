@@ -114,6 +114,8 @@ def test_a_resumed_stage_continues_the_schedule(tmp_path):
         ("gru_units", None, "gru_units", None),
         ("gru_units", "128", "gru_units", 128),
         ("gru_layers", "2", "gru_layers", 2),
+        ("date_dropout", None, "date_dropout", 0.0),
+        ("date_dropout", "0.2", "date_dropout", 0.2),
     ],
 )
 def test_the_trainer_flags_set_the_training_settings(flag, given, field, expected):

@@ -86,6 +86,46 @@ def test_random_prefixes_cover_every_end_with_the_asked_frequency():
     assert int(windows.random_end(2, 1.0, tf.constant([3, 1], tf.int64))) == 2  # too few to cut
 
 
+def test_date_dropout_keeps_an_ordered_random_subset_and_one_triplet():
+    def kept(num, rate, i):
+        return windows.kept_dates(num, rate, tf.constant([i, 11], tf.int64)).numpy()
+
+    draws = [kept(40, 0.3, i) for i in range(300)]
+    assert all(np.all(np.diff(k) > 0) and k.min() >= 0 and k.max() < 40 for k in draws)
+    assert abs(np.mean([len(k) for k in draws]) / 40 - 0.7) < 0.02
+    # every date is left out sometimes, none always: the subset is not a fixed pattern
+    counts = np.bincount(np.concatenate(draws), minlength=40)
+    assert counts.min() > 0.5 * counts.mean() and counts.max() < 300
+    assert all(len(kept(12, 0.99, i)) == windows.MIN_DATES for i in range(50))  # one triplet
+    np.testing.assert_array_equal(kept(2, 0.99, 0), [0, 1])  # fewer dates than a triplet: all
+    np.testing.assert_array_equal(kept(9, 0.0, 0), np.arange(9))
+
+
+def test_training_date_dropout_shortens_sequences_and_scoring_has_none(tiny_records):
+    from tao_keras.training import protocol
+
+    out, _ = tiny_records
+    base = datasets.PipelineConfig(
+        sequence_length=None, batch_size=1, augment=False, shuffle_buffer=1, seed=3
+    )
+
+    def drawn(config, n=60):
+        dataset, _ = datasets.training_dataset(str(out), config)
+        return [(int(f["length"][0]), f["dt"].numpy()[0]) for f, _ in dataset.take(n)]
+
+    whole = drawn(base)
+    sparse = drawn(dataclasses.replace(base, date_dropout=0.99))
+    assert max(n for n, _ in whole) > 1 and all(n == 1 for n, _ in sparse)  # 3 dates left
+    # the dates kept stay in time order: every gap inside a triplet is positive
+    assert all(np.all(dt[:n] > 0) for n, dt in sparse)
+    half = drawn(dataclasses.replace(base, date_dropout=0.5))
+    assert np.mean([n for n, _ in half]) < np.mean([n for n, _ in whole]) - 1
+    scoring = protocol.evaluation_config(dataclasses.replace(base, date_dropout=0.5))
+    assert scoring.date_dropout == 0.0 and not scoring.augment
+    with pytest.raises(ValueError, match="date_dropout 1.0 outside"):
+        dataclasses.replace(base, date_dropout=1.0)
+
+
 @pytest.mark.parametrize(
     "num, stride, starts", [(7, 1, [0, 1, 2, 3, 4]), (7, 2, [0, 2, 4]), (8, 3, [0, 3]), (3, 1, [0])]
 )

@@ -50,6 +50,14 @@ flags.DEFINE_integer(
     lower_bound=0,
 )
 flags.DEFINE_float(
+    "date_dropout",
+    None,
+    "Stages gru and joint: each training date left out with this probability (another cadence "
+    "of the same object). Default: the preset's (0).",
+    0.0,
+    0.99,
+)
+flags.DEFINE_float(
     "prefix_fraction",
     None,
     "Share of TAO-Net training sequences (stages gru, joint) cut after a random date, so that "
@@ -187,6 +195,7 @@ def train_config(task):
         base,
         task=task,
         sequence_length=_sequence_length(base),
+        date_dropout=base.date_dropout if FLAGS.date_dropout is None else FLAGS.date_dropout,
         prefix_fraction=(
             base.prefix_fraction if FLAGS.prefix_fraction is None else FLAGS.prefix_fraction
         ),

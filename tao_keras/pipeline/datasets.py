@@ -46,6 +46,7 @@ class PipelineConfig:
     sequence_length: int | None = 19  # at most S dates, the most recent of the window
     max_dates: int | None = None  # only the first N dates of every object (None: all)
     prefix_fraction: float = 0.0  # training: share of sequences cut after a random date
+    date_dropout: float = 0.0  # training: each date left out with this probability
     stride: int = 1
     batch_size: int = 32
     balance: str = "balanced"
@@ -75,6 +76,8 @@ class PipelineConfig:
                 )
         if not 0.0 <= self.prefix_fraction <= 1.0:
             raise ValueError(f"prefix_fraction {self.prefix_fraction} outside [0, 1]")
+        if not 0.0 <= self.date_dropout < 1.0:
+            raise ValueError(f"date_dropout {self.date_dropout} outside [0, 1)")
         classes.task_class_names(self.task)
         if self.per_date not in contract_module.PER_DATE:
             raise ValueError(f"per_date {self.per_date!r} not in {contract_module.PER_DATE}")
@@ -161,7 +164,8 @@ def _finish(config, augment):
 
     Augmentation acts on the per-date images, before they are stacked into (overlapping)
     triplets: the same transform for the whole sequence, on a third of the data. seed (a
-    stateless seed [2], training only) draws the augmentation and the training prefix.
+    stateless seed [2], training only) draws the augmentation, the dates left out
+    (config.date_dropout, sequences) and the training prefix.
     """
 
     def finish(item, seed=None):
@@ -176,6 +180,15 @@ def _finish(config, augment):
             if augment:
                 images = augmentation.rotate_flip(images[..., None], seed)[..., 0]
             return {"images": tf.transpose(images, [1, 2, 0])}, item["label"]
+        if seed is not None and config.date_dropout > 0:
+            kept = windows.kept_dates(
+                tf.shape(item["images"])[0],
+                config.date_dropout,
+                tf.random.experimental.stateless_fold_in(seed, 5),
+            )
+            item = dict(
+                item, images=tf.gather(item["images"], kept), mjd=tf.gather(item["mjd"], kept)
+            )
         end = config.max_dates
         if seed is not None and config.prefix_fraction > 0:
             cut = windows.random_end(

@@ -4,7 +4,8 @@ Triplets stack three dates as channels (early fusion). Sequences slide a window 
 consecutive dates along the object's dates; each step also carries the time gaps inside
 its triplet, in years (the paper's relative-date feature). Sequence models see a window of
 dates that ends at an observed date (window_bounds): the whole sequence, its first N dates
-(early classification), or during training a random prefix (random_end) and at most S dates.
+(early classification), or during training a random prefix (random_end) and at most S dates;
+training may also leave out random dates first (kept_dates).
 """
 
 import tensorflow as tf
@@ -46,6 +47,18 @@ def random_end(num_dates, prefix_fraction, seed):
     low = tf.minimum(MIN_DATES, num_dates)
     end = tf.random.stateless_uniform([], seeds[1], low, num_dates + 1, dtype=tf.int32)
     return tf.where(cut, end, num_dates)
+
+
+def kept_dates(num_dates, rate, seed):
+    """Training's date dropout: the indices [K] (ascending) of the dates kept when each of
+    num_dates dates is left out with probability rate, as if the survey had not observed the
+    object that night; at least min(MIN_DATES, num_dates) are kept (the MIN_DATES with the
+    highest draws, so a sequence keeps one triplet). seed: a stateless seed [2]."""
+    num_dates = tf.cast(num_dates, tf.int32)
+    draws = tf.random.stateless_uniform([num_dates], seed)
+    floor = tf.math.top_k(draws, tf.minimum(MIN_DATES, num_dates)).values[-1]
+    keep = (draws >= rate) | (draws >= floor)
+    return tf.cast(tf.where(keep)[:, 0], tf.int32)
 
 
 def sliding_triplets(images, mjd, stride=1):

@@ -56,6 +56,9 @@ class TrainConfig:
     joint: StageConfig = StageConfig(epochs=2, learning_rate=5e-4, batch_size=16)
     sequence_length: int | None = 19  # S of the joint stage; None: every date
     prefix_fraction: float = 0.0
+    # stages 2 and 3: each training date left out with this probability (augmentation: another
+    # cadence of the same object; science.md)
+    date_dropout: float = 0.0
     aux_weight: float = 1.0
     weight_decay: float = 1e-4
     # > 0: the joint stage's final output learns (1 - w) x one-hot + w x the light-curve
@@ -99,6 +102,8 @@ class TrainConfig:
                 f"learning_rate_schedule {self.learning_rate_schedule!r}: choose from "
                 f"{', '.join(SCHEDULES)}"
             )
+        if not 0.0 <= self.date_dropout < 1.0:
+            raise ValueError(f"date_dropout {self.date_dropout}: in [0, 1) (0: off)")
         if not 0.0 <= self.teacher_weight < 1.0:
             raise ValueError(f"teacher_weight {self.teacher_weight}: in [0, 1) (0: off)")
         for name in ("gru_layers", "gru_units"):

@@ -39,6 +39,7 @@ STAGES = run_layout.STAGES
 LATER_STAGE_SETTINGS = {
     "densenet": (
         "prefix_fraction",
+        "date_dropout",
         "sequence_length",
         "aux_weight",
         "aggregation",
@@ -87,15 +88,22 @@ def pipeline_config(config, stage, contract):
         mode="sequence",
         sequence_length=sequence_length,
         prefix_fraction=config.prefix_fraction,
+        date_dropout=config.date_dropout,
         **common,
     )
 
 
 def evaluation_config(pipeline, max_dates=None):
-    """A stage's PipelineConfig for scoring: no augmentation, no prefixes, whole sequences or
-    their first max_dates dates (what serving does with an object observed that many nights)."""
+    """A stage's PipelineConfig for scoring: no augmentation, no prefixes, no dates left out,
+    whole sequences or their first max_dates dates (what serving does with an object observed
+    that many nights)."""
     return dataclasses.replace(
-        pipeline, augment=False, prefix_fraction=0.0, sequence_length=None, max_dates=max_dates
+        pipeline,
+        augment=False,
+        prefix_fraction=0.0,
+        date_dropout=0.0,
+        sequence_length=None,
+        max_dates=max_dates,
     )
 
 

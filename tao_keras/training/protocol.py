@@ -151,20 +151,21 @@ def compile_model(model, stage, config, stage_config, steps_per_epoch=1, soft_ta
     )
 
 
+# TrainConfig fields that, when set (not None), replace the TAONetConfig field of that name.
+ARCHITECTURE_OVERRIDES = ("aggregation", "photometry", "gru_layers", "gru_units")
+
+
 def model_contract(config, roi_size):
     """The ModelContract of a run, built once by the trainer: the TrainConfig's model preset
     with its overrides (aggregation, photometry input, GRU stack, model RoI), its task,
     per-date rule and normalization, for records (and requests) of roi_size x roi_size
     cutouts; every stage is scored and served on whole sequences (sequence_length None)."""
-    net = presets.preset(config.model_preset)
-    if config.aggregation is not None:
-        net = dataclasses.replace(net, aggregation=config.aggregation)
-    if config.photometry is not None:
-        net = dataclasses.replace(net, photometry=config.photometry)
-    if config.gru_layers is not None:
-        net = dataclasses.replace(net, gru_layers=config.gru_layers)
-    if config.gru_units is not None:
-        net = dataclasses.replace(net, gru_units=config.gru_units)
+    overrides = {
+        name: getattr(config, name)
+        for name in ARCHITECTURE_OVERRIDES
+        if getattr(config, name) is not None
+    }
+    net = dataclasses.replace(presets.preset(config.model_preset), **overrides)
     if config.model_roi_size is not None:
         net = dataclasses.replace(
             net, backbone=dataclasses.replace(net.backbone, roi_size=config.model_roi_size)

@@ -140,6 +140,25 @@ def _catalog_rows(path):
     return rows
 
 
+def catalog_columns(directory, name="catalog.csv"):
+    """Every column of a catalog-layout dataset's catalog.csv (or another CSV `name` in that
+    directory) by object: {object_id: {column: text}} (values stripped), for tools that group
+    results by a column the conversion does not keep (the simulator's `subtype`, `peak_mag`).
+    ConversionError naming the file and line for an unreadable file, an empty object_id or one
+    that appears twice."""
+    path = os.path.join(directory, name)
+    table = {}
+    for line, row in _catalog_rows(path):
+        object_id = (row.get("object_id") or "").strip()
+        if not object_id or object_id in table:
+            reason = "an empty object_id" if not object_id else f"object_id {object_id!r} again"
+            raise ConversionError(f"{path}:{line}: {reason}")
+        table[object_id] = {
+            k: (v or "").strip() for k, v in row.items() if isinstance(k, str) and k != "object_id"
+        }
+    return table
+
+
 def read_catalog(directory):
     """Objects of a catalog-layout dataset -> (sources, problems, ignored_folders)."""
     path = os.path.join(directory, "catalog.csv")

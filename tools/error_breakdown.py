@@ -31,23 +31,6 @@ from tfrecords import manifest as manifest_file
 from tools.conversion import sources
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("split", "test", "Which split's predictions: test or val.")
-flags.DEFINE_string(
-    "column", "subtype", "Catalogue column to group objects by (empty values: the class label)."
-)
-flags.DEFINE_string(
-    "magnitude_column", "peak_mag", "Catalogue column of the magnitude (empty: no magnitude table)."
-)
-flags.DEFINE_list(
-    "magnitude_bins", ["15", "16", "17", "18", "19"], "Edges of the magnitude bins (ascending)."
-)
-flags.DEFINE_string(
-    "catalog",
-    None,
-    "A catalog-layout dataset directory (or a CSV file) for every run given, "
-    "instead of the one each run's records were converted from.",
-)
-flags.DEFINE_string("output", None, "Also write the Markdown here.")
 
 
 def catalog_of(records_dir):
@@ -226,10 +209,35 @@ def main(argv):
         files.write_text_atomic(FLAGS.output, text + "\n")
 
 
+def define_flags():
+    """The command's flags (defined when run as a program only: the functions above are
+    imported by tests and other tools, whose processes have flags of their own)."""
+    flags.DEFINE_string("split", "test", "Which split's predictions: test or val.")
+    flags.DEFINE_string(
+        "column", "subtype", "Catalogue column to group objects by (empty values: the class label)."
+    )
+    flags.DEFINE_string(
+        "magnitude_column",
+        "peak_mag",
+        "Catalogue column of the magnitude (empty: no magnitude table).",
+    )
+    flags.DEFINE_list(
+        "magnitude_bins", ["15", "16", "17", "18", "19"], "Edges of the magnitude bins (ascending)."
+    )
+    flags.DEFINE_string(
+        "catalog",
+        None,
+        "A catalog-layout dataset directory (or a CSV file) for every run given, "
+        "instead of the one each run's records were converted from.",
+    )
+    flags.DEFINE_string("output", None, "Also write the Markdown here.")
+
+
 def cli():
     """The console script (see setup.cfg's console_scripts)."""
     from tools import console
 
+    define_flags()
     console.run(main, __name__)
 
 

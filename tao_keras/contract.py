@@ -158,8 +158,8 @@ def load(path):
 def check_model(contract, model):
     """ContractError listing every way a built TAO-Net (or DenseNet on triplets) differs from
     the contract: input RoI, number of classes, and for TAO-Net the GRU layers, direction,
-    aggregation over time, date gaps and photometry input (read from the layers' types and the
-    inputs, never the layers' names)."""
+    aggregation over time, date gaps, photometry input and statistics (read from the layers'
+    types and the inputs, never the layers' names)."""
     problems = []
     images = model.input["images"] if isinstance(model.input, dict) else model.input
     if int(images.shape[-2]) != contract.model_roi_size:
@@ -189,6 +189,11 @@ def check_model(contract, model):
         if taonet.uses_photometry(model) != head.photometry:
             problems.append(
                 f"photometry input: {taonet.uses_photometry(model)}, contract {head.photometry}"
+            )
+        if taonet.uses_photometry_statistics(model) != head.photometry_statistics:
+            problems.append(
+                f"photometry statistics: {taonet.uses_photometry_statistics(model)}, contract "
+                f"{head.photometry_statistics}"
             )
     if problems:
         raise ContractError(

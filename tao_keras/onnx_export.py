@@ -51,6 +51,7 @@ def write(updater, directory, metadata_text):
         "reference_dates": normalization.REFERENCE_DATES,
         "min_scale": normalization.MIN_SCALE,
         "photometry": _photometry_spec(contract),
+        "photometry_statistics": _statistics_spec(contract),
         "temperature": updater.temperature,
         "tag": updater.tag,
         "opset": onnx_step.OPSET,
@@ -58,6 +59,24 @@ def write(updater, directory, metadata_text):
     }
     with open(os.path.join(directory, update_numpy.SPEC), "w") as f:
         json.dump(spec, f, indent=1)
+
+
+def _statistics_spec(contract):
+    """The whole-sequence photometry statistics' constants for update_numpy (the state's
+    moments, the middle date's column, the floors), None for a model without them."""
+    if not contract.architecture.photometry_statistics:
+        return None
+    from tao_keras import streaming
+    from tao_keras.models import layers as tao_layers
+    from tao_keras.models import taonet
+
+    return {
+        "moments": list(streaming.MOMENTS),
+        "signal_index": taonet.MIDDLE_SIGNAL,
+        "variance_floor": tao_layers.VARIANCE_FLOOR,
+        "error_floor": tao_layers.ERROR_FLOOR,
+        "asinh_clip": tao_layers.ASINH_CLIP,
+    }
 
 
 def _photometry_spec(contract):

@@ -11,8 +11,11 @@ tests/test_onnx_export.py checks it against the Keras model.
 
 Inputs: triplets [B, h, w, 3] (normalized, cropped), gaps [B, 2] (years), hidden_<i> [B, H]
 per GRU, total [B, H] (running sum), steps [B] (float), step [B] (bool: this row takes a
-step). Outputs: hidden_<i>_out, total_out, steps_out, probabilities [B, C] (before the
-calibration). Rows without a step keep their state, as streaming.NightUpdate.step does.
+step), photometry [B, 6] for a model with that input, and statistics [B, 7] for a model with
+whole-sequence photometry statistics (their values after this step, as
+tao_layers.PhotometryStatistics gives them; the numpy side keeps their running moments,
+tao_keras.update_numpy). Outputs: hidden_<i>_out, total_out, steps_out, probabilities [B, C]
+(before the calibration). Rows without a step keep their state, as streaming.NightUpdate.step does.
 """
 
 import numpy as np
@@ -159,6 +162,23 @@ def _temporal_head(g, x, model, grus, architecture):
             count = g.op("Max", ["steps_out", g.const(np.float32(1.0))])
             count = g.op("Unsqueeze", [count, g.const(np.array([1], np.int64))])
             pooled = g.op("Div", ["total_out", count])
+    if architecture.photometry_statistics:  # through their Dense (relu), beside the pooled
+        dense = model.get_layer("statistics_dense")
+        statistics = g.op(
+            "Relu",
+            [
+                g.op(
+                    "Add",
+                    [
+                        g.op(
+                            "MatMul", ["statistics", g.const(np.asarray(dense.kernel, np.float32))]
+                        ),
+                        g.const(np.asarray(dense.bias, np.float32)),
+                    ],
+                )
+            ],
+        )
+        pooled = g.op("Concat", [pooled, statistics], axis=1)
     head = model.get_layer("probabilities")  # the layer behind the model's "probabilities"
     logits = g.op(
         "Add",
@@ -175,6 +195,7 @@ def step_model(model, architecture, class_count):
     taonet.build_taonet from `architecture`, a TAONetConfig), class_count outputs."""
     from onnx import TensorProto, helper
 
+    from tao_keras.models import layers as tao_layers
     from tao_keras.models import taonet
 
     g = _Graph()
@@ -198,6 +219,17 @@ def step_model(model, architecture, class_count):
         *(
             [value("photometry", TensorProto.FLOAT, ["batch", taonet.PHOTOMETRY_WIDTH])]
             if architecture.photometry
+            else []
+        ),
+        *(
+            [
+                value(
+                    "statistics",
+                    TensorProto.FLOAT,
+                    ["batch", len(tao_layers.PHOTOMETRY_STATISTICS)],
+                )
+            ]
+            if architecture.photometry_statistics
             else []
         ),
         *[value(f"hidden_{i}", TensorProto.FLOAT, ["batch", h]) for i, h in enumerate(units)],

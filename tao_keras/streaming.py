@@ -21,7 +21,12 @@ converter's rule: exposures closer than schema.SAME_DATE_DAYS) and nights come i
 order; an update whose exposures are all unusable (no finite pixel) changes nothing.
 
 State layout (float32, per object): the L GRU states (L x H), the running sum of the last
-GRU's outputs (H; the masked sum or mean over time), then steps (triplets seen), dates (dates
+GRU's outputs (H; the masked sum or mean over time), for a model with whole-sequence
+photometry statistics (TAONetConfig.photometry_statistics) the running moments of each step's
+middle-date photometry (MOMENTS: mean, the sums of squared and cubed deviations by Welford's
+and Terriberry's one-pass updates, the chi2 weights' sum, weighted mean and weighted sum of
+squared deviations, max and min; the statistics then equal the whole-sequence layer's), then
+steps (triplets seen), dates (dates
 seen), scale (the object's noise scale, fixed on its third date: pipeline.normalization),
 span (days from the last date's time to its last exposure: the night-grouping rule needs it)
 and tag (the model's identity: a state is only accepted by the model that made it).
@@ -37,12 +42,16 @@ import keras
 import tensorflow as tf
 
 from tao_keras import calibration, request_cleanup
+from tao_keras.models import layers as tao_layers
 from tao_keras.models import taonet
 from tao_keras.pipeline import dates, forced_photometry, model_inputs, normalization, windows
 from tfrecords import schema
 
 # Bookkeeping entries after the GRU states and the running sum (see the module docstring).
 BOOKKEEPING = ("steps", "dates", "scale", "span", "tag")
+# Running moments of the middle-date photometry, before BOOKKEEPING, for a model with
+# photometry statistics (the module docstring; `steps` is their count).
+MOMENTS = ("mean", "m2", "m3", "weight", "weighted_mean", "weighted_m2", "max", "min")
 # More dates than this in one object's state cannot be a real history (and would overflow).
 MAX_DATES = 1_000_000
 
@@ -72,7 +81,45 @@ def _recurrent_layers(model):
 def state_size(model):
     """Length of the per-object state vector of `model` (a TAO-Net)."""
     grus = _recurrent_layers(model)
-    return sum(g.cell.units for g in grus) + grus[-1].cell.units + len(BOOKKEEPING)
+    moments = len(MOMENTS) if taonet.uses_photometry_statistics(model) else 0
+    return sum(g.cell.units for g in grus) + grus[-1].cell.units + moments + len(BOOKKEEPING)
+
+
+def update_moments(moments, value, weight, count, step):
+    """One value per row added to the running MOMENTS where `step` holds: moments {name:
+    [B]}, value and weight [B] (tao_layers.photometry_point), count [B] the values seen
+    before -> the new moments (rows without a step unchanged)."""
+    n = count + 1.0
+    delta = value - moments["mean"]
+    total_weight = moments["weight"] + weight
+    weighted_delta = value - moments["weighted_mean"]
+    weighted_mean = moments["weighted_mean"] + tf.math.divide_no_nan(weight, total_weight) * (
+        weighted_delta
+    )
+    first = count < 1
+    new = {
+        "mean": moments["mean"] + delta / n,
+        "m2": moments["m2"] + delta * delta * count / n,
+        "m3": moments["m3"]
+        + delta**3 * count * (count - 1.0) / (n * n)
+        - 3.0 * delta * moments["m2"] / n,
+        "weight": total_weight,
+        "weighted_mean": weighted_mean,
+        "weighted_m2": moments["weighted_m2"] + weight * weighted_delta * (value - weighted_mean),
+        "max": tf.where(first, value, tf.maximum(moments["max"], value)),
+        "min": tf.where(first, value, tf.minimum(moments["min"], value)),
+    }
+    return {name: tf.where(step, new[name], moments[name]) for name in MOMENTS}
+
+
+def statistics(moments, count):
+    """The PhotometryStatistics [B, 7] of the running moments of `count` [B] values."""
+    chi2 = moments["weighted_m2"] + moments["weight"] * tf.square(
+        moments["weighted_mean"] - moments["mean"]
+    )
+    return tao_layers.statistics_from_moments(
+        count, moments["mean"], moments["m2"], moments["m3"], chi2, moments["max"], moments["min"]
+    )
 
 
 def _night_order_checks(usable, seen, night_mjd, first, previous_mjd, span):
@@ -126,6 +173,9 @@ class NightUpdate:
         self.model = model
         # the classifier: the layer behind the model's "probabilities" output
         self.head = model.get_layer("probabilities")
+        # whole-sequence photometry statistics: their Dense layer (taonet._temporal_head)
+        self.statistics = contract.architecture.photometry_statistics
+        self.statistics_dense = model.get_layer("statistics_dense") if self.statistics else None
         self.class_names = tf.constant(contract.class_names)
         self.roi_size = contract.roi_size
         self.state_size = state_size(model)
@@ -162,14 +212,18 @@ class NightUpdate:
 
     def _split_state(self, state):
         """state [B, state_size] -> (GRU states [L x [B, H]], running sum [B, H], {name: [B]}
-        for BOOKKEEPING)."""
+        for MOMENTS (empty for a model without photometry statistics), {name: [B]} for
+        BOOKKEEPING)."""
         sizes = [g.cell.units for g in self.grus] + [self.grus[-1].cell.units]
-        *hidden, total, rest = tf.split(state, sizes + [len(BOOKKEEPING)], axis=1)
-        return hidden, total, dict(zip(BOOKKEEPING, tf.unstack(rest, axis=1)))
+        names = (MOMENTS if self.statistics else ()) + BOOKKEEPING
+        *hidden, total, rest = tf.split(state, sizes + [len(names)], axis=1)
+        values = dict(zip(names, tf.unstack(rest, axis=1)))
+        moments = {name: values.pop(name) for name in names if name in MOMENTS}
+        return hidden, total, moments, values
 
     def _check_state(self, state, previous_mjd):
         """Assertions that each row's state and previous times are ones this model returned."""
-        _, _, book = self._split_state(state)
+        _, _, _, book = self._split_state(state)
         dates_seen, steps = book["dates"], book["steps"]
 
         def whole(x, high):
@@ -324,7 +378,7 @@ class NightUpdate:
                 tf.TensorSpec([], tf.float64),
             ),
         )
-        hidden, total, book = self._split_state(state)
+        hidden, total, moments, book = self._split_state(state)
         steps, seen, scale = book["steps"], book["dates"], book["scale"]
         checks = _night_order_checks(usable, seen, night_mjd, first, previous_mjd, book["span"])
         with tf.control_dependencies(checks):
@@ -335,8 +389,8 @@ class NightUpdate:
         starting = usable & tf.equal(seen_now, float(windows.MIN_DATES))
         triplets, new_scale, photometry = self._normalized(triplets, scale, starting)
         gaps = tf.cast((times[:, 1:] - times[:, :-1]) / windows.DAYS_PER_YEAR, tf.float32)
-        new_hidden, total, pooled, steps = self.step(
-            triplets, gaps, hidden, total, steps, step, photometry
+        new_hidden, total, pooled, steps, moments = self.step(
+            triplets, gaps, hidden, total, steps, step, photometry, moments
         )
         calibrated = calibration.scale_log_probabilities(
             tf.cast(self.head(pooled), tf.float32), self.temperature
@@ -347,7 +401,13 @@ class NightUpdate:
         span = tf.where(usable, tf.cast(last - night_mjd, tf.float32), book["span"])
         tag = tf.fill(tf.shape(steps), self.tag)
         state = tf.concat(
-            [*new_hidden, total, tf.stack([steps, seen_now, scale, span, tag], axis=1)], axis=1
+            [
+                *new_hidden,
+                total,
+                *([tf.stack([moments[name] for name in MOMENTS], axis=1)] if moments else []),
+                tf.stack([steps, seen_now, scale, span, tag], axis=1),
+            ],
+            axis=1,
         )
         shift = usable[:, None, None, None]
         return {
@@ -368,12 +428,19 @@ class NightUpdate:
             "num_dates": tf.cast(seen_now, tf.int32),
         }
 
-    def step(self, triplets, gaps, hidden, total, steps, step, photometry=None):
+    def step(self, triplets, gaps, hidden, total, steps, step, photometry=None, moments=None):
         """One time step where `step` [B] holds (the part of `update` that tao_keras.onnx_export
         converts to ONNX): the backbone on the new triplets [B, h, w, 3] (normalized),
-        each GRU cell once, the aggregation updated -> (hidden states, running total, pooled
-        [B, H], steps); rows without a step keep their state. photometry: the triplet's
-        [B, taonet.PHOTOMETRY_WIDTH], read when the model takes it."""
+        each GRU cell once, the aggregation updated -> (hidden states, running total, the
+        classifier's input [B, H (+ STATISTICS_UNITS)], steps, moments); rows without a step
+        keep their state. photometry: the triplet's [B, taonet.PHOTOMETRY_WIDTH], read when the
+        model takes it; moments: {name: [B]} of MOMENTS, updated with its middle date for a
+        model with photometry statistics (returned as given otherwise)."""
+        if self.statistics:
+            value, weight = tao_layers.photometry_point(
+                photometry[:, taonet.MIDDLE_SIGNAL], photometry[:, taonet.MIDDLE_SIGNAL + 1]
+            )
+            moments = update_moments(moments, value, weight, steps, step)
         x = taonet.triplet_features(self.model, triplets)
         if self.use_dt:
             x = tf.concat([x, gaps], axis=-1)
@@ -387,7 +454,13 @@ class NightUpdate:
             x = out
         steps = steps + tf.cast(step, tf.float32)
         if self.aggregation == "last":
-            return new_hidden, total, new_hidden[-1], steps
-        total = total + tf.where(keep, x, 0.0)
-        pooled = total / tf.maximum(steps, 1.0)[:, None] if self.aggregation == "mean" else total
-        return new_hidden, total, pooled, steps
+            pooled = new_hidden[-1]
+        else:
+            total = total + tf.where(keep, x, 0.0)
+            pooled = (
+                total / tf.maximum(steps, 1.0)[:, None] if self.aggregation == "mean" else total
+            )
+        if self.statistics:
+            dense = self.statistics_dense(statistics(moments, steps))
+            pooled = tf.concat([pooled, tf.cast(dense, pooled.dtype)], axis=-1)
+        return new_hidden, total, pooled, steps, moments

@@ -15,8 +15,10 @@ from the export's `update_step.json`, so this module needs numpy and onnxruntime
 
 Layout of an ONNX export (tao_keras.onnx_export writes it): EXPORT/<version>/onnx/
 update_step.onnx (inputs triplets [B, h, w, 3] normalized and cropped, gaps [B, 2] years,
-hidden_<i> [B, H] per GRU, total [B, H], steps [B], step [B] bool, and photometry [B, 6] for a
-model with the per-date photometry input; outputs hidden_<i>, total, steps, probabilities
+hidden_<i> [B, H] per GRU, total [B, H], steps [B], step [B] bool, photometry [B, 6] for a
+model with the per-date photometry input, and statistics [B, 7] for a model with its
+whole-sequence statistics (their running moments live in the state and are updated here, as
+streaming.update_moments does); outputs hidden_<i>, total, steps, probabilities
 [B, C] before calibration) and update_step.json.
 """
 
@@ -107,6 +109,61 @@ def photometry_features(images, noise_scale, spec):
         noise = np.log(max(scatter, p["min_scale"]) / scale[i])
         out[i] = [signal, noise]
     return out
+
+
+def update_moments(moments, value, weight, count, step):
+    """streaming.update_moments in numpy: the running moments {name: [B]} with one value and
+    chi2 weight [B] added where step [B] holds; count [B]: the values seen before."""
+    n = count + np.float32(1.0)
+    delta = value - moments["mean"]
+    total_weight = moments["weight"] + weight
+    share = np.divide(weight, total_weight, out=np.zeros_like(weight), where=total_weight != 0)
+    weighted_delta = value - moments["weighted_mean"]
+    weighted_mean = moments["weighted_mean"] + share * weighted_delta
+    first = count < 1
+    new = {
+        "mean": moments["mean"] + delta / n,
+        "m2": moments["m2"] + delta * delta * count / n,
+        "m3": moments["m3"]
+        + delta**3 * count * (count - 1) / (n * n)
+        - np.float32(3.0) * delta * moments["m2"] / n,
+        "weight": total_weight,
+        "weighted_mean": weighted_mean,
+        "weighted_m2": moments["weighted_m2"] + weight * weighted_delta * (value - weighted_mean),
+        "max": np.where(first, value, np.maximum(moments["max"], value)),
+        "min": np.where(first, value, np.minimum(moments["min"], value)),
+    }
+    return {k: np.where(step, new[k], moments[k]).astype(np.float32) for k in moments}
+
+
+def photometry_statistics(moments, count, spec):
+    """tao_layers.photometry_point and statistics_from_moments in numpy: the moments of count
+    [B] values -> the 7 whole-sequence statistics [B, 7]."""
+    count = np.maximum(count, np.float32(1.0))
+    chi2 = moments["weighted_m2"] + moments["weight"] * np.square(
+        moments["weighted_mean"] - moments["mean"]
+    )
+    sd = np.sqrt(moments["m2"] / count + np.float32(spec["variance_floor"]))
+    mean = moments["mean"]
+    columns = [
+        mean,
+        np.log(sd),
+        moments["max"] - mean,
+        mean - moments["min"],
+        np.log1p(chi2 / count),
+        (moments["m3"] / count) / (sd * sd * sd),
+        np.log(count),
+    ]
+    return np.stack(columns, axis=-1).astype(np.float32)
+
+
+def photometry_point(photometry, spec):
+    """tao_layers.photometry_point of the middle dates of photometry [B, 6] -> (value, weight)."""
+    signal = photometry[:, spec["signal_index"]]
+    noise = photometry[:, spec["signal_index"] + 1]
+    clip = np.float32(spec["asinh_clip"])
+    error = np.exp(noise) / np.cosh(np.clip(signal, -clip, clip))
+    return signal, (np.float32(1.0) / np.square(error + np.float32(spec["error_floor"])))
 
 
 def center_crop(images, size):
@@ -230,10 +287,15 @@ class OnnxUpdate:
         return replay(self.update, nights, state_size, self.metadata["roi_size"])[-1]
 
     def _split_state(self, state):
+        """streaming.NightUpdate._split_state: (hidden, total, moments, bookkeeping)."""
         sizes = self.spec["gru_units"] + [self.spec["gru_units"][-1]]
         edges = np.cumsum(sizes)
         *hidden, total, rest = np.split(state, list(edges), axis=1)
-        return hidden, total, dict(zip(BOOKKEEPING, rest.T))
+        statistics = self.spec.get("photometry_statistics")
+        names = tuple(statistics["moments"] if statistics else ()) + BOOKKEEPING
+        values = dict(zip(names, rest.T))
+        moments = {name: values.pop(name) for name in names if name not in BOOKKEEPING}
+        return hidden, total, moments, values
 
     def _normalized(self, triplets, scale, starting):
         """Raw triplets [B, 3, H, W] -> the model's [B, h, w, 3], each row's scale, and the
@@ -266,7 +328,7 @@ class OnnxUpdate:
         night_mjd = np.array([n[1] for n in nights], np.float64)
         usable = np.array([n[2] for n in nights], bool)
         last = np.array([n[4] for n in nights], np.float64)
-        hidden, total, book = self._split_state(np.asarray(state, np.float32))
+        hidden, total, moments, book = self._split_state(np.asarray(state, np.float32))
         if np.any(usable & (book["dates"] >= 1) & (book["tag"] != spec["tag"])):
             raise ValueError("a state made by another model; start the object from zeros")
         seen_now = book["dates"] + usable.astype(np.float32)
@@ -279,6 +341,12 @@ class OnnxUpdate:
         feeds = {"triplets": model_triplets, "gaps": gaps, "total": total, "step": step}
         if photometry is not None:
             feeds["photometry"] = photometry
+        statistics = spec.get("photometry_statistics")
+        if statistics:
+            value, weight = photometry_point(photometry, statistics)
+            moments = update_moments(moments, value, weight, book["steps"], step)
+            count = book["steps"] + step.astype(np.float32)
+            feeds["statistics"] = photometry_statistics(moments, count, statistics)
         feeds["steps"] = book["steps"].astype(np.float32)
         feeds.update({f"hidden_{i}": h for i, h in enumerate(hidden)})
         names = [o.name for o in self.session.get_outputs()]
@@ -297,7 +365,12 @@ class OnnxUpdate:
         tag = np.full(batch, spec["tag"], np.float32)
         new_hidden = [out[f"hidden_{i}_out"] for i in range(len(hidden))]
         new_state = np.concatenate(
-            [*new_hidden, out["total_out"], np.stack([steps, seen_now, scale, span, tag], 1)],
+            [
+                *new_hidden,
+                out["total_out"],
+                *([np.stack(list(moments.values()), 1)] if moments else []),
+                np.stack([steps, seen_now, scale, span, tag], 1),
+            ],
             axis=1,
         ).astype(np.float32)
         shift = usable[:, None, None, None]

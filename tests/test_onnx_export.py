@@ -38,14 +38,22 @@ def test_the_trained_models_onnx_update_matches_the_savedmodel(onnx_export_dir, 
 
 
 @pytest.mark.parametrize(
-    "aggregation, per_date, normalization",
-    [("add", "choose", "image"), ("last", "coadd", "object")],  # the trained run: mean, coadd
+    "aggregation, per_date, normalization, statistics",
+    [  # the trained run: mean, coadd
+        ("add", "choose", "image", False),
+        ("last", "coadd", "object", False),
+        ("mean", "choose", "object", True),
+    ],
 )
 def test_every_aggregation_and_rule_converts_exactly(
-    trained_run, tmp_path, aggregation, per_date, normalization
+    trained_run, tmp_path, aggregation, per_date, normalization, statistics
 ):
     architecture = dataclasses.replace(
-        presets.preset("cpu"), aggregation=aggregation, gru_layers=2, photometry=True
+        presets.preset("cpu"),
+        aggregation=aggregation,
+        gru_layers=2,
+        photometry=True,
+        photometry_statistics=statistics,
     )
     agreed = contract.ModelContract(
         architecture, 64, per_date=per_date, normalization=normalization

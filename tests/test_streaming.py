@@ -54,15 +54,22 @@ def test_last_night_equals_the_whole_sequence_with_tensorflow_alone(trained_run,
 
 
 @pytest.mark.parametrize(
-    "aggregation, per_date, scale, photometry",
-    [("add", "choose", "image", True), ("last", "coadd", "object", True)],
+    "aggregation, per_date, scale, statistics",
+    [
+        ("add", "choose", "image", False),
+        ("last", "coadd", "object", False),
+        ("mean", "choose", "object", True),
+    ],
 )
 def test_every_aggregation_and_per_date_rule_updates_exactly(
-    objects, tmp_path, aggregation, per_date, scale, photometry
+    objects, tmp_path, aggregation, per_date, scale, statistics
 ):
     _, _, records = objects
     config = dataclasses.replace(
-        presets.preset("cpu"), aggregation=aggregation, photometry=photometry
+        presets.preset("cpu"),
+        aggregation=aggregation,
+        photometry=True,
+        photometry_statistics=statistics,
     )
     served = contract.ModelContract(config, 64, per_date=per_date, normalization=scale)
     export.export_model(taonet.build_taonet(config, 6), str(tmp_path / "m"), served)
@@ -145,3 +152,35 @@ def test_replay_tool_prints_every_night(trained_run, objects):
     assert f"after {first.num_dates:2d} dates (MJD " in run.stdout
     difference = float(run.stdout.rsplit("after the last night: ", 1)[1].split()[0])
     assert difference < 1e-5
+
+
+def test_running_moments_give_the_whole_sequence_photometry_statistics():
+    """The update's one-pass moments (streaming.update_moments) against the model's layer on
+    the same values, for sequences of 1 to 40 steps with padding, bright and faint dates, and
+    rows that skip steps (which must leave their moments alone)."""
+    from tao_keras import streaming
+    from tao_keras.models import layers as tao_layers
+
+    rng = np.random.default_rng(3)
+    batch, steps = 6, 40
+    photometry = rng.normal(size=(batch, steps, taonet.PHOTOMETRY_WIDTH)).astype(np.float32)
+    photometry[..., taonet.MIDDLE_SIGNAL] *= rng.uniform(0.01, 8.0, size=(batch, 1))
+    photometry[..., taonet.MIDDLE_SIGNAL] += rng.uniform(-1.0, 12.0, size=(batch, 1))
+    length = np.array([1, 2, 3, 17, 40, 33], np.int32)
+    mask = np.arange(steps)[None] < length[:, None]
+    whole = tao_layers.PhotometryStatistics(signal_index=taonet.MIDDLE_SIGNAL)(photometry, mask)
+
+    moments = {name: tf.zeros([batch]) for name in streaming.MOMENTS}
+    count = tf.zeros([batch])
+    for t in range(steps):
+        value, weight = tao_layers.photometry_point(
+            photometry[:, t, taonet.MIDDLE_SIGNAL], photometry[:, t, taonet.MIDDLE_SIGNAL + 1]
+        )
+        step = tf.constant(mask[:, t])
+        moments = streaming.update_moments(moments, value, weight, count, step)
+        count = count + tf.cast(step, tf.float32)
+    np.testing.assert_array_equal(count.numpy(), length)
+    running = streaming.statistics(moments, count).numpy()
+    np.testing.assert_allclose(running, whole.numpy(), rtol=1e-4, atol=1e-4)
+    # one value: the spread at its floor, no chi2, no skew, nothing NaN
+    np.testing.assert_allclose(running[0, 1:], [np.log(1e-3), 0, 0, 0, 0, 0], atol=1e-6)

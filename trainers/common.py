@@ -130,6 +130,13 @@ flags.DEFINE_boolean(
     "TAO-Net's per-date forced photometry input (aperture flux at the centre in units of the "
     "object's noise scale, docs/science.md); default: the preset's.",
 )
+flags.DEFINE_boolean(
+    "photometry_statistics",
+    None,
+    "Whole-sequence statistics of the per-date photometry (mean, spread, extremes, chi2 against "
+    "a constant, skewness, count) through a small Dense layer beside the GRU's output before the "
+    "classifier; needs the photometry input (docs/science.md); default: the preset's.",
+)
 flags.DEFINE_integer(
     "gru_layers", None, "TAO-Net's GRU layers (default: the preset's; paper 2).", lower_bound=1
 )
@@ -216,6 +223,7 @@ def train_config(task):
         per_date=FLAGS.per_date or base.per_date,
         aggregation=FLAGS.aggregation,
         photometry=FLAGS.photometry,
+        photometry_statistics=FLAGS.photometry_statistics,
         gru_layers=FLAGS.gru_layers,
         gru_units=FLAGS.gru_units,
         model_roi_size=FLAGS.model_roi_size,

@@ -174,3 +174,91 @@ class MergeStreams(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "streams": self.streams}
+
+
+# Whole-sequence statistics of the per-date photometry (PhotometryStatistics), in this order.
+PHOTOMETRY_STATISTICS = (
+    "mean",  # of the signal s (asinh of the flux's S/N against the object's noise scale)
+    "log_sd",  # log of its standard deviation (floored by VARIANCE_FLOOR)
+    "above",  # max - mean: the brightest excursion
+    "below",  # mean - min: the faintest (eclipses, fading)
+    "log_chi2",  # log(1 + chi2 / n) of s against a constant, each date with its own error
+    "skew",  # third standardized moment
+    "log_count",  # log n: how many dates the statistics rest on
+)
+VARIANCE_FLOOR = 1e-6  # added to the variance: a constant sequence has log_sd = log(1e-3)
+ERROR_FLOOR = 1e-3  # added to each date's error in the chi2 (asinh units)
+ASINH_CLIP = 20.0  # cosh's argument clipped: no overflow for very bright dates
+
+
+def photometry_point(signal, noise):
+    """One date's value and chi2 weight from its photometry: signal s (asinh units) and noise
+    log(background scatter / noise scale) -> (s, w = 1 / (e + ERROR_FLOOR)^2), with e =
+    exp(noise) / cosh(s) the background error carried through the asinh. Any shape, float32."""
+    error = ops.exp(noise) / ops.cosh(ops.clip(signal, -ASINH_CLIP, ASINH_CLIP))
+    return signal, 1.0 / ops.square(error + ERROR_FLOOR)
+
+
+def statistics_from_moments(count, mean, m2, m3, chi2, maximum, minimum):
+    """PHOTOMETRY_STATISTICS [..., 7] from the moments of n >= 1 values (each [...]): count n,
+    mean, m2 = sum (s - mean)^2, m3 = sum (s - mean)^3, chi2 = sum w (s - mean)^2, maximum,
+    minimum. The one formula behind the layer and the night-by-night update (which keeps the
+    moments as running sums, tao_keras.streaming)."""
+    count = ops.maximum(count, 1.0)
+    sd = ops.sqrt(m2 / count + VARIANCE_FLOOR)
+    return ops.stack(
+        [
+            mean,
+            ops.log(sd),
+            maximum - mean,
+            mean - minimum,
+            ops.log1p(chi2 / count),
+            (m3 / count) / (sd * sd * sd),
+            ops.log(count),
+        ],
+        axis=-1,
+    )
+
+
+@keras.saving.register_keras_serializable(package="tao_keras")
+class PhotometryStatistics(layers.Layer):
+    """Whole-sequence variability statistics of one date per step of the per-date photometry.
+
+    call(photometry [B, T, P], mask [B, T]) -> [B, len(PHOTOMETRY_STATISTICS)], float32: over
+    the valid steps, the statistics of each step's date at columns signal_index (signal) and
+    signal_index + 1 (noise) of P (taonet passes the triplet's middle date, so every date but
+    the first and last counts once). What a light-curve classifier reads in one glance (is
+    anything changing beyond the noise?) and a GRU fed one date at a time learns slowly from
+    ~100 objects per class (docs/science.md). Steps' values enter through
+    statistics_from_moments, as the night-by-night update's running sums do.
+    """
+
+    def __init__(self, signal_index=2, **kwargs):
+        super().__init__(**kwargs)
+        self.signal_index = signal_index
+
+    def call(self, photometry, mask):
+        m = ops.cast(mask, "float32")
+        photometry = ops.cast(photometry, "float32")
+        s, w = photometry_point(
+            photometry[..., self.signal_index], photometry[..., self.signal_index + 1]
+        )
+        count = ops.sum(m, axis=1)
+        mean = ops.sum(s * m, axis=1) / ops.maximum(count, 1.0)
+        d = (s - mean[:, None]) * m
+        big = 1e4  # padded steps never win the max or the min
+        return statistics_from_moments(
+            count,
+            mean,
+            ops.sum(d * d, axis=1),
+            ops.sum(d * d * d, axis=1),
+            ops.sum(w * d * d, axis=1),
+            ops.max(s * m - big * (1.0 - m), axis=1),
+            ops.min(s * m + big * (1.0 - m), axis=1),
+        )
+
+    def compute_output_spec(self, photometry, mask):
+        return keras.KerasTensor((photometry.shape[0], len(PHOTOMETRY_STATISTICS)), "float32")
+
+    def get_config(self):
+        return {**super().get_config(), "signal_index": self.signal_index}

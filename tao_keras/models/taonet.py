@@ -21,6 +21,10 @@ AGGREGATIONS = ("last", "add", "mean")
 PHOTOMETRY_PER_DATE = 2
 # ... of each of a step's three dates
 PHOTOMETRY_WIDTH = 3 * PHOTOMETRY_PER_DATE
+# the column of a step's middle date's signal (its noise follows): the date each step adds to
+# the whole-sequence photometry statistics (config.photometry_statistics)
+MIDDLE_SIGNAL = PHOTOMETRY_PER_DATE
+STATISTICS_UNITS = 16  # the Dense (relu) layer between those statistics and the classifier
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,11 +38,17 @@ class TAONetConfig:
     # concatenate each step's per-date forced photometry ([B, T, PHOTOMETRY_WIDTH], computed by
     # the pipeline and the serving graph from the same pixels) to the GRU's input
     photometry: bool = False
+    # whole-sequence statistics of that photometry (tao_layers.PhotometryStatistics: mean,
+    # spread, extremes, chi2 against a constant, skewness, count over the valid steps), through
+    # a Dense layer, concatenated to the aggregated GRU output before the classifier
+    photometry_statistics: bool = False
     dropout: float = 0.0
 
     def __post_init__(self):
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation {self.aggregation!r} not in {AGGREGATIONS}")
+        if self.photometry_statistics and not self.photometry:
+            raise ValueError("photometry_statistics needs the photometry input (photometry=True)")
 
 
 def build_taonet(config, num_classes, name="taonet"):
@@ -65,7 +75,7 @@ def build_taonet(config, num_classes, name="taonet"):
     aux = tao_layers.ZeroPadded(name="aux_probabilities", dtype="float32")(aux, mask)
     inputs = {"images": images, "dt": dt, "length": length}
     x = _recurrent_input(features, inputs, config)
-    probabilities = _temporal_head(x, mask, config, num_classes)
+    probabilities = _temporal_head(x, mask, config, num_classes, inputs)
     return keras.Model(
         inputs, {"probabilities": probabilities, "aux_probabilities": aux}, name=name
     )
@@ -83,8 +93,10 @@ def _recurrent_input(features, inputs, config):
     return layers.Concatenate(name="features_dt")(parts) if len(parts) > 1 else features
 
 
-def _temporal_head(x, mask, config, num_classes):
-    """The GRU stack, the aggregation over time and the classifier: [B, T, F] -> [B, C]."""
+def _temporal_head(x, mask, config, num_classes, inputs):
+    """The GRU stack, the aggregation over time (and with config.photometry_statistics the
+    whole-sequence statistics of inputs["photometry"] through STATISTICS_UNITS relu units,
+    concatenated to it) and the classifier: [B, T, F] -> [B, C]."""
     for i in range(config.gru_layers):
         last_layer = i == config.gru_layers - 1
         return_sequences = not last_layer or config.aggregation != "last"
@@ -101,6 +113,14 @@ def _temporal_head(x, mask, config, num_classes):
         x = tao_layers.MaskedSum(name="masked_sum")(x, mask)
     elif config.aggregation == "mean":
         x = tao_layers.MaskedMean(name="masked_mean")(x, mask)
+    if config.photometry_statistics:
+        statistics = tao_layers.PhotometryStatistics(
+            signal_index=MIDDLE_SIGNAL, dtype="float32", name="photometry_statistics"
+        )(inputs["photometry"], mask)
+        statistics = layers.Dense(STATISTICS_UNITS, activation="relu", name="statistics_dense")(
+            statistics
+        )
+        x = layers.Concatenate(name="with_statistics")([x, statistics])
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
 
 
@@ -116,7 +136,7 @@ def build_head(config, num_classes, feature_width, name="taonet_head"):
     mask = tao_layers.LengthMask(name="mask")(length, features)
     inputs = {"features": features, "dt": dt, "length": length}
     x = _recurrent_input(features, inputs, config)
-    probabilities = _temporal_head(x, mask, config, num_classes)
+    probabilities = _temporal_head(x, mask, config, num_classes, inputs)
     return keras.Model(inputs, probabilities, name=name)
 
 
@@ -160,9 +180,16 @@ def uses_photometry(model):
     return isinstance(model.input, dict) and "photometry" in model.input
 
 
+def uses_photometry_statistics(model):
+    """True when the built TAO-Net reads whole-sequence photometry statistics
+    (config.photometry_statistics): it holds a PhotometryStatistics layer."""
+    return any(isinstance(layer, tao_layers.PhotometryStatistics) for layer in model.layers)
+
+
 def uses_dt(model):
     """True when the built TAO-Net concatenates the date gaps to the features (config.use_dt):
-    its one top-level Concatenate has an input besides the features and the photometry."""
+    its first Concatenate in graph order (the GRU's input; the statistics' one comes after the
+    GRUs) has an input besides the features and the photometry."""
     for layer in model.layers:
         if isinstance(layer, layers.Concatenate):
             return len(layer.input) > 1 + uses_photometry(model)

@@ -78,6 +78,8 @@ class TrainConfig:
     aggregation: str | None = None  # TAO-Net output over time: None = the model preset's
     model_roi_size: int | None = None  # central crop of the records' RoI: None = the preset's
     photometry: bool | None = None  # the per-date forced photometry input: None = the preset's
+    # its whole-sequence statistics before the classifier (TAONetConfig): None = the preset's
+    photometry_statistics: bool | None = None
     # the recurrent head (TAO-Net's GRU stack): None = the preset's (cpu 1 x 64, paper 2 x 128)
     gru_layers: int | None = None
     gru_units: int | None = None

@@ -152,19 +152,28 @@ def compile_model(model, stage, config, stage_config, steps_per_epoch=1, soft_ta
 
 
 # TrainConfig fields that, when set (not None), replace the TAONetConfig field of that name.
-ARCHITECTURE_OVERRIDES = ("aggregation", "photometry", "gru_layers", "gru_units")
+ARCHITECTURE_OVERRIDES = (
+    "aggregation",
+    "photometry",
+    "photometry_statistics",
+    "gru_layers",
+    "gru_units",
+)
 
 
 def model_contract(config, roi_size):
     """The ModelContract of a run, built once by the trainer: the TrainConfig's model preset
-    with its overrides (aggregation, photometry input, GRU stack, model RoI), its task,
-    per-date rule and normalization, for records (and requests) of roi_size x roi_size
-    cutouts; every stage is scored and served on whole sequences (sequence_length None)."""
+    with its overrides (aggregation, photometry input and statistics, GRU stack, model RoI;
+    photometry False alone also turns the statistics off), its task, per-date rule and
+    normalization, for records (and requests) of roi_size x roi_size cutouts; every stage is
+    scored and served on whole sequences (sequence_length None)."""
     overrides = {
         name: getattr(config, name)
         for name in ARCHITECTURE_OVERRIDES
         if getattr(config, name) is not None
     }
+    if config.photometry is False and config.photometry_statistics is None:
+        overrides["photometry_statistics"] = False  # pixels only: no statistics of photometry
     net = dataclasses.replace(presets.preset(config.model_preset), **overrides)
     if config.model_roi_size is not None:
         net = dataclasses.replace(

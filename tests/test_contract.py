@@ -95,6 +95,30 @@ def test_the_trainer_builds_the_contract_from_its_settings():
         protocol.model_contract(settings, 16)
 
 
+def test_the_photometry_statistics_setting_and_its_pixels_only_switch():
+    from tao_keras.training import config as train_config
+    from tao_keras.training import protocol
+
+    base = train_config.TRAINING_PRESETS["cpu"]
+    default = protocol.model_contract(base, 64).architecture
+    assert default.photometry and default.photometry_statistics  # the cpu preset's
+    pixels = dataclasses.replace(base, photometry=False)
+    assert not protocol.model_contract(pixels, 64).architecture.photometry_statistics
+    assert not protocol.model_contract(
+        dataclasses.replace(base, photometry_statistics=False), 64
+    ).architecture.photometry_statistics
+    with pytest.raises(ValueError, match="photometry_statistics.*need.*photometry on"):
+        dataclasses.replace(base, photometry=False, photometry_statistics=True)
+    with pytest.raises(ValueError, match="needs the photometry input"):
+        dataclasses.replace(presets.preset("paper"), photometry_statistics=True)
+    # the DenseNet on triplets reads neither: a pixels-only run's stage 1 is reused
+    assert protocol._settings(pixels, "densenet") == protocol._settings(base, "densenet")
+    assert protocol._contract_part(
+        protocol.model_contract(pixels, 64), "densenet"
+    ) == protocol._contract_part(protocol.model_contract(base, 64), "densenet")
+    assert protocol._settings(pixels, "gru") != protocol._settings(base, "gru")
+
+
 def test_the_gru_stack_is_a_setting_that_leaves_stage_1_reusable():
     from tao_keras.training import config as train_config
     from tao_keras.training import protocol

@@ -93,11 +93,16 @@ def test_each_step_carries_its_three_dates_photometry():
 def test_the_exported_model_computes_the_photometry_the_pipeline_feeds(tiny_records, tmp_path):
     records_dir, _ = tiny_records
     architecture = dataclasses.replace(presets.preset("cpu"), photometry=True)
+    assert architecture == presets.preset("cpu")  # the cpu preset's input
     served = contract.ModelContract(architecture, 64, per_date="coadd")
+    with pytest.raises(contract.ContractError, match="photometry statistics: False"):
+        without = dataclasses.replace(architecture, photometry_statistics=False)
+        contract.check_model(served, taonet.build_taonet(without, 6))
     model = taonet.build_taonet(architecture, 6)
     contract.check_model(served, model)
+    pixels_only = dataclasses.replace(architecture, photometry=False, photometry_statistics=False)
     with pytest.raises(contract.ContractError, match="photometry input: False"):
-        contract.check_model(served, taonet.build_taonet(presets.preset("cpu"), 6))
+        contract.check_model(served, taonet.build_taonet(pixels_only, 6))
     config = datasets.for_contract(
         served, mode="sequence", sequence_length=None, augment=False, batch_size=4
     )

@@ -50,6 +50,10 @@ def jax_results(tmp_path_factory):
             "dt": rng.uniform(0, 0.3, size=(3, 5, 2)).astype("float32"),
             "length": np.array([5, 2, 4], "int32"),
         }
+        if config.photometry:  # the cpu preset: photometry and its whole-sequence statistics
+            inputs["photometry"] = rng.normal(size=(3, 5, taonet.PHOTOMETRY_WIDTH)).astype(
+                "float32"
+            )
         np.savez(directory / f"{name}.npz", labels=np.array([0, 3, 5]), **inputs)
         expected[name] = {k: np.asarray(v) for k, v in model(inputs, training=False).items()}
     with open(directory / "configs.pkl", "wb") as f:

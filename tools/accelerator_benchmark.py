@@ -155,6 +155,9 @@ def _synthetic(case, model, roi, steps_per_sequence):
     else:
         images = rng.normal(size=(batch, steps_per_sequence, roi, roi, 3)).astype("float32")
         inputs = {"images": images, "dt": dt, "length": length}
+    if "photometry" in model.input:  # the cpu preset: per-date photometry of each triplet
+        width = model.input["photometry"].shape[-1]
+        inputs["photometry"] = rng.normal(size=(batch, steps_per_sequence, width)).astype("float32")
     targets = {"probabilities": labels, "aux_probabilities": labels}
     return jax.device_put(inputs), jax.device_put(labels if case.stage == "gru_cached" else targets)
 

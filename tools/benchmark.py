@@ -283,6 +283,10 @@ def _time_step(preset, batch, precision, jit, steps):
         "dt": tf.constant(rng.uniform(0, 0.3, size=(batch, 17, 2)), tf.float32),
         "length": tf.fill([batch], 17),
     }
+    if taonet.uses_photometry(model):  # the cpu preset: per-date photometry of each triplet
+        inputs["photometry"] = tf.constant(
+            rng.normal(size=(batch, 17, taonet.PHOTOMETRY_WIDTH)), tf.float32
+        )
     labels = tf.constant(rng.integers(0, 6, batch), tf.int32)
 
     @tf.function(jit_compile=jit)

@@ -108,6 +108,11 @@ class TrainConfig:
             raise ValueError(f"date_dropout {self.date_dropout}: in [0, 1) (0: off)")
         if not 0.0 <= self.teacher_weight < 1.0:
             raise ValueError(f"teacher_weight {self.teacher_weight}: in [0, 1) (0: off)")
+        if self.photometry is False and self.photometry_statistics:
+            raise ValueError(
+                "photometry_statistics are statistics of the photometry input: they need "
+                "photometry on (drop --nophotometry, or add --nophotometry_statistics)"
+            )
         for name in ("gru_layers", "gru_units"):
             value = getattr(self, name)
             if value is not None and value < 1:

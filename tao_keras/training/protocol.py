@@ -44,6 +44,7 @@ LATER_STAGE_SETTINGS = {
         "aux_weight",
         "aggregation",
         "photometry",
+        "photometry_statistics",
         "gru_layers",
         "gru_units",
         "frozen",

@@ -26,16 +26,17 @@ photometry statistics (TAONetConfig.photometry_statistics) the running moments o
 middle-date photometry (MOMENTS: mean, the sums of squared and cubed deviations by Welford's
 and Terriberry's one-pass updates, the chi2 weights' sum, weighted mean and weighted sum of
 squared deviations, max and min; the statistics then equal the whole-sequence layer's), then
-steps (triplets seen), dates (dates
-seen), scale (the object's noise scale, fixed on its third date: pipeline.normalization),
-span (days from the last date's time to its last exposure: the night-grouping rule needs it)
-and tag (the model's identity: a state is only accepted by the model that made it).
+steps (triplets seen), dates (dates seen), scale (the object's noise scale, fixed on its third
+date: pipeline.normalization), span (days from the last date's time to its last exposure: the
+night-grouping rule needs it) and tag (the model's identity: a state is only accepted by the
+model that made it).
 
 The graph trusts no state: non-finite values, counts that are not whole numbers in range,
-a non-positive noise scale after the third date, another model's tag, and a night whose first
-exposure lies within schema.SAME_DATE_DAYS of the previous night's last exposure (one night
-split over several calls: the converter and serving_default would count it as the same date)
-are INVALID_ARGUMENT naming the batch row.
+a non-positive noise scale after the third date, photometry moments no update returns
+(a negative sum of squares or of weights, a maximum below the minimum), another model's tag,
+and a night whose first exposure lies within schema.SAME_DATE_DAYS of the previous night's
+last exposure (one night split over several calls: the converter and serving_default would
+count it as the same date) are INVALID_ARGUMENT naming the batch row.
 """
 
 import keras
@@ -223,13 +224,27 @@ class NightUpdate:
 
     def _check_state(self, state, previous_mjd):
         """Assertions that each row's state and previous times are ones this model returned."""
-        _, _, _, book = self._split_state(state)
+        _, _, moments, book = self._split_state(state)
         dates_seen, steps = book["dates"], book["steps"]
 
         def whole(x, high):
             return (x >= 0) & (x <= high) & tf.equal(x, tf.round(x))
 
         checks = []
+        if moments:  # sums of non-negative terms, and extremes in order once a value is in
+            ok = (
+                (moments["m2"] >= 0)
+                & (moments["weight"] >= 0)
+                & ((steps < 1) | (moments["max"] >= moments["min"]))
+            )
+            message = (
+                "batch row {}: the photometry moments in the state are not ones an update returns"
+            )
+            checks.append(
+                tf.debugging.Assert(
+                    tf.reduce_all(ok), [tf.strings.format(message, [_first_bad(ok)])]
+                )
+            )
         for ok, message in (
             (
                 tf.reduce_all(tf.math.is_finite(state), axis=1)

@@ -207,6 +207,18 @@ def test_update_refuses_states_it_did_not_return(served, objects):
         tf.errors.InvalidArgumentError, match="batch row 0: the counts of dates and steps"
     ):
         two(bad)
+    # the cpu preset's photometry moments (streaming.MOMENTS) sit before the bookkeeping
+    from tao_keras import streaming
+
+    first = size - len(streaming.BOOKKEEPING) - len(streaming.MOMENTS)
+    assert size == 64 + 64 + len(streaming.MOMENTS) + len(streaming.BOOKKEEPING)
+    for name, value in (("m2", -1.0), ("weight", -5.0), ("max", -1e3)):
+        bad = state.copy()
+        bad[0, first + streaming.MOMENTS.index(name)] = value
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match="batch row 0: the photometry moments"
+        ):
+            two(bad)
 
 
 def test_one_night_split_over_two_calls_is_refused(served, objects):

@@ -137,8 +137,9 @@ def update_moments(moments, value, weight, count, step):
 
 
 def photometry_statistics(moments, count, spec):
-    """tao_layers.photometry_point and statistics_from_moments in numpy: the moments of count
-    [B] values -> the 7 whole-sequence statistics [B, 7]."""
+    """streaming.statistics (the chi2 from the weighted moments, then
+    tao_layers.statistics_from_moments) in numpy: the moments of count [B] values -> the 7
+    whole-sequence statistics [B, 7]."""
     count = np.maximum(count, np.float32(1.0))
     chi2 = moments["weighted_m2"] + moments["weight"] * np.square(
         moments["weighted_mean"] - moments["mean"]

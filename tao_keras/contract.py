@@ -195,6 +195,11 @@ def check_model(contract, model):
                 f"photometry statistics: {taonet.uses_photometry_statistics(model)}, contract "
                 f"{head.photometry_statistics}"
             )
+        if taonet.uses_photometry_eta(model) != head.photometry_eta:
+            problems.append(
+                f"von Neumann ratio among the photometry statistics: "
+                f"{taonet.uses_photometry_eta(model)}, contract {head.photometry_eta}"
+            )
     if problems:
         raise ContractError(
             f"model {model.name!r} does not match its contract: " + "; ".join(problems)

@@ -72,6 +72,7 @@ def _statistics_spec(contract):
 
     return {
         "moments": list(streaming.MOMENTS),
+        "eta": contract.architecture.photometry_eta,
         "signal_index": taonet.MIDDLE_SIGNAL,
         "variance_floor": tao_layers.VARIANCE_FLOOR,
         "error_floor": tao_layers.ERROR_FLOOR,

@@ -226,7 +226,7 @@ def step_model(model, architecture, class_count):
                 value(
                     "statistics",
                     TensorProto.FLOAT,
-                    ["batch", len(tao_layers.PHOTOMETRY_STATISTICS)],
+                    ["batch", len(tao_layers.statistic_names(architecture.photometry_eta))],
                 )
             ]
             if architecture.photometry_statistics

@@ -25,15 +25,17 @@ GRU's outputs (H; the masked sum or mean over time), for a model with whole-sequ
 photometry statistics (TAONetConfig.photometry_statistics) the running moments of each step's
 middle-date photometry (MOMENTS: mean, the sums of squared and cubed deviations by Welford's
 and Terriberry's one-pass updates, the chi2 weights' sum, weighted mean and weighted sum of
-squared deviations, max and min; the statistics then equal the whole-sequence layer's), then
+squared deviations, max and min, the latest value and the sum of squared successive steps;
+the statistics then equal the whole-sequence layer's), then
 steps (triplets seen), dates (dates seen), scale (the object's noise scale, fixed on its third
 date: pipeline.normalization), span (days from the last date's time to its last exposure: the
 night-grouping rule needs it) and tag (the model's identity: a state is only accepted by the
 model that made it).
 
 The graph trusts no state: non-finite values, counts that are not whole numbers in range,
-a non-positive noise scale after the third date, photometry moments no update returns
-(a negative sum of squares or of weights, a maximum below the minimum), another model's tag,
+a non-positive noise scale after the third date, photometry moments no update returns (a
+negative sum of squares, of successive steps or of weights, a maximum below the minimum),
+another model's tag,
 and a night whose first exposure lies within schema.SAME_DATE_DAYS of the previous night's
 last exposure (one night split over several calls: the converter and serving_default would
 count it as the same date) are INVALID_ARGUMENT naming the batch row.
@@ -52,7 +54,18 @@ from tfrecords import schema
 BOOKKEEPING = ("steps", "dates", "scale", "span", "tag")
 # Running moments of the middle-date photometry, before BOOKKEEPING, for a model with
 # photometry statistics (the module docstring; `steps` is their count).
-MOMENTS = ("mean", "m2", "m3", "weight", "weighted_mean", "weighted_m2", "max", "min")
+MOMENTS = (
+    "mean",
+    "m2",
+    "m3",
+    "weight",
+    "weighted_mean",
+    "weighted_m2",
+    "max",
+    "min",
+    "last",  # the latest value, and the sum of squared steps between successive values (the
+    "successive",  # von Neumann ratio's numerator, TAONetConfig.photometry_eta)
+)
 # More dates than this in one object's state cannot be a real history (and would overflow).
 MAX_DATES = 1_000_000
 
@@ -109,17 +122,28 @@ def update_moments(moments, value, weight, count, step):
         "weighted_m2": moments["weighted_m2"] + weight * weighted_delta * (value - weighted_mean),
         "max": tf.where(first, value, tf.maximum(moments["max"], value)),
         "min": tf.where(first, value, tf.minimum(moments["min"], value)),
+        "last": value,
+        "successive": moments["successive"]
+        + tf.where(first, 0.0, tf.square(value - moments["last"])),
     }
     return {name: tf.where(step, new[name], moments[name]) for name in MOMENTS}
 
 
-def statistics(moments, count):
-    """The PhotometryStatistics [B, 7] of the running moments of `count` [B] values."""
+def statistics(moments, count, eta=False):
+    """The PhotometryStatistics [B, 7] of the running moments of `count` [B] values ([B, 8]
+    with eta, TAONetConfig.photometry_eta)."""
     chi2 = moments["weighted_m2"] + moments["weight"] * tf.square(
         moments["weighted_mean"] - moments["mean"]
     )
     return tao_layers.statistics_from_moments(
-        count, moments["mean"], moments["m2"], moments["m3"], chi2, moments["max"], moments["min"]
+        count,
+        moments["mean"],
+        moments["m2"],
+        moments["m3"],
+        chi2,
+        moments["max"],
+        moments["min"],
+        moments["successive"] if eta else None,
     )
 
 
@@ -176,6 +200,7 @@ class NightUpdate:
         self.head = model.get_layer("probabilities")
         # whole-sequence photometry statistics: their Dense layer (taonet._temporal_head)
         self.statistics = contract.architecture.photometry_statistics
+        self.eta = contract.architecture.photometry_eta
         self.statistics_dense = model.get_layer("statistics_dense") if self.statistics else None
         self.class_names = tf.constant(contract.class_names)
         self.roi_size = contract.roi_size
@@ -235,6 +260,7 @@ class NightUpdate:
             ok = (
                 (moments["m2"] >= 0)
                 & (moments["weight"] >= 0)
+                & (moments["successive"] >= 0)
                 & ((steps < 1) | (moments["max"] >= moments["min"]))
             )
             message = (
@@ -476,6 +502,6 @@ class NightUpdate:
                 total / tf.maximum(steps, 1.0)[:, None] if self.aggregation == "mean" else total
             )
         if self.statistics:
-            dense = self.statistics_dense(statistics(moments, steps))
+            dense = self.statistics_dense(statistics(moments, steps, self.eta))
             pooled = tf.concat([pooled, tf.cast(dense, pooled.dtype)], axis=-1)
         return new_hidden, total, pooled, steps, moments

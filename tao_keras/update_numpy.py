@@ -133,18 +133,26 @@ def update_moments(moments, value, weight, count, step):
         "max": np.where(first, value, np.maximum(moments["max"], value)),
         "min": np.where(first, value, np.minimum(moments["min"], value)),
     }
+    if "successive" in moments:  # exports before these two moments lack them
+        new["last"] = value
+        new["successive"] = moments["successive"] + np.where(
+            first, np.float32(0.0), np.square(value - moments["last"])
+        )
     return {k: np.where(step, new[k], moments[k]).astype(np.float32) for k in moments}
 
 
 def photometry_statistics(moments, count, spec):
     """streaming.statistics (the chi2 from the weighted moments, then
     tao_layers.statistics_from_moments) in numpy: the moments of count [B] values -> the 7
-    whole-sequence statistics [B, 7]."""
+    whole-sequence statistics [B, 7], 8 with spec["eta"] (the von Neumann ratio last)."""
+    pairs = np.maximum(count - np.float32(1.0), np.float32(1.0))
     count = np.maximum(count, np.float32(1.0))
     chi2 = moments["weighted_m2"] + moments["weight"] * np.square(
         moments["weighted_mean"] - moments["mean"]
     )
-    sd = np.sqrt(moments["m2"] / count + np.float32(spec["variance_floor"]))
+    floor = np.float32(spec["variance_floor"])
+    variance = moments["m2"] / count + floor
+    sd = np.sqrt(variance)
     mean = moments["mean"]
     columns = [
         mean,
@@ -155,6 +163,8 @@ def photometry_statistics(moments, count, spec):
         (moments["m3"] / count) / (sd * sd * sd),
         np.log(count),
     ]
+    if spec.get("eta"):
+        columns.append(np.log((moments["successive"] / pairs + floor) / variance))
     return np.stack(columns, axis=-1).astype(np.float32)
 
 

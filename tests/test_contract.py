@@ -119,6 +119,36 @@ def test_the_photometry_statistics_setting_and_its_pixels_only_switch():
     assert protocol._settings(pixels, "gru") != protocol._settings(base, "gru")
 
 
+def test_the_von_neumann_ratio_setting_follows_the_statistics():
+    from tao_keras.training import config as train_config
+    from tao_keras.training import protocol
+
+    base = train_config.TRAINING_PRESETS["cpu"]
+    eta = dataclasses.replace(base, photometry_eta=True)
+    assert protocol.model_contract(eta, 64).architecture.photometry_eta
+    # turning the photometry or its statistics off turns the ratio off, unless asked for
+    for off in ({"photometry": False}, {"photometry_statistics": False}):
+        built = protocol.model_contract(dataclasses.replace(base, **off), 64).architecture
+        assert not built.photometry_eta and not built.photometry_statistics
+        with pytest.raises(ValueError, match="photometry_eta.*needs photometry and"):
+            dataclasses.replace(base, photometry_eta=True, **off)
+    with pytest.raises(ValueError, match="photometry_eta.*needs photometry_statistics"):
+        dataclasses.replace(presets.preset("cpu"), photometry_statistics=False, photometry_eta=True)
+    # a model built with the ratio is refused by a contract without it, and back
+    with_eta = protocol.model_contract(eta, 64)
+    model = taonet.build_taonet(with_eta.architecture, 6)
+    assert taonet.uses_photometry_eta(model)
+    contract.check_model(with_eta, model)
+    without = dataclasses.replace(
+        with_eta, architecture=dataclasses.replace(with_eta.architecture, photometry_eta=False)
+    )
+    with pytest.raises(contract.ContractError, match="von Neumann ratio"):
+        contract.check_model(without, model)
+    # the DenseNet on triplets does not read it: stage 1 is reused
+    assert protocol._settings(eta, "densenet") == protocol._settings(base, "densenet")
+    assert protocol._settings(eta, "gru") != protocol._settings(base, "gru")
+
+
 def test_the_gru_stack_is_a_setting_that_leaves_stage_1_reusable():
     from tao_keras.training import config as train_config
     from tao_keras.training import protocol

@@ -245,6 +245,39 @@ def test_head_on_cached_features_gives_the_whole_models_probabilities():
     )
 
 
+def test_modality_dropout_drops_whole_objects_in_training_only():
+    """Each object's aggregated GRU output is zeroed whole or kept (scaled by 1 / (1 - p)) in
+    training, and passed unchanged at inference: the classifier's input, read on the head."""
+    config = taonet.TAONetConfig(
+        backbone=TINY,
+        gru_units=8,
+        aggregation="mean",
+        photometry=True,
+        photometry_statistics=True,
+        modality_dropout=0.5,
+    )
+    rng = np.random.default_rng(0)
+    batch, steps, width = 16, 5, 12
+    inputs = {
+        "features": rng.normal(size=(batch, steps, width)).astype(np.float32),
+        "dt": rng.uniform(0, 0.1, size=(batch, steps, 2)).astype(np.float32),
+        "length": np.full(batch, steps, np.int32),
+        "photometry": rng.normal(size=(batch, steps, taonet.PHOTOMETRY_WIDTH)).astype(np.float32),
+    }
+    head = taonet.build_head(config, 6, width)
+    probe = keras.Model(head.inputs, head.get_layer("with_statistics").output)
+    keras.utils.set_random_seed(0)
+    kept = np.asarray(probe(inputs, training=False))
+    dropped = np.asarray(probe(inputs, training=True))
+    gru, statistics = slice(0, 8), slice(8, None)
+    np.testing.assert_allclose(dropped[:, statistics], kept[:, statistics], atol=1e-6)
+    zero = np.all(dropped[:, gru] == 0.0, axis=1)
+    assert 0 < zero.sum() < batch  # both outcomes among 16 objects (seeded)
+    np.testing.assert_allclose(dropped[~zero, gru], 2.0 * kept[~zero, gru], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="modality_dropout.*needs photometry_statistics"):
+        taonet.TAONetConfig(backbone=TINY, modality_dropout=0.3)
+
+
 def model_config_of_tiny():
     return taonet.TAONetConfig(backbone=TINY, gru_layers=2, gru_units=8, aggregation="add")
 

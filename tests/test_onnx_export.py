@@ -54,6 +54,7 @@ def test_every_aggregation_and_rule_converts_exactly(
         gru_layers=2,
         photometry=True,
         photometry_statistics=statistics,
+        photometry_eta=statistics,  # the statistics with their von Neumann ratio
     )
     agreed = contract.ModelContract(
         architecture, 64, per_date=per_date, normalization=normalization

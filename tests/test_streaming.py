@@ -70,6 +70,7 @@ def test_every_aggregation_and_per_date_rule_updates_exactly(
         aggregation=aggregation,
         photometry=True,
         photometry_statistics=statistics,
+        photometry_eta=statistics,  # the statistics with their von Neumann ratio
     )
     served = contract.ModelContract(config, 64, per_date=per_date, normalization=scale)
     export.export_model(taonet.build_taonet(config, 6), str(tmp_path / "m"), served)
@@ -168,7 +169,9 @@ def test_running_moments_give_the_whole_sequence_photometry_statistics():
     photometry[..., taonet.MIDDLE_SIGNAL] += rng.uniform(-1.0, 12.0, size=(batch, 1))
     length = np.array([1, 2, 3, 17, 40, 33], np.int32)
     mask = np.arange(steps)[None] < length[:, None]
-    whole = tao_layers.PhotometryStatistics(signal_index=taonet.MIDDLE_SIGNAL)(photometry, mask)
+    whole = tao_layers.PhotometryStatistics(signal_index=taonet.MIDDLE_SIGNAL, eta=True)(
+        photometry, mask
+    )
 
     moments = {name: tf.zeros([batch]) for name in streaming.MOMENTS}
     count = tf.zeros([batch])
@@ -180,7 +183,16 @@ def test_running_moments_give_the_whole_sequence_photometry_statistics():
         moments = streaming.update_moments(moments, value, weight, count, step)
         count = count + tf.cast(step, tf.float32)
     np.testing.assert_array_equal(count.numpy(), length)
-    running = streaming.statistics(moments, count).numpy()
+    running = streaming.statistics(moments, count, eta=True).numpy()
     np.testing.assert_allclose(running, whole.numpy(), rtol=1e-4, atol=1e-4)
-    # one value: the spread at its floor, no chi2, no skew, nothing NaN
-    np.testing.assert_allclose(running[0, 1:], [np.log(1e-3), 0, 0, 0, 0, 0], atol=1e-6)
+    # without the ratio: the same first 7 columns
+    np.testing.assert_allclose(
+        streaming.statistics(moments, count).numpy(), running[:, :7], rtol=1e-6, atol=1e-6
+    )
+    # one value: the spread at its floor, no chi2, no skew, no successive step, nothing NaN
+    np.testing.assert_allclose(running[0, 1:], [np.log(1e-3), 0, 0, 0, 0, 0, 0], atol=1e-6)
+    # the von Neumann ratio from its definition on the valid steps
+    for row, n in enumerate(length[1:], start=1):
+        s = photometry[row, :n, taonet.MIDDLE_SIGNAL].astype(np.float64)
+        eta = (np.sum(np.diff(s) ** 2) / (n - 1) + 1e-6) / (np.var(s) + 1e-6)
+        np.testing.assert_allclose(running[row, 7], np.log(eta), rtol=1e-3, atol=1e-3)

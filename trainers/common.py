@@ -137,6 +137,21 @@ flags.DEFINE_boolean(
     "a constant, skewness, count) through a small Dense layer beside the GRU's output before the "
     "classifier; needs the photometry input (docs/science.md); default: the preset's.",
 )
+flags.DEFINE_float(
+    "modality_dropout",
+    None,
+    "In training, the probability that an object's whole GRU output is zeroed, so the "
+    "classifier also learns to read the photometry statistics alone (needs them; inference "
+    "never drops); default: the preset's.",
+    lower_bound=0.0,
+    upper_bound=0.99,
+)
+flags.DEFINE_boolean(
+    "photometry_eta",
+    None,
+    "Among the photometry statistics, the von Neumann ratio of successive dates (is the change "
+    "correlated in time, or noise?); needs the photometry statistics; default: the preset's.",
+)
 flags.DEFINE_integer(
     "gru_layers", None, "TAO-Net's GRU layers (default: the preset's; paper 2).", lower_bound=1
 )
@@ -224,6 +239,8 @@ def train_config(task):
         aggregation=FLAGS.aggregation,
         photometry=FLAGS.photometry,
         photometry_statistics=FLAGS.photometry_statistics,
+        photometry_eta=FLAGS.photometry_eta,
+        modality_dropout=FLAGS.modality_dropout,
         gru_layers=FLAGS.gru_layers,
         gru_units=FLAGS.gru_units,
         model_roi_size=FLAGS.model_roi_size,

@@ -186,6 +186,12 @@ PHOTOMETRY_STATISTICS = (
     "skew",  # third standardized moment
     "log_count",  # log n: how many dates the statistics rest on
 )
+# With TAONetConfig.photometry_eta, one more after them: the von Neumann ratio of successive
+# dates, log((sum of (s_i - s_(i-1))^2 / (n - 1) + VARIANCE_FLOOR) / (variance +
+# VARIANCE_FLOOR)): about log 2 for a constant source with any noise (no error model needed,
+# so a bright star whose source Poisson noise the chi2 leaves out still reads constant),
+# below it for variability that is correlated in time (AGN, blazars, a supernova's curve).
+ETA_STATISTIC = "log_eta"
 VARIANCE_FLOOR = 1e-6  # added to the variance: a constant sequence has log_sd = log(1e-3)
 ERROR_FLOOR = 1e-3  # added to each date's error in the chi2 (asinh units)
 ASINH_CLIP = 20.0  # cosh's argument clipped: no overflow for very bright dates
@@ -199,32 +205,41 @@ def photometry_point(signal, noise):
     return signal, 1.0 / ops.square(error + ERROR_FLOOR)
 
 
-def statistics_from_moments(count, mean, m2, m3, chi2, maximum, minimum):
+def statistics_from_moments(count, mean, m2, m3, chi2, maximum, minimum, successive=None):
     """PHOTOMETRY_STATISTICS [..., 7] from the moments of n >= 1 values (each [...]): count n,
     mean, m2 = sum (s - mean)^2, m3 = sum (s - mean)^3, chi2 = sum w (s - mean)^2, maximum,
-    minimum. The one formula behind the layer and the night-by-night update (which keeps the
-    moments as running sums, tao_keras.streaming)."""
+    minimum; with successive = sum (s_i - s_(i-1))^2 over consecutive values, ETA_STATISTIC
+    as an 8th column [..., 8]. The one formula behind the layer and the night-by-night update
+    (which keeps the moments as running sums, tao_keras.streaming)."""
+    pairs = ops.maximum(count - 1.0, 1.0)
     count = ops.maximum(count, 1.0)
-    sd = ops.sqrt(m2 / count + VARIANCE_FLOOR)
-    return ops.stack(
-        [
-            mean,
-            ops.log(sd),
-            maximum - mean,
-            mean - minimum,
-            ops.log1p(chi2 / count),
-            (m3 / count) / (sd * sd * sd),
-            ops.log(count),
-        ],
-        axis=-1,
-    )
+    variance = m2 / count + VARIANCE_FLOOR
+    sd = ops.sqrt(variance)
+    columns = [
+        mean,
+        ops.log(sd),
+        maximum - mean,
+        mean - minimum,
+        ops.log1p(chi2 / count),
+        (m3 / count) / (sd * sd * sd),
+        ops.log(count),
+    ]
+    if successive is not None:
+        columns.append(ops.log((successive / pairs + VARIANCE_FLOOR) / variance))
+    return ops.stack(columns, axis=-1)
+
+
+def statistic_names(eta=False):
+    """The PhotometryStatistics columns' names, in order (eta: TAONetConfig.photometry_eta)."""
+    return PHOTOMETRY_STATISTICS + ((ETA_STATISTIC,) if eta else ())
 
 
 @keras.saving.register_keras_serializable(package="tao_keras")
 class PhotometryStatistics(layers.Layer):
     """Whole-sequence variability statistics of one date per step of the per-date photometry.
 
-    call(photometry [B, T, P], mask [B, T]) -> [B, len(PHOTOMETRY_STATISTICS)], float32: over
+    call(photometry [B, T, P], mask [B, T] (a prefix of valid steps)) -> [B, 7], or [B, 8]
+    with eta (statistic_names(eta): ETA_STATISTIC last), float32: over
     the valid steps, the statistics of each step's date at columns signal_index (signal) and
     signal_index + 1 (noise) of P (taonet passes the triplet's middle date, so every date but
     the first and last counts once). What a light-curve classifier reads in one glance (is
@@ -233,9 +248,10 @@ class PhotometryStatistics(layers.Layer):
     statistics_from_moments, as the night-by-night update's running sums do.
     """
 
-    def __init__(self, signal_index=2, **kwargs):
+    def __init__(self, signal_index=2, eta=False, **kwargs):
         super().__init__(**kwargs)
         self.signal_index = signal_index
+        self.eta = eta
 
     def call(self, photometry, mask):
         m = ops.cast(mask, "float32")
@@ -247,6 +263,10 @@ class PhotometryStatistics(layers.Layer):
         mean = ops.sum(s * m, axis=1) / ops.maximum(count, 1.0)
         d = (s - mean[:, None]) * m
         big = 1e4  # padded steps never win the max or the min
+        successive = None
+        if self.eta:  # the valid steps are a prefix: consecutive valid steps are neighbours
+            jump = (s[:, 1:] - s[:, :-1]) * m[:, 1:] * m[:, :-1]
+            successive = ops.sum(jump * jump, axis=1)
         return statistics_from_moments(
             count,
             mean,
@@ -255,10 +275,12 @@ class PhotometryStatistics(layers.Layer):
             ops.sum(w * d * d, axis=1),
             ops.max(s * m - big * (1.0 - m), axis=1),
             ops.min(s * m + big * (1.0 - m), axis=1),
+            successive,
         )
 
     def compute_output_spec(self, photometry, mask):
-        return keras.KerasTensor((photometry.shape[0], len(PHOTOMETRY_STATISTICS)), "float32")
+        width = len(statistic_names(self.eta))
+        return keras.KerasTensor((photometry.shape[0], width), "float32")
 
     def get_config(self):
-        return {**super().get_config(), "signal_index": self.signal_index}
+        return {**super().get_config(), "signal_index": self.signal_index, "eta": self.eta}

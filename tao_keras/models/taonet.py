@@ -42,6 +42,13 @@ class TAONetConfig:
     # spread, extremes, chi2 against a constant, skewness, count over the valid steps), through
     # a Dense layer, concatenated to the aggregated GRU output before the classifier
     photometry_statistics: bool = False
+    # and among them the von Neumann ratio of successive dates (tao_layers.ETA_STATISTIC): is
+    # the change correlated in time or noise?
+    photometry_eta: bool = False
+    # in training, the probability that an object's aggregated GRU output is zeroed, so that
+    # the classifier also learns to read the photometry statistics alone (modality dropout;
+    # inference never drops: the layer is the identity there)
+    modality_dropout: float = 0.0
     dropout: float = 0.0
 
     def __post_init__(self):
@@ -49,6 +56,18 @@ class TAONetConfig:
             raise ValueError(f"aggregation {self.aggregation!r} not in {AGGREGATIONS}")
         if self.photometry_statistics and not self.photometry:
             raise ValueError("photometry_statistics needs the photometry input (photometry=True)")
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ValueError(f"modality_dropout {self.modality_dropout}: in [0, 1) (0: off)")
+        if self.modality_dropout and not self.photometry_statistics:
+            raise ValueError(
+                "modality_dropout drops the GRU's output so the classifier reads the photometry "
+                "statistics alone: it needs photometry_statistics=True"
+            )
+        if self.photometry_eta and not self.photometry_statistics:
+            raise ValueError(
+                "photometry_eta is one of the photometry statistics: it needs "
+                "photometry_statistics=True"
+            )
 
 
 def build_taonet(config, num_classes, name="taonet"):
@@ -115,8 +134,15 @@ def _temporal_head(x, mask, config, num_classes, inputs):
         x = tao_layers.MaskedMean(name="masked_mean")(x, mask)
     if config.photometry_statistics:
         statistics = tao_layers.PhotometryStatistics(
-            signal_index=MIDDLE_SIGNAL, dtype="float32", name="photometry_statistics"
+            signal_index=MIDDLE_SIGNAL,
+            eta=config.photometry_eta,
+            dtype="float32",
+            name="photometry_statistics",
         )(inputs["photometry"], mask)
+        if config.modality_dropout:  # one draw per object: the whole GRU output or nothing
+            x = layers.Dropout(
+                config.modality_dropout, noise_shape=(None, 1), name="modality_dropout"
+            )(x)
         statistics = layers.Dense(STATISTICS_UNITS, activation="relu", name="statistics_dense")(
             statistics
         )
@@ -184,6 +210,14 @@ def uses_photometry_statistics(model):
     """True when the built TAO-Net reads whole-sequence photometry statistics
     (config.photometry_statistics): it holds a PhotometryStatistics layer."""
     return any(isinstance(layer, tao_layers.PhotometryStatistics) for layer in model.layers)
+
+
+def uses_photometry_eta(model):
+    """True when the built TAO-Net's photometry statistics include the von Neumann ratio
+    (config.photometry_eta)."""
+    return any(
+        isinstance(layer, tao_layers.PhotometryStatistics) and layer.eta for layer in model.layers
+    )
 
 
 def uses_dt(model):

@@ -80,6 +80,11 @@ class TrainConfig:
     photometry: bool | None = None  # the per-date forced photometry input: None = the preset's
     # its whole-sequence statistics before the classifier (TAONetConfig): None = the preset's
     photometry_statistics: bool | None = None
+    # the von Neumann ratio among those statistics (TAONetConfig.photometry_eta): None = preset's
+    photometry_eta: bool | None = None
+    # training drops an object's whole GRU output with this probability (TAONetConfig): None =
+    # the preset's
+    modality_dropout: float | None = None
     # the recurrent head (TAO-Net's GRU stack): None = the preset's (cpu 1 x 64, paper 2 x 128)
     gru_layers: int | None = None
     gru_units: int | None = None
@@ -112,6 +117,14 @@ class TrainConfig:
             raise ValueError(
                 "photometry_statistics are statistics of the photometry input: they need "
                 "photometry on (drop --nophotometry, or add --nophotometry_statistics)"
+            )
+        if self.photometry_eta and (
+            self.photometry is False or self.photometry_statistics is False
+        ):
+            raise ValueError(
+                "photometry_eta is one of the photometry statistics: it needs photometry and "
+                "photometry_statistics on (drop --nophotometry / --nophotometry_statistics, or "
+                "add --nophotometry_eta)"
             )
         for name in ("gru_layers", "gru_units"):
             value = getattr(self, name)

@@ -45,6 +45,8 @@ LATER_STAGE_SETTINGS = {
         "aggregation",
         "photometry",
         "photometry_statistics",
+        "photometry_eta",
+        "modality_dropout",
         "gru_layers",
         "gru_units",
         "frozen",
@@ -157,6 +159,8 @@ ARCHITECTURE_OVERRIDES = (
     "aggregation",
     "photometry",
     "photometry_statistics",
+    "photometry_eta",
+    "modality_dropout",
     "gru_layers",
     "gru_units",
 )
@@ -175,6 +179,10 @@ def model_contract(config, roi_size):
     }
     if config.photometry is False and config.photometry_statistics is None:
         overrides["photometry_statistics"] = False  # pixels only: no statistics of photometry
+    if overrides.get("photometry_statistics") is False and config.photometry_eta is None:
+        overrides["photometry_eta"] = False  # no statistics: not their von Neumann ratio either
+        if config.modality_dropout is None:
+            overrides["modality_dropout"] = 0.0  # nor a classifier that reads them alone
     net = dataclasses.replace(presets.preset(config.model_preset), **overrides)
     if config.model_roi_size is not None:
         net = dataclasses.replace(

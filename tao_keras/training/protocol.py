@@ -179,10 +179,11 @@ def model_contract(config, roi_size):
     }
     if config.photometry is False and config.photometry_statistics is None:
         overrides["photometry_statistics"] = False  # pixels only: no statistics of photometry
-    if overrides.get("photometry_statistics") is False and config.photometry_eta is None:
-        overrides["photometry_eta"] = False  # no statistics: not their von Neumann ratio either
-        if config.modality_dropout is None:
-            overrides["modality_dropout"] = 0.0  # nor a classifier that reads them alone
+    if overrides.get("photometry_statistics") is False:
+        # no statistics: neither their von Neumann ratio nor a classifier that reads them alone
+        for name, off in (("photometry_eta", False), ("modality_dropout", 0.0)):
+            if getattr(config, name) is None:
+                overrides[name] = off
     net = dataclasses.replace(presets.preset(config.model_preset), **overrides)
     if config.model_roi_size is not None:
         net = dataclasses.replace(

@@ -200,6 +200,11 @@ def check_model(contract, model):
                 f"von Neumann ratio among the photometry statistics: "
                 f"{taonet.uses_photometry_eta(model)}, contract {head.photometry_eta}"
             )
+        if taonet.uses_statistics_expert(model) != head.statistics_expert:
+            problems.append(
+                f"statistics expert: {taonet.uses_statistics_expert(model)}, contract "
+                f"{head.statistics_expert}"
+            )
     if problems:
         raise ContractError(
             f"model {model.name!r} does not match its contract: " + "; ".join(problems)

@@ -72,7 +72,9 @@ def _statistics_spec(contract):
 
     return {
         "moments": list(streaming.MOMENTS),
-        "eta": contract.architecture.photometry_eta,
+        # the von Neumann ratio among the statistics fed to the step graph (the GRU's side or
+        # the statistics expert reads it: onnx_step.statistics_width)
+        "eta": contract.architecture.photometry_eta or contract.architecture.statistics_expert,
         "signal_index": taonet.MIDDLE_SIGNAL,
         "variance_floor": tao_layers.VARIANCE_FLOOR,
         "error_floor": tao_layers.ERROR_FLOOR,

@@ -6,21 +6,24 @@ translate the `update` graph (tf.map_fn, assertions), and its wheel installs top
 `tools/` and `tests/` folders that shadow this project's `tools` package. The step is small
 and made of few operations, so it is written here directly: the DenseNet (convolutions,
 BatchNorm folded to a scale and shift, ReLU, average pooling, concatenation, global pooling),
-each GRU cell (Keras' reset-after form), the aggregation over time and the classifier.
+each GRU cell (Keras' reset-after form), the aggregation over time and the classifier (and
+with the statistics expert its classifier, and the mean of the two).
 tests/test_onnx_export.py checks it against the Keras model.
 
 Inputs: triplets [B, h, w, 3] (normalized, cropped), gaps [B, 2] (years), hidden_<i> [B, H]
 per GRU, total [B, H] (running sum), steps [B] (float), step [B] (bool: this row takes a
 step), photometry [B, 6] for a model with that input, and statistics [B, 7] for a model with
 whole-sequence photometry statistics (their values after this step, as
-tao_layers.PhotometryStatistics gives them; the numpy side keeps their running moments,
+tao_layers.PhotometryStatistics gives them, 8 wide with the von Neumann ratio or the
+statistics expert: statistics_width; the numpy side keeps their running moments,
 tao_keras.update_numpy). Outputs: hidden_<i>_out, total_out, steps_out, probabilities [B, C]
 (before the calibration). Rows without a step keep their state, as streaming.NightUpdate.step does.
 """
 
 import numpy as np
 
-from tao_keras.models import densenet
+from tao_keras.models import densenet, taonet
+from tao_keras.models import layers as tao_layers
 
 OPSET = 17
 
@@ -163,40 +166,59 @@ def _temporal_head(g, x, model, grus, architecture):
             count = g.op("Unsqueeze", [count, g.const(np.array([1], np.int64))])
             pooled = g.op("Div", ["total_out", count])
     if architecture.photometry_statistics:  # through their Dense (relu), beside the pooled
-        dense = model.get_layer("statistics_dense")
-        statistics = g.op(
-            "Relu",
-            [
-                g.op(
-                    "Add",
-                    [
-                        g.op(
-                            "MatMul", ["statistics", g.const(np.asarray(dense.kernel, np.float32))]
-                        ),
-                        g.const(np.asarray(dense.bias, np.float32)),
-                    ],
-                )
-            ],
-        )
+        statistics = "statistics"
+        if architecture.statistics_expert and not architecture.photometry_eta:
+            # the input carries the von Neumann ratio for the expert alone: the GRU's side
+            # reads the first columns
+            width = len(tao_layers.statistic_names(False))
+            statistics = g.op(
+                "Slice",
+                [
+                    statistics,
+                    g.const(np.array([0], np.int64)),
+                    g.const(np.array([width], np.int64)),
+                    g.const(np.array([1], np.int64)),
+                ],
+            )
+        statistics = _dense(g, statistics, model.get_layer("statistics_dense"), "Relu")
         pooled = g.op("Concat", [pooled, statistics], axis=1)
-    head = model.get_layer("probabilities")  # the layer behind the model's "probabilities"
-    logits = g.op(
+    head = taonet.final_classifier(model)
+    if not architecture.statistics_expert:
+        _dense(g, pooled, head, "Softmax", "probabilities")
+        return
+    head = _dense(g, pooled, head, "Softmax")
+    expert = _dense(g, "statistics", model.get_layer("expert_dense"), "Relu")
+    expert = _dense(g, expert, model.get_layer(taonet.EXPERT_OUTPUT), "Softmax")
+    g.op("Mul", [g.op("Add", [head, expert]), g.const(np.float32(0.5))], output="probabilities")
+
+
+def _dense(g, x, layer, activation, output=None):
+    """A Keras Dense layer (kernel [in, out], bias) on x [B, in], then `activation` (an ONNX
+    op: Relu, or Softmax over the last axis) -> its output's name (`output` if given)."""
+    y = g.op(
         "Add",
         [
-            g.op("MatMul", [pooled, g.const(np.asarray(head.kernel, np.float32))]),
-            g.const(np.asarray(head.bias, np.float32)),
+            g.op("MatMul", [x, g.const(np.asarray(layer.kernel, np.float32))]),
+            g.const(np.asarray(layer.bias, np.float32)),
         ],
     )
-    g.op("Softmax", [logits], output="probabilities", axis=-1)
+    attributes = {"axis": -1} if activation == "Softmax" else {}
+    return g.op(activation, [y], output=output, **attributes)
+
+
+def statistics_width(architecture):
+    """The width of the step graph's "statistics" input: the 7 whole-sequence statistics, 8
+    when the von Neumann ratio is among them or the statistics expert reads it
+    (tao_layers.statistic_names)."""
+    return len(
+        tao_layers.statistic_names(architecture.photometry_eta or architecture.statistics_expert)
+    )
 
 
 def step_model(model, architecture, class_count):
     """The ONNX ModelProto of one time step of a float32 TAO-Net (a Keras model built by
     taonet.build_taonet from `architecture`, a TAONetConfig), class_count outputs."""
     from onnx import TensorProto, helper
-
-    from tao_keras.models import layers as tao_layers
-    from tao_keras.models import taonet
 
     g = _Graph()
     roi = architecture.backbone.roi_size
@@ -226,7 +248,7 @@ def step_model(model, architecture, class_count):
                 value(
                     "statistics",
                     TensorProto.FLOAT,
-                    ["batch", len(tao_layers.statistic_names(architecture.photometry_eta))],
+                    ["batch", statistics_width(architecture)],
                 )
             ]
             if architecture.photometry_statistics

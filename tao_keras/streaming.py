@@ -196,8 +196,13 @@ class NightUpdate:
         self.aggregation = contract.architecture.aggregation
         self.use_dt = contract.architecture.use_dt
         self.model = model
-        # the classifier: the layer behind the model's "probabilities" output
-        self.head = model.get_layer("probabilities")
+        # the classifier: the layer behind the model's "probabilities" output, or with the
+        # statistics expert the GRU's classifier and the expert, whose mean it is
+        self.expert = taonet.uses_statistics_expert(model)
+        self.head = taonet.final_classifier(model)
+        if self.expert:
+            self.expert_layers = [model.get_layer("expert_dense")]
+            self.expert_layers.append(model.get_layer(taonet.EXPERT_OUTPUT))
         # whole-sequence photometry statistics: their Dense layer (taonet._temporal_head)
         self.statistics = contract.architecture.photometry_statistics
         self.eta = contract.architecture.photometry_eta
@@ -434,7 +439,7 @@ class NightUpdate:
             triplets, gaps, hidden, total, steps, step, photometry, moments
         )
         calibrated = calibration.scale_log_probabilities(
-            tf.cast(self.head(pooled), tf.float32), self.temperature
+            self.classify(pooled, moments, steps), self.temperature
         )
         probabilities = tf.where((steps > 0)[:, None], calibrated, 0.0)
         class_id = tf.where(steps > 0, tf.argmax(probabilities, axis=-1, output_type=tf.int32), -1)
@@ -468,6 +473,19 @@ class NightUpdate:
             ),
             "num_dates": tf.cast(seen_now, tf.int32),
         }
+
+    def classify(self, pooled, moments, steps):
+        """The model's "probabilities" [B, C] (float32) from step's pooled output, and with the
+        statistics expert the mean of the GRU's classifier and the expert's, which reads the
+        statistics of the running moments of `steps` [B] dates (the von Neumann ratio
+        included, as taonet._temporal_head builds it)."""
+        probabilities = tf.cast(self.head(pooled), tf.float32)
+        if not self.expert:
+            return probabilities
+        expert = statistics(moments, steps, eta=True)
+        for layer in self.expert_layers:
+            expert = layer(expert)
+        return (probabilities + tf.cast(expert, tf.float32)) / 2.0
 
     def step(self, triplets, gaps, hidden, total, steps, step, photometry=None, moments=None):
         """One time step where `step` [B] holds (the part of `update` that tao_keras.onnx_export

@@ -26,7 +26,7 @@ config = train_config.TrainConfig(
 )
 contract = protocol.model_contract(config, 64)
 train, _ = datasets.training_dataset(records, protocol.pipeline_config(config, "gru", contract))
-batch = next(iter(train.map(protocol.two_outputs)))
+batch = next(iter(train.map(protocol.training_targets(contract.architecture))))
 weights, replicas = {}, {}
 for name, devices in (("one", ["/cpu:0"]), ("two", ["/cpu:0", "/cpu:1"])):
     keras.utils.set_random_seed(0)

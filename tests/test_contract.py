@@ -149,6 +149,35 @@ def test_the_von_neumann_ratio_setting_follows_the_statistics():
     assert protocol._settings(eta, "gru") != protocol._settings(base, "gru")
 
 
+def test_the_statistics_expert_setting_follows_the_statistics():
+    from tao_keras.training import config as train_config
+    from tao_keras.training import protocol
+
+    base = train_config.TRAINING_PRESETS["cpu"]
+    with_expert = dataclasses.replace(base, statistics_expert=True)
+    assert protocol.model_contract(with_expert, 64).architecture.statistics_expert
+    # turning the photometry or its statistics off turns the expert off, unless asked for
+    for off in ({"photometry": False}, {"photometry_statistics": False}):
+        built = protocol.model_contract(dataclasses.replace(base, **off), 64).architecture
+        assert not built.statistics_expert
+        with pytest.raises(ValueError, match="statistics_expert.*needs photometry and"):
+            dataclasses.replace(base, statistics_expert=True, **off)
+    # a model built with the expert is refused by a contract without it, and back
+    agreed = protocol.model_contract(with_expert, 64)
+    model = taonet.build_taonet(agreed.architecture, 6)
+    contract.check_model(agreed, model)
+    without = dataclasses.replace(
+        agreed, architecture=dataclasses.replace(agreed.architecture, statistics_expert=False)
+    )
+    with pytest.raises(contract.ContractError, match="statistics expert"):
+        contract.check_model(without, model)
+    with pytest.raises(contract.ContractError, match="statistics expert"):
+        contract.check_model(agreed, taonet.build_taonet(without.architecture, 6))
+    # the DenseNet on triplets does not read it: stage 1 is reused
+    assert protocol._settings(with_expert, "densenet") == protocol._settings(base, "densenet")
+    assert protocol._settings(with_expert, "gru") != protocol._settings(base, "gru")
+
+
 def test_the_gru_stack_is_a_setting_that_leaves_stage_1_reusable():
     from tao_keras.training import config as train_config
     from tao_keras.training import protocol

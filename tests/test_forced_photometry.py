@@ -96,11 +96,15 @@ def test_the_exported_model_computes_the_photometry_the_pipeline_feeds(tiny_reco
     assert architecture == presets.preset("cpu")  # the cpu preset's input
     served = contract.ModelContract(architecture, 64, per_date="coadd")
     with pytest.raises(contract.ContractError, match="photometry statistics: False"):
-        without = dataclasses.replace(architecture, photometry_statistics=False)
+        without = dataclasses.replace(
+            architecture, photometry_statistics=False, statistics_expert=False
+        )
         contract.check_model(served, taonet.build_taonet(without, 6))
     model = taonet.build_taonet(architecture, 6)
     contract.check_model(served, model)
-    pixels_only = dataclasses.replace(architecture, photometry=False, photometry_statistics=False)
+    pixels_only = dataclasses.replace(
+        architecture, photometry=False, photometry_statistics=False, statistics_expert=False
+    )
     with pytest.raises(contract.ContractError, match="photometry input: False"):
         contract.check_model(served, taonet.build_taonet(pixels_only, 6))
     config = datasets.for_contract(

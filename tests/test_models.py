@@ -1,6 +1,8 @@
 """DenseNet (early/late fusion) and TAO-Net: shapes, parameter counts, padding invariance,
 BatchNorm hygiene, auxiliary head, weight transfer, freezing, .keras round trip."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -276,6 +278,65 @@ def test_modality_dropout_drops_whole_objects_in_training_only():
     np.testing.assert_allclose(dropped[~zero, gru], 2.0 * kept[~zero, gru], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="modality_dropout.*needs photometry_statistics"):
         taonet.TAONetConfig(backbone=TINY, modality_dropout=0.3)
+
+
+def test_the_statistics_expert_is_a_second_classifier_trained_alone():
+    """With statistics_expert the probabilities are the mean of the GRU's classifier and a
+    classifier of the photometry statistics alone (pixels do not reach it), and training
+    leaves everything but the expert as a model without it trains it (no shared weight, and
+    the fused output has no loss of its own)."""
+    from tao_keras.training import losses, protocol
+
+    base = taonet.TAONetConfig(
+        backbone=TINY,
+        gru_units=8,
+        aggregation="mean",
+        photometry=True,
+        photometry_statistics=True,
+    )
+    expert = taonet.build_taonet(dataclasses.replace(base, statistics_expert=True), 6)
+    plain = taonet.build_taonet(base, 6)
+    assert taonet.uses_statistics_expert(expert) and not taonet.uses_statistics_expert(plain)
+    assert not taonet.uses_photometry_eta(expert)  # the expert's ratio is its own
+    rng = np.random.default_rng(0)
+    inputs = sequences(batch=4, steps=5, roi=TINY.roi_size)
+    inputs["photometry"] = rng.normal(size=(4, 5, taonet.PHOTOMETRY_WIDTH)).astype("float32")
+    out = expert(inputs, training=False)
+    np.testing.assert_allclose(
+        out["probabilities"],
+        (np.asarray(out[taonet.HEAD_OUTPUT]) + np.asarray(out[taonet.EXPERT_OUTPUT])) / 2,
+        atol=1e-6,
+    )
+    other_pixels = {**inputs, "images": rng.normal(size=inputs["images"].shape).astype("float32")}
+    np.testing.assert_allclose(
+        expert(other_pixels, training=False)[taonet.EXPERT_OUTPUT],
+        out[taonet.EXPERT_OUTPUT],
+        atol=1e-6,
+    )
+    assert not np.allclose(
+        expert(other_pixels, training=False)[taonet.HEAD_OUTPUT], out[taonet.HEAD_OUTPUT]
+    )
+    # trained on one batch from the same weights: the GRU's classifier learns as without it
+    copied = protocol.transfer_matching_weights(expert, plain)
+    assert taonet.EXPERT_OUTPUT not in copied and "expert_dense" not in copied
+    expert.get_layer(taonet.HEAD_OUTPUT).set_weights(plain.get_layer("probabilities").get_weights())
+    labels = np.array([0, 1, 2, 3])
+    for model, targets in (
+        (plain, protocol.two_outputs(inputs, labels)[1]),
+        (expert, protocol.expert_outputs(inputs, labels)[1]),
+    ):
+        losses.compile_stage(model, "joint", 1e-2, 1e-4, 1.0)
+        model.fit(inputs, targets, batch_size=4, epochs=2, verbose=0, shuffle=False)
+    np.testing.assert_allclose(
+        expert(inputs, training=False)[taonet.HEAD_OUTPUT],
+        plain(inputs, training=False)["probabilities"],
+        atol=1e-5,
+    )
+    assert not np.allclose(
+        expert(inputs, training=False)[taonet.EXPERT_OUTPUT], out[taonet.EXPERT_OUTPUT]
+    )
+    with pytest.raises(ValueError, match="statistics_expert.*needs photometry_statistics"):
+        taonet.TAONetConfig(backbone=TINY, photometry=True, statistics_expert=True)
 
 
 def model_config_of_tiny():

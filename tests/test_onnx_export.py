@@ -38,15 +38,17 @@ def test_the_trained_models_onnx_update_matches_the_savedmodel(onnx_export_dir, 
 
 
 @pytest.mark.parametrize(
-    "aggregation, per_date, normalization, statistics",
+    "aggregation, per_date, normalization, statistics, eta, expert",
     [  # the trained run: mean, coadd
-        ("add", "choose", "image", False),
-        ("last", "coadd", "object", False),
-        ("mean", "choose", "object", True),
+        ("add", "choose", "image", False, False, False),
+        ("last", "coadd", "object", False, False, False),
+        ("mean", "choose", "object", True, True, False),
+        # the statistics expert (the von Neumann ratio its own, not the GRU's side's)
+        ("mean", "coadd", "object", True, False, True),
     ],
 )
 def test_every_aggregation_and_rule_converts_exactly(
-    trained_run, tmp_path, aggregation, per_date, normalization, statistics
+    trained_run, tmp_path, aggregation, per_date, normalization, statistics, eta, expert
 ):
     architecture = dataclasses.replace(
         presets.preset("cpu"),
@@ -54,7 +56,8 @@ def test_every_aggregation_and_rule_converts_exactly(
         gru_layers=2,
         photometry=True,
         photometry_statistics=statistics,
-        photometry_eta=statistics,  # the statistics with their von Neumann ratio
+        photometry_eta=eta,
+        statistics_expert=expert,
     )
     agreed = contract.ModelContract(
         architecture, 64, per_date=per_date, normalization=normalization

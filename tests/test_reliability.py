@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from tao_keras import files, run_layout
 from tao_keras.lightcurves import curves as curve_io
+from tao_keras.models import taonet
 from tao_keras.training import callbacks
 from tfrecords import manifest as manifest_file
 from tfrecords import writer
@@ -260,7 +261,8 @@ def test_a_state_from_another_model_is_refused(served, objects, trained_run, tmp
     _, _, records = objects
     state, previous, previous_mjd, split = _after_nights(served, records[0], 4)
     model = keras.saving.load_model(str(trained_run / "joint" / "model.keras"), compile=False)
-    model.get_layer("probabilities").kernel.assign(model.get_layer("probabilities").kernel * 2)
+    classifier = taonet.final_classifier(model)
+    classifier.kernel.assign(classifier.kernel * 2)
     saved = contract.load(trained_run / "joint" / "contract.json")
     export.export_model(model, str(tmp_path / "other"), saved)
     other = tf.saved_model.load(str(tmp_path / "other"))

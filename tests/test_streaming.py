@@ -54,15 +54,17 @@ def test_last_night_equals_the_whole_sequence_with_tensorflow_alone(trained_run,
 
 
 @pytest.mark.parametrize(
-    "aggregation, per_date, scale, statistics",
+    "aggregation, per_date, scale, statistics, eta, expert",
     [
-        ("add", "choose", "image", False),
-        ("last", "coadd", "object", False),
-        ("mean", "choose", "object", True),
+        ("add", "choose", "image", False, False, False),
+        ("last", "coadd", "object", False, False, False),
+        ("mean", "choose", "object", True, True, False),
+        # the statistics expert (its statistics carry the von Neumann ratio, the GRU's not)
+        ("mean", "coadd", "object", True, False, True),
     ],
 )
 def test_every_aggregation_and_per_date_rule_updates_exactly(
-    objects, tmp_path, aggregation, per_date, scale, statistics
+    objects, tmp_path, aggregation, per_date, scale, statistics, eta, expert
 ):
     _, _, records = objects
     config = dataclasses.replace(
@@ -70,7 +72,8 @@ def test_every_aggregation_and_per_date_rule_updates_exactly(
         aggregation=aggregation,
         photometry=True,
         photometry_statistics=statistics,
-        photometry_eta=statistics,  # the statistics with their von Neumann ratio
+        photometry_eta=eta,
+        statistics_expert=expert,
     )
     served = contract.ModelContract(config, 64, per_date=per_date, normalization=scale)
     export.export_model(taonet.build_taonet(config, 6), str(tmp_path / "m"), served)

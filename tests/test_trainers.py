@@ -12,7 +12,9 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tao_keras import classes
+from tao_keras import classes, run_layout
+from tao_keras import contract as contract_module
+from tao_keras.models import taonet
 from tao_keras.training import protocol
 
 from conftest import REPO, TINY_RUN_FLAGS, trainer_command
@@ -83,9 +85,16 @@ def test_each_stage_keeps_its_best_epoch_as_model_and_score(run_dir):
 
 def test_tensorboard_has_losses_and_f1(run_dir):
     found = tags(str(run_dir / "logs" / "joint"))
+    agreed = contract_module.load(run_layout.stage_file(run_dir, "joint", run_layout.CONTRACT))
+    # with the statistics expert (the cpu preset) its two classifiers have the losses
+    finals = (
+        [taonet.HEAD_OUTPUT, taonet.EXPERT_OUTPUT]
+        if agreed.architecture.statistics_expert
+        else ["probabilities"]
+    )
     assert {
         "epoch_loss",
-        "epoch_probabilities_loss",
+        *(f"epoch_{name}_loss" for name in finals),
         "epoch_aux_probabilities_loss",
         "mean_f1",
         "f1/NT",
@@ -259,7 +268,7 @@ def test_binary_finetunes_from_multiclass_with_frozen_gru(run_dir, tmp_path):
         )
     ]
     assert any(moved)  # the backbone was finetuned
-    assert tuned.get_layer("probabilities").get_weights()[0].shape[-1] == 2
+    assert taonet.final_classifier(tuned).get_weights()[0].shape[-1] == 2
 
 
 def test_batchnorm_is_synchronized_only_across_several_replicas():

@@ -158,8 +158,23 @@ def _synthetic(case, model, roi, steps_per_sequence):
     if "photometry" in model.input:  # the cpu preset: per-date photometry of each triplet
         width = model.input["photometry"].shape[-1]
         inputs["photometry"] = rng.normal(size=(batch, steps_per_sequence, width)).astype("float32")
-    targets = {"probabilities": labels, "aux_probabilities": labels}
-    return jax.device_put(inputs), jax.device_put(labels if case.stage == "gru_cached" else targets)
+    names = _trained_outputs(model)
+    targets = {name: labels for name in names} if names else labels
+    return jax.device_put(inputs), jax.device_put(targets)
+
+
+def _trained_outputs(model):
+    """The names of a model's outputs that training gives a loss: TAO-Net's final and auxiliary
+    outputs, with the statistics expert its two fused classifiers instead of their mean
+    (losses.compile_stage); [] for a model of one output (TAO-Net's head without the expert)."""
+    from tao_keras.models import taonet
+
+    if not isinstance(model.output, dict):
+        return []
+    names = [taonet.HEAD_OUTPUT, taonet.EXPERT_OUTPUT]
+    if taonet.EXPERT_OUTPUT not in model.output:
+        names = ["probabilities"]
+    return names + (["aux_probabilities"] if "aux_probabilities" in model.output else [])
 
 
 def _model(case, config, steps):
@@ -185,7 +200,8 @@ def _model(case, config, steps):
         model = taonet.build_head(config, NUM_CLASSES, int(backbone.output.shape[-1]))
         model.compile(
             keras.optimizers.AdamW(1e-3, weight_decay=1e-4),
-            loss="sparse_categorical_crossentropy",
+            loss={name: "sparse_categorical_crossentropy" for name in _trained_outputs(model)}
+            or "sparse_categorical_crossentropy",
         )
         return model, model.train_on_batch, 3 * flops.recurrent_flops(model, steps)
     model = taonet.build_taonet(config, NUM_CLASSES)

@@ -294,7 +294,14 @@ def _time_step(preset, batch, precision, jit, steps):
         with tf.GradientTape() as tape:
             out = model(x, training=True)
             aux = loss_fn(tf.repeat(y, 17), tf.reshape(out["aux_probabilities"], [-1, 6]))
-            loss = loss_fn(y, out["probabilities"]) + 0.5 * aux
+            # the final output's loss, or with the statistics expert its two classifiers'
+            # (losses.compile_stage)
+            finals = (
+                [out[taonet.HEAD_OUTPUT], out[taonet.EXPERT_OUTPUT]]
+                if taonet.EXPERT_OUTPUT in out
+                else [out["probabilities"]]
+            )
+            loss = sum(loss_fn(y, p) for p in finals) + 0.5 * aux
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss

@@ -152,6 +152,13 @@ flags.DEFINE_boolean(
     "Among the photometry statistics, the von Neumann ratio of successive dates (is the change "
     "correlated in time, or noise?); needs the photometry statistics; default: the preset's.",
 )
+flags.DEFINE_boolean(
+    "statistics_expert",
+    None,
+    "Beside the GRU's classifier, a second classifier on the photometry statistics alone (with "
+    "the von Neumann ratio), each trained with its own loss; the model's probabilities are the "
+    "mean of the two; needs the photometry statistics (docs/science.md); default: the preset's.",
+)
 flags.DEFINE_integer(
     "gru_layers", None, "TAO-Net's GRU layers (default: the preset's; paper 2).", lower_bound=1
 )
@@ -240,6 +247,7 @@ def train_config(task):
         photometry=FLAGS.photometry,
         photometry_statistics=FLAGS.photometry_statistics,
         photometry_eta=FLAGS.photometry_eta,
+        statistics_expert=FLAGS.statistics_expert,
         modality_dropout=FLAGS.modality_dropout,
         gru_layers=FLAGS.gru_layers,
         gru_units=FLAGS.gru_units,

@@ -1,5 +1,6 @@
 """Model presets: `paper` (the paper's best TAO-Net, pixels only) and `cpu` (trains in minutes
-on 2 cores, with the per-date photometry and its whole-sequence statistics)."""
+on 2 cores, with the per-date photometry, its whole-sequence statistics and a classifier of
+those statistics fused with the GRU's)."""
 
 from tao_keras.models.densenet import DenseNetConfig
 from tao_keras.models.taonet import TAONetConfig
@@ -18,7 +19,10 @@ PRESETS = {
     # with the object: docs/science.md), a masked mean over time (the output's scale does
     # not grow with the number of dates), and the per-date forced photometry with its
     # whole-sequence statistics beside the GRU (+3.1 [+0.8, +5.2] test mean max-F1 over pixels
-    # only at 150 objects per class, 3 surveys x 3 trainings: docs/science.md).
+    # only at 150 objects per class, 3 surveys x 3 trainings: docs/science.md), and a second
+    # classifier on those statistics alone whose probabilities are averaged with the GRU's
+    # (+2.1 [+1.0, +3.7] on whole sequences over the same networks without it, 0.7-1.6 less
+    # on the first 3-7 nights: docs/science.md).
     "cpu": TAONetConfig(
         backbone=DenseNetConfig(growth_rate=12, depth=28, stem_stride=2, roi_size=16),
         gru_layers=1,
@@ -26,6 +30,7 @@ PRESETS = {
         aggregation="mean",
         photometry=True,
         photometry_statistics=True,
+        statistics_expert=True,
     ),
 }
 

@@ -4,6 +4,10 @@ Inputs: images [B, T, roi, roi, 3] (T may be unknown), dt [B, T, 2] (years betwe
 dates of each triplet), length [B] (valid steps; padding beyond it is ignored).
 Outputs: probabilities [B, C] and aux_probabilities [B, T, C], the per-step classifier
 after the backbone used for double supervision in joint training (zero on padded steps).
+With the statistics expert (TAONetConfig.statistics_expert), "probabilities" is the mean of
+two classifiers' probabilities, which are outputs of their own, each trained with its own
+loss: "head_probabilities" (the GRU's, as without the expert) and "expert_probabilities" (a
+small network on the whole-sequence photometry statistics alone).
 """
 
 import dataclasses
@@ -25,6 +29,11 @@ PHOTOMETRY_WIDTH = 3 * PHOTOMETRY_PER_DATE
 # the whole-sequence photometry statistics (config.photometry_statistics)
 MIDDLE_SIGNAL = PHOTOMETRY_PER_DATE
 STATISTICS_UNITS = 16  # the Dense (relu) layer between those statistics and the classifier
+EXPERT_UNITS = 16  # the statistics expert's hidden Dense (relu) layer
+# the outputs of a TAO-Net with the statistics expert, besides "probabilities" (their mean)
+# and "aux_probabilities"
+HEAD_OUTPUT = "head_probabilities"
+EXPERT_OUTPUT = "expert_probabilities"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +58,11 @@ class TAONetConfig:
     # the classifier also learns to read the photometry statistics alone (modality dropout;
     # inference never drops: the layer is the identity there)
     modality_dropout: float = 0.0
+    # a second classifier on the photometry statistics alone (with the von Neumann ratio
+    # whatever photometry_eta says), trained with its own loss beside the GRU's classifier;
+    # the model's probabilities are the mean of the two (a late fusion inside the graph: the
+    # two err on different objects; docs/science.md)
+    statistics_expert: bool = False
     dropout: float = 0.0
 
     def __post_init__(self):
@@ -68,6 +82,11 @@ class TAONetConfig:
                 "photometry_eta is one of the photometry statistics: it needs "
                 "photometry_statistics=True"
             )
+        if self.statistics_expert and not self.photometry_statistics:
+            raise ValueError(
+                "statistics_expert classifies from the photometry statistics: it needs "
+                "photometry_statistics=True"
+            )
 
 
 def build_taonet(config, num_classes, name="taonet"):
@@ -78,7 +97,8 @@ def build_taonet(config, num_classes, name="taonet"):
     Inputs {"images": [B, T, roi, roi, 3], "dt": [B, T, 2] (years), "length": [B] (valid
     steps), and with config.photometry "photometry": [B, T, PHOTOMETRY_WIDTH]}; outputs
     {"probabilities": [B, C], "aux_probabilities": [B, T, C]} (the per-step head after the
-    backbone, zero on padded steps).
+    backbone, zero on padded steps), and with config.statistics_expert HEAD_OUTPUT and
+    EXPERT_OUTPUT [B, C] (the two classifiers whose mean "probabilities" is).
     """
     roi = config.backbone.roi_size
     images = keras.Input((None, roi, roi, 3), name="images")
@@ -94,10 +114,8 @@ def build_taonet(config, num_classes, name="taonet"):
     aux = tao_layers.ZeroPadded(name="aux_probabilities", dtype="float32")(aux, mask)
     inputs = {"images": images, "dt": dt, "length": length}
     x = _recurrent_input(features, inputs, config)
-    probabilities = _temporal_head(x, mask, config, num_classes, inputs)
-    return keras.Model(
-        inputs, {"probabilities": probabilities, "aux_probabilities": aux}, name=name
-    )
+    outputs = _temporal_head(x, mask, config, num_classes, inputs)
+    return keras.Model(inputs, {**outputs, "aux_probabilities": aux}, name=name)
 
 
 def _recurrent_input(features, inputs, config):
@@ -115,7 +133,9 @@ def _recurrent_input(features, inputs, config):
 def _temporal_head(x, mask, config, num_classes, inputs):
     """The GRU stack, the aggregation over time (and with config.photometry_statistics the
     whole-sequence statistics of inputs["photometry"] through STATISTICS_UNITS relu units,
-    concatenated to it) and the classifier: [B, T, F] -> [B, C]."""
+    concatenated to it) and the classifier: [B, T, F] -> {"probabilities": [B, C]}, with
+    config.statistics_expert also HEAD_OUTPUT and EXPERT_OUTPUT ([B, C] each; "probabilities"
+    is their mean)."""
     for i in range(config.gru_layers):
         last_layer = i == config.gru_layers - 1
         return_sequences = not last_layer or config.aggregation != "last"
@@ -147,7 +167,22 @@ def _temporal_head(x, mask, config, num_classes, inputs):
             statistics
         )
         x = layers.Concatenate(name="with_statistics")([x, statistics])
-    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    if not config.statistics_expert:
+        return {
+            "probabilities": layers.Dense(
+                num_classes, activation="softmax", dtype="float32", name="probabilities"
+            )(x)
+        }
+    head = layers.Dense(num_classes, activation="softmax", dtype="float32", name=HEAD_OUTPUT)(x)
+    expert = tao_layers.PhotometryStatistics(
+        signal_index=MIDDLE_SIGNAL, eta=True, dtype="float32", name="expert_statistics"
+    )(inputs["photometry"], mask)
+    expert = layers.Dense(EXPERT_UNITS, activation="relu", name="expert_dense")(expert)
+    expert = layers.Dense(num_classes, activation="softmax", dtype="float32", name=EXPERT_OUTPUT)(
+        expert
+    )
+    fused = layers.Average(dtype="float32", name="probabilities")([head, expert])
+    return {"probabilities": fused, HEAD_OUTPUT: head, EXPERT_OUTPUT: expert}
 
 
 def build_head(config, num_classes, feature_width, name="taonet_head"):
@@ -155,15 +190,18 @@ def build_head(config, num_classes, feature_width, name="taonet_head"):
     backbone's features cached for the GRU stage): {"features": [B, T, feature_width],
     "dt": [B, T, 2], "length": [B]} -> probabilities [B, C]. Its layers carry build_taonet's
     names, so weights pass between the two by name (protocol.transfer_matching_weights); with
-    config.photometry it also takes "photometry" [B, T, PHOTOMETRY_WIDTH]."""
+    config.photometry it also takes "photometry" [B, T, PHOTOMETRY_WIDTH]; with
+    config.statistics_expert its outputs are build_taonet's less "aux_probabilities"."""
     features = keras.Input((None, feature_width), name="features")
     dt = keras.Input((None, 2), name="dt")
     length = keras.Input((), dtype="int32", name="length")
     mask = tao_layers.LengthMask(name="mask")(length, features)
     inputs = {"features": features, "dt": dt, "length": length}
     x = _recurrent_input(features, inputs, config)
-    probabilities = _temporal_head(x, mask, config, num_classes, inputs)
-    return keras.Model(inputs, probabilities, name=name)
+    outputs = _temporal_head(x, mask, config, num_classes, inputs)
+    if not config.statistics_expert:
+        outputs = outputs["probabilities"]
+    return keras.Model(inputs, outputs, name=name)
 
 
 def backbone_of(model):
@@ -213,11 +251,29 @@ def uses_photometry_statistics(model):
 
 
 def uses_photometry_eta(model):
-    """True when the built TAO-Net's photometry statistics include the von Neumann ratio
+    """True when the built TAO-Net's photometry statistics (those beside the GRU's output; the
+    statistics expert's always include it) include the von Neumann ratio
     (config.photometry_eta)."""
     return any(
-        isinstance(layer, tao_layers.PhotometryStatistics) and layer.eta for layer in model.layers
+        isinstance(layer, tao_layers.PhotometryStatistics)
+        and layer.eta
+        and layer.name != "expert_statistics"
+        for layer in model.layers
     )
+
+
+def uses_statistics_expert(model):
+    """True when the built TAO-Net fuses its GRU classifier with a classifier on the
+    photometry statistics alone (config.statistics_expert): it has an EXPERT_OUTPUT layer."""
+    return any(layer.name == EXPERT_OUTPUT for layer in model.layers)
+
+
+def final_classifier(model):
+    """The Dense (softmax) layer of a built TAO-Net's GRU classifier: the layer behind
+    "probabilities", or with the statistics expert behind HEAD_OUTPUT ("probabilities" is then
+    the mean of it and the expert). What finetuning replaces and the night-by-night update
+    runs."""
+    return model.get_layer(HEAD_OUTPUT if uses_statistics_expert(model) else "probabilities")
 
 
 def uses_dt(model):

@@ -85,6 +85,9 @@ class TrainConfig:
     # training drops an object's whole GRU output with this probability (TAONetConfig): None =
     # the preset's
     modality_dropout: float | None = None
+    # a classifier on the photometry statistics alone, fused with the GRU's
+    # (TAONetConfig.statistics_expert): None = the preset's
+    statistics_expert: bool | None = None
     # the recurrent head (TAO-Net's GRU stack): None = the preset's (cpu 1 x 64, paper 2 x 128)
     gru_layers: int | None = None
     gru_units: int | None = None
@@ -125,6 +128,14 @@ class TrainConfig:
                 "photometry_eta is one of the photometry statistics: it needs photometry and "
                 "photometry_statistics on (drop --nophotometry / --nophotometry_statistics, or "
                 "add --nophotometry_eta)"
+            )
+        if self.statistics_expert and (
+            self.photometry is False or self.photometry_statistics is False
+        ):
+            raise ValueError(
+                "statistics_expert classifies from the photometry statistics: it needs photometry "
+                "and photometry_statistics on (drop --nophotometry / --nophotometry_statistics, "
+                "or add --nostatistics_expert)"
             )
         for name in ("gru_layers", "gru_units"):
             value = getattr(self, name)

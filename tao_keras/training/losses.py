@@ -5,6 +5,8 @@ the same objectives without TensorFlow)."""
 import keras
 from keras import ops
 
+from tao_keras.models import taonet
+
 
 @keras.saving.register_keras_serializable(package="tao_keras")
 def masked_step_crossentropy(y_true, y_pred):
@@ -48,7 +50,10 @@ def compile_stage(
     weights, updated every step (what callbacks.averaged_weights swaps in to be scored).
     decay_steps > 0: the rate follows learning_rate_of's cosine over that many steps.
     soft_targets: TAO-Net's final output learns probability rows [B, C] (the teacher's targets,
-    lightcurves.teacher) instead of class indices [B]; the auxiliary head keeps the labels."""
+    lightcurves.teacher) instead of class indices [B]; the auxiliary head keeps the labels.
+    A TAO-Net with the statistics expert (taonet.EXPERT_OUTPUT among its outputs) gives the
+    final loss to its GRU's classifier (taonet.HEAD_OUTPUT) and the expert a loss of its own;
+    their mean, "probabilities", has none."""
     from tao_keras.training import config
 
     traits = config.stage(stage)
@@ -61,18 +66,21 @@ def compile_stage(
     if not traits.on_sequences:
         model.compile(optimizer, loss=keras.losses.SparseCategoricalCrossentropy())
         return
-    model.compile(
-        optimizer,
-        loss={
-            "probabilities": (
-                keras.losses.CategoricalCrossentropy()
-                if soft_targets
-                else keras.losses.SparseCategoricalCrossentropy()
-            ),
-            "aux_probabilities": masked_step_crossentropy,
-        },
-        loss_weights={
-            "probabilities": 1.0,
-            "aux_probabilities": aux_weight if traits.auxiliary_loss else 0.0,
-        },
+    final = (
+        keras.losses.CategoricalCrossentropy()
+        if soft_targets
+        else keras.losses.SparseCategoricalCrossentropy()
     )
+    loss = {"probabilities": final, "aux_probabilities": masked_step_crossentropy}
+    weights = {
+        "probabilities": 1.0,
+        "aux_probabilities": aux_weight if traits.auxiliary_loss else 0.0,
+    }
+    if isinstance(model.output, dict) and taonet.EXPERT_OUTPUT in model.output:
+        # the statistics expert: the GRU's classifier and the expert each learn alone (their
+        # mean, the model's probabilities, has no loss); targets: protocol.expert_outputs
+        loss[taonet.HEAD_OUTPUT] = loss.pop("probabilities")
+        weights[taonet.HEAD_OUTPUT] = weights.pop("probabilities")
+        loss[taonet.EXPERT_OUTPUT] = keras.losses.SparseCategoricalCrossentropy()
+        weights[taonet.EXPERT_OUTPUT] = 1.0
+    model.compile(optimizer, loss=loss, loss_weights=weights)

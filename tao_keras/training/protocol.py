@@ -47,6 +47,7 @@ LATER_STAGE_SETTINGS = {
         "photometry_statistics",
         "photometry_eta",
         "modality_dropout",
+        "statistics_expert",
         "gru_layers",
         "gru_units",
         "frozen",
@@ -120,6 +121,26 @@ def two_outputs(features, label):
     return features, {"probabilities": label, "aux_probabilities": label}
 
 
+def expert_outputs(features, label):
+    """two_outputs for a TAO-Net with the statistics expert (TAONetConfig.statistics_expert):
+    the GRU's classifier (taonet.HEAD_OUTPUT) learns what the final output learns without the
+    expert, the expert (taonet.EXPERT_OUTPUT) the label, like the auxiliary head; their mean,
+    "probabilities", has no target of its own (each classifier is trained alone, as two models
+    of a late fusion are)."""
+    features, targets = two_outputs(features, label)
+    return features, {
+        taonet.HEAD_OUTPUT: targets["probabilities"],
+        taonet.EXPERT_OUTPUT: targets["aux_probabilities"],
+        "aux_probabilities": targets["aux_probabilities"],
+    }
+
+
+def training_targets(architecture):
+    """The map (features, label) -> (features, targets) that a TAO-Net of `architecture` (a
+    TAONetConfig) trains on: expert_outputs with the statistics expert, else two_outputs."""
+    return expert_outputs if architecture.statistics_expert else two_outputs
+
+
 def teacher_targets(records_dir, config, stage):
     """The soft targets of a stage's training objects (lightcurves.teacher.for_records) when
     the stage learns from the teacher and config.teacher_weight > 0, else None."""
@@ -161,6 +182,7 @@ ARCHITECTURE_OVERRIDES = (
     "photometry_statistics",
     "photometry_eta",
     "modality_dropout",
+    "statistics_expert",
     "gru_layers",
     "gru_units",
 )
@@ -181,7 +203,11 @@ def model_contract(config, roi_size):
         overrides["photometry_statistics"] = False  # pixels only: no statistics of photometry
     if overrides.get("photometry_statistics") is False:
         # no statistics: neither their von Neumann ratio nor a classifier that reads them alone
-        for name, off in (("photometry_eta", False), ("modality_dropout", 0.0)):
+        for name, off in (
+            ("photometry_eta", False),
+            ("modality_dropout", 0.0),
+            ("statistics_expert", False),
+        ):
             if getattr(config, name) is None:
                 overrides[name] = off
     net = dataclasses.replace(presets.preset(config.model_preset), **overrides)
@@ -360,7 +386,7 @@ def train_stage(stage, records_dir, out_dir, config, contract, strategy, previou
     steps = max(1, math.ceil(steps * config.epoch_fraction))
     val = datasets.evaluation_dataset(records_dir, evaluation_config(pipeline), split="val")
     if config_module.stage(stage).on_sequences:
-        train = train.map(two_outputs)
+        train = train.map(training_targets(contract.architecture))
     with strategy.scope(), precision.policy(config.precision):
         model = build_model(stage, config, contract, previous, strategy.num_replicas_in_sync)
         compile_model(model, stage, config, stage_config, steps, soft is not None)

@@ -205,6 +205,9 @@ def check_model(contract, model):
                 f"statistics expert: {taonet.uses_statistics_expert(model)}, contract "
                 f"{head.statistics_expert}"
             )
+        members = len(taonet.expert_layers(model))
+        if head.statistics_expert and members != head.expert_members:
+            problems.append(f"{members} statistics expert members, contract {head.expert_members}")
     if problems:
         raise ContractError(
             f"model {model.name!r} does not match its contract: " + "; ".join(problems)

@@ -187,8 +187,12 @@ def _temporal_head(g, x, model, grus, architecture):
         _dense(g, pooled, head, "Softmax", "probabilities")
         return
     head = _dense(g, pooled, head, "Softmax")
-    expert = _dense(g, "statistics", model.get_layer("expert_dense"), "Relu")
-    expert = _dense(g, expert, model.get_layer(taonet.EXPERT_OUTPUT), "Softmax")
+    members = [
+        _dense(g, _dense(g, "statistics", hidden, "Relu"), softmax, "Softmax")
+        for hidden, softmax in taonet.expert_layers(model)
+    ]
+    # the mean of the GRU's classifier and the expert (the mean of its members)
+    expert = g.op("Mul", [g.op("Sum", members), g.const(np.float32(1.0 / len(members)))])
     g.op("Mul", [g.op("Add", [head, expert]), g.const(np.float32(0.5))], output="probabilities")
 
 

@@ -200,9 +200,7 @@ class NightUpdate:
         # statistics expert the GRU's classifier and the expert, whose mean it is
         self.expert = taonet.uses_statistics_expert(model)
         self.head = taonet.final_classifier(model)
-        if self.expert:
-            self.expert_layers = [model.get_layer("expert_dense")]
-            self.expert_layers.append(model.get_layer(taonet.EXPERT_OUTPUT))
+        self.expert_layers = taonet.expert_layers(model)  # [(hidden, softmax)] per member
         # whole-sequence photometry statistics: their Dense layer (taonet._temporal_head)
         self.statistics = contract.architecture.photometry_statistics
         self.eta = contract.architecture.photometry_eta
@@ -476,16 +474,17 @@ class NightUpdate:
 
     def classify(self, pooled, moments, steps):
         """The model's "probabilities" [B, C] (float32) from step's pooled output, and with the
-        statistics expert the mean of the GRU's classifier and the expert's, which reads the
-        statistics of the running moments of `steps` [B] dates (the von Neumann ratio
-        included, as taonet._temporal_head builds it)."""
+        statistics expert the mean of the GRU's classifier and the expert's (the mean of its
+        members'), which reads the statistics of the running moments of `steps` [B] dates
+        (the von Neumann ratio included, as taonet._temporal_head builds it)."""
         probabilities = tf.cast(self.head(pooled), tf.float32)
         if not self.expert:
             return probabilities
-        expert = statistics(moments, steps, eta=True)
-        for layer in self.expert_layers:
-            expert = layer(expert)
-        return (probabilities + tf.cast(expert, tf.float32)) / 2.0
+        features = statistics(moments, steps, eta=True)
+        members = [
+            tf.cast(softmax(hidden(features)), tf.float32) for hidden, softmax in self.expert_layers
+        ]
+        return (probabilities + tf.add_n(members) / len(members)) / 2.0
 
     def step(self, triplets, gaps, hidden, total, steps, step, photometry=None, moments=None):
         """One time step where `step` [B] holds (the part of `update` that tao_keras.onnx_export

@@ -173,9 +173,21 @@ def test_the_statistics_expert_setting_follows_the_statistics():
         contract.check_model(without, model)
     with pytest.raises(contract.ContractError, match="statistics expert"):
         contract.check_model(agreed, taonet.build_taonet(without.architecture, 6))
+    # and so is one of other members; a contract written before members existed reads as one
+    assert agreed.architecture.expert_members == 5  # the cpu preset's
+    three = dataclasses.replace(agreed.architecture, expert_members=3)
+    with pytest.raises(contract.ContractError, match="3 statistics expert members, contract 5"):
+        contract.check_model(agreed, taonet.build_taonet(three, 6))
+    older = contract.to_dict(agreed)
+    del older["architecture"]["expert_members"]
+    one = contract.from_dict(older)
+    assert one.architecture.expert_members == 1
+    contract.check_model(one, taonet.build_taonet(one.architecture, 6))
     # the DenseNet on triplets does not read it: stage 1 is reused
-    assert protocol._settings(with_expert, "densenet") == protocol._settings(base, "densenet")
-    assert protocol._settings(with_expert, "gru") != protocol._settings(base, "gru")
+    fewer = dataclasses.replace(with_expert, expert_members=2)
+    for other in (base, fewer):
+        assert protocol._settings(with_expert, "densenet") == protocol._settings(other, "densenet")
+        assert protocol._settings(with_expert, "gru") != protocol._settings(other, "gru")
 
 
 def test_the_gru_stack_is_a_setting_that_leaves_stage_1_reusable():

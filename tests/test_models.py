@@ -280,11 +280,13 @@ def test_modality_dropout_drops_whole_objects_in_training_only():
         taonet.TAONetConfig(backbone=TINY, modality_dropout=0.3)
 
 
-def test_the_statistics_expert_is_a_second_classifier_trained_alone():
+def test_the_statistics_expert_is_a_second_classifier_fitted_apart():
     """With statistics_expert the probabilities are the mean of the GRU's classifier and a
-    classifier of the photometry statistics alone (pixels do not reach it), and training
-    leaves everything but the expert as a model without it trains it (no shared weight, and
-    the fused output has no loss of its own)."""
+    classifier of the photometry statistics alone (pixels do not reach it) that is the mean of
+    expert_members small networks; the stages leave it frozen and train everything else as in
+    a model without it (no shared weight, and neither the expert nor the fused output has a
+    loss); training.expert fits it apart and copies its weights in."""
+    from tao_keras.training import expert as expert_fitting
     from tao_keras.training import losses, protocol
 
     base = taonet.TAONetConfig(
@@ -294,10 +296,13 @@ def test_the_statistics_expert_is_a_second_classifier_trained_alone():
         photometry=True,
         photometry_statistics=True,
     )
-    expert = taonet.build_taonet(dataclasses.replace(base, statistics_expert=True), 6)
+    expert = taonet.build_taonet(
+        dataclasses.replace(base, statistics_expert=True, expert_members=3), 6
+    )
     plain = taonet.build_taonet(base, 6)
     assert taonet.uses_statistics_expert(expert) and not taonet.uses_statistics_expert(plain)
     assert not taonet.uses_photometry_eta(expert)  # the expert's ratio is its own
+    assert len(taonet.expert_layers(expert)) == 3 and taonet.expert_layers(plain) == []
     rng = np.random.default_rng(0)
     inputs = sequences(batch=4, steps=5, roi=TINY.roi_size)
     inputs["photometry"] = rng.normal(size=(4, 5, taonet.PHOTOMETRY_WIDTH)).astype("float32")
@@ -307,6 +312,15 @@ def test_the_statistics_expert_is_a_second_classifier_trained_alone():
         (np.asarray(out[taonet.HEAD_OUTPUT]) + np.asarray(out[taonet.EXPERT_OUTPUT])) / 2,
         atol=1e-6,
     )
+    # the expert is the mean of its members on the model's own statistics
+    statistics_of = keras.Model(expert.input, expert.get_layer(taonet.EXPERT_STATISTICS).output)
+    statistics = np.asarray(statistics_of(inputs))
+    assert statistics.shape == (4, 8)
+    members = [
+        np.asarray(softmax(hidden(statistics))) for hidden, softmax in taonet.expert_layers(expert)
+    ]
+    assert not np.allclose(members[0], members[1])  # each from its own initialization
+    np.testing.assert_allclose(np.mean(members, 0), out[taonet.EXPERT_OUTPUT], atol=1e-6)
     other_pixels = {**inputs, "images": rng.normal(size=inputs["images"].shape).astype("float32")}
     np.testing.assert_allclose(
         expert(other_pixels, training=False)[taonet.EXPERT_OUTPUT],
@@ -316,27 +330,53 @@ def test_the_statistics_expert_is_a_second_classifier_trained_alone():
     assert not np.allclose(
         expert(other_pixels, training=False)[taonet.HEAD_OUTPUT], out[taonet.HEAD_OUTPUT]
     )
-    # trained on one batch from the same weights: the GRU's classifier learns as without it
+    # trained on one batch from the same weights: the GRU's classifier learns as without it,
+    # the expert stays as it was
     copied = protocol.transfer_matching_weights(expert, plain)
-    assert taonet.EXPERT_OUTPUT not in copied and "expert_dense" not in copied
+    assert not any(name.startswith("expert_") for name in copied)
     expert.get_layer(taonet.HEAD_OUTPUT).set_weights(plain.get_layer("probabilities").get_weights())
     labels = np.array([0, 1, 2, 3])
     for model, targets in (
         (plain, protocol.two_outputs(inputs, labels)[1]),
         (expert, protocol.expert_outputs(inputs, labels)[1]),
     ):
+        taonet.set_trainable(model)
         losses.compile_stage(model, "joint", 1e-2, 1e-4, 1.0)
         model.fit(inputs, targets, batch_size=4, epochs=2, verbose=0, shuffle=False)
+    assert not any(layer.trainable for pair in taonet.expert_layers(expert) for layer in pair)
     np.testing.assert_allclose(
         expert(inputs, training=False)[taonet.HEAD_OUTPUT],
         plain(inputs, training=False)["probabilities"],
         atol=1e-5,
     )
+    np.testing.assert_allclose(
+        expert(inputs, training=False)[taonet.EXPERT_OUTPUT], out[taonet.EXPERT_OUTPUT], atol=1e-6
+    )
+    # fitted apart on statistics whose class a line separates, then served by the model
+    rows = rng.normal(size=(240, 8)).astype("float32")
+    classes_of = (rows[:, 0] > 0).astype("int32") + 2 * (rows[:, 1] > 0).astype("int32")
+    fitted = expert_fitting.fit(expert, rows, classes_of, steps=300)
+    assert len(fitted) == 3 and max(fitted) < 0.3
+    served = np.mean(
+        [np.asarray(softmax(hidden(rows))) for hidden, softmax in taonet.expert_layers(expert)], 0
+    )
+    assert np.mean(served.argmax(1) == classes_of) > 0.9
     assert not np.allclose(
         expert(inputs, training=False)[taonet.EXPERT_OUTPUT], out[taonet.EXPERT_OUTPUT]
     )
+    # what the next stage carries (by name and shape), and what it must fit again
+    again = taonet.build_taonet(dataclasses.replace(base, statistics_expert=True, expert_members=3), 6)
+    assert not expert_fitting.carried(again, None) and not expert_fitting.carried(again, plain)
+    protocol.transfer_matching_weights(again, expert)
+    assert expert_fitting.carried(again, expert)
+    two_classes = taonet.build_taonet(
+        dataclasses.replace(base, statistics_expert=True, expert_members=3), 2
+    )
+    assert not expert_fitting.carried(two_classes, expert)
     with pytest.raises(ValueError, match="statistics_expert.*needs photometry_statistics"):
         taonet.TAONetConfig(backbone=TINY, photometry=True, statistics_expert=True)
+    with pytest.raises(ValueError, match="expert_members 0"):
+        dataclasses.replace(base, statistics_expert=True, expert_members=0)
 
 
 def model_config_of_tiny():

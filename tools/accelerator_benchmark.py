@@ -165,15 +165,14 @@ def _synthetic(case, model, roi, steps_per_sequence):
 
 def _trained_outputs(model):
     """The names of a model's outputs that training gives a loss: TAO-Net's final and auxiliary
-    outputs, with the statistics expert its two fused classifiers instead of their mean
-    (losses.compile_stage); [] for a model of one output (TAO-Net's head without the expert)."""
+    outputs, with the statistics expert the GRU's classifier instead of the mean (the expert is
+    fitted apart: losses.compile_stage); [] for a model of one output (TAO-Net's head without
+    the expert)."""
     from tao_keras.models import taonet
 
     if not isinstance(model.output, dict):
         return []
-    names = [taonet.HEAD_OUTPUT, taonet.EXPERT_OUTPUT]
-    if taonet.EXPERT_OUTPUT not in model.output:
-        names = ["probabilities"]
+    names = [taonet.HEAD_OUTPUT if taonet.uses_statistics_expert(model) else "probabilities"]
     return names + (["aux_probabilities"] if "aux_probabilities" in model.output else [])
 
 

@@ -275,6 +275,7 @@ def _time_step(preset, batch, precision, jit, steps):
     roi = config.backbone.roi_size  # the model's RoI (the cpu preset crops 16x16)
     with precision_policy.policy(precision):  # restores whatever policy was set before
         model = taonet.build_taonet(config, 6)
+    taonet.set_trainable(model)  # as the joint stage: all but the (fitted apart) expert
     optimizer = keras.optimizers.AdamW(1e-3)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     rng = np.random.default_rng(0)
@@ -294,14 +295,10 @@ def _time_step(preset, batch, precision, jit, steps):
         with tf.GradientTape() as tape:
             out = model(x, training=True)
             aux = loss_fn(tf.repeat(y, 17), tf.reshape(out["aux_probabilities"], [-1, 6]))
-            # the final output's loss, or with the statistics expert its two classifiers'
-            # (losses.compile_stage)
-            finals = (
-                [out[taonet.HEAD_OUTPUT], out[taonet.EXPERT_OUTPUT]]
-                if taonet.EXPERT_OUTPUT in out
-                else [out["probabilities"]]
-            )
-            loss = sum(loss_fn(y, p) for p in finals) + 0.5 * aux
+            # the final output's loss, or with the statistics expert (fitted apart) its GRU
+            # classifier's (losses.compile_stage)
+            final = out[taonet.HEAD_OUTPUT if taonet.HEAD_OUTPUT in out else "probabilities"]
+            loss = loss_fn(y, final) + 0.5 * aux
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss

@@ -156,8 +156,15 @@ flags.DEFINE_boolean(
     "statistics_expert",
     None,
     "Beside the GRU's classifier, a second classifier on the photometry statistics alone (with "
-    "the von Neumann ratio), each trained with its own loss; the model's probabilities are the "
-    "mean of the two; needs the photometry statistics (docs/science.md); default: the preset's.",
+    "the von Neumann ratio), fitted apart on the training objects' statistics and frozen; the "
+    "model's probabilities are the mean of the two; needs the photometry statistics "
+    "(docs/science.md); default: the preset's.",
+)
+flags.DEFINE_integer(
+    "expert_members",
+    None,
+    "Small networks averaged in the statistics expert (default: the preset's; cpu 5).",
+    lower_bound=1,
 )
 flags.DEFINE_integer(
     "gru_layers", None, "TAO-Net's GRU layers (default: the preset's; paper 2).", lower_bound=1
@@ -248,6 +255,7 @@ def train_config(task):
         photometry_statistics=FLAGS.photometry_statistics,
         photometry_eta=FLAGS.photometry_eta,
         statistics_expert=FLAGS.statistics_expert,
+        expert_members=FLAGS.expert_members,
         modality_dropout=FLAGS.modality_dropout,
         gru_layers=FLAGS.gru_layers,
         gru_units=FLAGS.gru_units,

@@ -31,6 +31,7 @@ PRESETS = {
         photometry=True,
         photometry_statistics=True,
         statistics_expert=True,
+        expert_members=5,
     ),
 }
 

@@ -5,9 +5,10 @@ dates of each triplet), length [B] (valid steps; padding beyond it is ignored).
 Outputs: probabilities [B, C] and aux_probabilities [B, T, C], the per-step classifier
 after the backbone used for double supervision in joint training (zero on padded steps).
 With the statistics expert (TAONetConfig.statistics_expert), "probabilities" is the mean of
-two classifiers' probabilities, which are outputs of their own, each trained with its own
-loss: "head_probabilities" (the GRU's, as without the expert) and "expert_probabilities" (a
-small network on the whole-sequence photometry statistics alone).
+two classifiers' probabilities, which are outputs of their own: "head_probabilities" (the
+GRU's, as without the expert) and "expert_probabilities" (the mean of expert_members small
+networks on the whole-sequence photometry statistics alone, fitted apart from the rest of the
+model and frozen inside it: tao_keras.training.expert).
 """
 
 import dataclasses
@@ -34,6 +35,8 @@ EXPERT_UNITS = 16  # the statistics expert's hidden Dense (relu) layer
 # and "aux_probabilities"
 HEAD_OUTPUT = "head_probabilities"
 EXPERT_OUTPUT = "expert_probabilities"
+# the statistics the expert reads ([B, 8]: tao_layers.statistic_names(eta=True))
+EXPERT_STATISTICS = "expert_statistics"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,10 +62,15 @@ class TAONetConfig:
     # inference never drops: the layer is the identity there)
     modality_dropout: float = 0.0
     # a second classifier on the photometry statistics alone (with the von Neumann ratio
-    # whatever photometry_eta says), trained with its own loss beside the GRU's classifier;
-    # the model's probabilities are the mean of the two (a late fusion inside the graph: the
-    # two err on different objects; docs/science.md)
+    # whatever photometry_eta says), fitted apart on the training objects' statistics and
+    # frozen inside the model (tao_keras.training.expert); the model's probabilities are the
+    # mean of it and the GRU's classifier (a late fusion inside the graph: the two err on
+    # different objects; docs/science.md)
     statistics_expert: bool = False
+    # the expert is the mean of this many members (each Dense(EXPERT_UNITS, relu) -> softmax,
+    # from its own initialization): an ensemble of small networks errs less than one. A
+    # contract written before this field reads as 1 (the expert then was one network).
+    expert_members: int = 1
     dropout: float = 0.0
 
     def __post_init__(self):
@@ -87,6 +95,8 @@ class TAONetConfig:
                 "statistics_expert classifies from the photometry statistics: it needs "
                 "photometry_statistics=True"
             )
+        if self.expert_members < 1:
+            raise ValueError(f"expert_members {self.expert_members}: 1 or more")
 
 
 def build_taonet(config, num_classes, name="taonet"):
@@ -174,15 +184,61 @@ def _temporal_head(x, mask, config, num_classes, inputs):
             )(x)
         }
     head = layers.Dense(num_classes, activation="softmax", dtype="float32", name=HEAD_OUTPUT)(x)
-    expert = tao_layers.PhotometryStatistics(
-        signal_index=MIDDLE_SIGNAL, eta=True, dtype="float32", name="expert_statistics"
+    statistics = tao_layers.PhotometryStatistics(
+        signal_index=MIDDLE_SIGNAL, eta=True, dtype="float32", name=EXPERT_STATISTICS
     )(inputs["photometry"], mask)
-    expert = layers.Dense(EXPERT_UNITS, activation="relu", name="expert_dense")(expert)
-    expert = layers.Dense(num_classes, activation="softmax", dtype="float32", name=EXPERT_OUTPUT)(
-        expert
-    )
+    members = _expert_members(statistics, num_classes, config.expert_members)
+    if len(members) > 1:
+        expert = layers.Average(dtype="float32", name=EXPERT_OUTPUT)(members)
+    else:
+        expert = members[0]
     fused = layers.Average(dtype="float32", name="probabilities")([head, expert])
     return {"probabilities": fused, HEAD_OUTPUT: head, EXPERT_OUTPUT: expert}
+
+
+def expert_member_names(members):
+    """The layer names [(hidden Dense, softmax Dense)] of a statistics expert of `members`
+    members: one member keeps the names of the expert before it had several ("expert_dense",
+    EXPERT_OUTPUT), so models saved then load, serve and are checked as they were."""
+    if members == 1:
+        return [("expert_dense", EXPERT_OUTPUT)]
+    return [(f"expert_dense_{k}", f"expert_member_{k}") for k in range(members)]
+
+
+def _expert_members(statistics, num_classes, members):
+    """Each member's probabilities [B, C] from the statistics [B, 8]."""
+    outputs = []
+    for hidden, softmax in expert_member_names(members):
+        x = layers.Dense(EXPERT_UNITS, activation="relu", dtype="float32", name=hidden)(statistics)
+        outputs.append(
+            layers.Dense(num_classes, activation="softmax", dtype="float32", name=softmax)(x)
+        )
+    return outputs
+
+
+def build_expert(num_classes, members, statistics_width):
+    """The statistics expert alone, to be fitted apart (tao_keras.training.expert): statistics
+    [B, statistics_width] -> {member softmax layer name: [B, C]}, one output per member so each
+    learns with its own loss (an ensemble, not one wider network). Its layers carry
+    build_taonet's names: the fitted weights pass into TAO-Net by name."""
+    statistics = keras.Input((statistics_width,), name="statistics")
+    members = _expert_members(statistics, num_classes, members)
+    names = [softmax for _, softmax in expert_member_names(len(members))]
+    return keras.Model(statistics, dict(zip(names, members)), name="statistics_expert")
+
+
+def expert_layers(model):
+    """The Dense layers [(hidden, softmax)] of each member of a built TAO-Net's statistics
+    expert ([] without one), in order: what the night-by-night update and the ONNX step run
+    (the expert's probabilities are the mean of the members' softmax outputs)."""
+    names = {layer.name for layer in model.layers}
+    if EXPERT_OUTPUT not in names:
+        return []
+    members = sum(name.startswith("expert_member_") for name in names) or 1
+    return [
+        (model.get_layer(hidden), model.get_layer(softmax))
+        for hidden, softmax in expert_member_names(members)
+    ]
 
 
 def build_head(config, num_classes, feature_width, name="taonet_head"):
@@ -257,7 +313,7 @@ def uses_photometry_eta(model):
     return any(
         isinstance(layer, tao_layers.PhotometryStatistics)
         and layer.eta
-        and layer.name != "expert_statistics"
+        and layer.name != EXPERT_STATISTICS
         for layer in model.layers
     )
 
@@ -301,10 +357,15 @@ def load_backbone_weights(taonet, densenet_model):
 
 
 def set_trainable(model, backbone=True, recurrent=True):
-    """Freeze or unfreeze the DenseNet and the GRU stack (the paper's stage-wise variants)."""
+    """Freeze or unfreeze the DenseNet and the GRU stack (the paper's stage-wise variants).
+    The statistics expert's layers are always frozen: it is fitted apart
+    (tao_keras.training.expert), not by the stages' gradients."""
     backbone_of(model).trainable = backbone
     for layer in recurrent_layers(model):
         layer.trainable = recurrent
+    for pair in expert_layers(model):
+        for layer in pair:
+            layer.trainable = False
 
 
 def weights_digest(model):

@@ -88,6 +88,8 @@ class TrainConfig:
     # a classifier on the photometry statistics alone, fused with the GRU's
     # (TAONetConfig.statistics_expert): None = the preset's
     statistics_expert: bool | None = None
+    # its members (TAONetConfig.expert_members): None = the preset's
+    expert_members: int | None = None
     # the recurrent head (TAO-Net's GRU stack): None = the preset's (cpu 1 x 64, paper 2 x 128)
     gru_layers: int | None = None
     gru_units: int | None = None
@@ -137,7 +139,7 @@ class TrainConfig:
                 "and photometry_statistics on (drop --nophotometry / --nophotometry_statistics, "
                 "or add --nostatistics_expert)"
             )
-        for name in ("gru_layers", "gru_units"):
+        for name in ("gru_layers", "gru_units", "expert_members"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} {value}: 1 or more (None: the preset's)")

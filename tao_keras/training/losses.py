@@ -51,9 +51,9 @@ def compile_stage(
     decay_steps > 0: the rate follows learning_rate_of's cosine over that many steps.
     soft_targets: TAO-Net's final output learns probability rows [B, C] (the teacher's targets,
     lightcurves.teacher) instead of class indices [B]; the auxiliary head keeps the labels.
-    A TAO-Net with the statistics expert (taonet.EXPERT_OUTPUT among its outputs) gives the
-    final loss to its GRU's classifier (taonet.HEAD_OUTPUT) and the expert a loss of its own;
-    their mean, "probabilities", has none."""
+    A TAO-Net with the statistics expert (taonet.uses_statistics_expert) gives the final loss
+    to its GRU's classifier (taonet.HEAD_OUTPUT); the expert (fitted apart and frozen:
+    training.expert) and their mean, "probabilities", have none."""
     from tao_keras.training import config
 
     traits = config.stage(stage)
@@ -76,11 +76,9 @@ def compile_stage(
         "probabilities": 1.0,
         "aux_probabilities": aux_weight if traits.auxiliary_loss else 0.0,
     }
-    if isinstance(model.output, dict) and taonet.EXPERT_OUTPUT in model.output:
-        # the statistics expert: the GRU's classifier and the expert each learn alone (their
-        # mean, the model's probabilities, has no loss); targets: protocol.expert_outputs
+    if taonet.uses_statistics_expert(model):
+        # the GRU's classifier learns alone (the expert is fitted apart, their mean has no
+        # loss); targets: protocol.expert_outputs
         loss[taonet.HEAD_OUTPUT] = loss.pop("probabilities")
         weights[taonet.HEAD_OUTPUT] = weights.pop("probabilities")
-        loss[taonet.EXPERT_OUTPUT] = keras.losses.SparseCategoricalCrossentropy()
-        weights[taonet.EXPERT_OUTPUT] = 1.0
     model.compile(optimizer, loss=loss, loss_weights=weights)

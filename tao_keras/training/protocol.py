@@ -26,6 +26,7 @@ from tao_keras.pipeline import datasets
 from tao_keras.training import (
     callbacks,
     evaluation,
+    expert,
     losses,
     multiworker,
     precision,
@@ -48,6 +49,7 @@ LATER_STAGE_SETTINGS = {
         "photometry_eta",
         "modality_dropout",
         "statistics_expert",
+        "expert_members",
         "gru_layers",
         "gru_units",
         "frozen",
@@ -124,13 +126,12 @@ def two_outputs(features, label):
 def expert_outputs(features, label):
     """two_outputs for a TAO-Net with the statistics expert (TAONetConfig.statistics_expert):
     the GRU's classifier (taonet.HEAD_OUTPUT) learns what the final output learns without the
-    expert, the expert (taonet.EXPERT_OUTPUT) the label, like the auxiliary head; their mean,
-    "probabilities", has no target of its own (each classifier is trained alone, as two models
-    of a late fusion are)."""
+    expert; the expert (fitted apart and frozen: training.expert) and the mean of the two,
+    "probabilities", have no target in the stages (each classifier is trained alone, as two
+    models of a late fusion are)."""
     features, targets = two_outputs(features, label)
     return features, {
         taonet.HEAD_OUTPUT: targets["probabilities"],
-        taonet.EXPERT_OUTPUT: targets["aux_probabilities"],
         "aux_probabilities": targets["aux_probabilities"],
     }
 
@@ -183,6 +184,7 @@ ARCHITECTURE_OVERRIDES = (
     "photometry_eta",
     "modality_dropout",
     "statistics_expert",
+    "expert_members",
     "gru_layers",
     "gru_units",
 )
@@ -390,6 +392,15 @@ def train_stage(stage, records_dir, out_dir, config, contract, strategy, previou
     with strategy.scope(), precision.policy(config.precision):
         model = build_model(stage, config, contract, previous, strategy.num_replicas_in_sync)
         compile_model(model, stage, config, stage_config, steps, soft is not None)
+    if taonet.expert_layers(model) and not expert.carried(model, previous):
+        # fitted apart once, then frozen (training.expert); a resumed stage's backup then
+        # restores the weights it was trained with
+        expert.fit(
+            model,
+            *expert.training_statistics(
+                model, records_dir, [evaluation_config(pipeline, n) for n in early.NIGHTS]
+            ),
+        )
     best = run_layout.stage_file(out_dir, stage, "best.weights.h5")
     history = run_layout.stage_file(out_dir, stage, "history.csv")
     tensorboard_views.write_hparams(

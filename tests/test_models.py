@@ -365,13 +365,12 @@ def test_the_statistics_expert_is_a_second_classifier_fitted_apart():
         expert(inputs, training=False)[taonet.EXPERT_OUTPUT], out[taonet.EXPERT_OUTPUT]
     )
     # what the next stage carries (by name and shape), and what it must fit again
-    again = taonet.build_taonet(dataclasses.replace(base, statistics_expert=True, expert_members=3), 6)
+    three = dataclasses.replace(base, statistics_expert=True, expert_members=3)
+    again = taonet.build_taonet(three, 6)
     assert not expert_fitting.carried(again, None) and not expert_fitting.carried(again, plain)
     protocol.transfer_matching_weights(again, expert)
     assert expert_fitting.carried(again, expert)
-    two_classes = taonet.build_taonet(
-        dataclasses.replace(base, statistics_expert=True, expert_members=3), 2
-    )
+    two_classes = taonet.build_taonet(three, 2)
     assert not expert_fitting.carried(two_classes, expert)
     with pytest.raises(ValueError, match="statistics_expert.*needs photometry_statistics"):
         taonet.TAONetConfig(backbone=TINY, photometry=True, statistics_expert=True)

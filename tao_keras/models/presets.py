@@ -20,9 +20,11 @@ PRESETS = {
     # not grow with the number of dates), and the per-date forced photometry with its
     # whole-sequence statistics beside the GRU (+3.1 [+0.8, +5.2] test mean max-F1 over pixels
     # only at 150 objects per class, 3 surveys x 3 trainings: docs/science.md), and a second
-    # classifier on those statistics alone whose probabilities are averaged with the GRU's
-    # (+2.1 [+1.0, +3.7] on whole sequences over the same networks without it, 0.7-1.6 less
-    # on the first 3-7 nights: docs/science.md).
+    # classifier on those statistics alone, five small networks fitted apart and frozen,
+    # whose probabilities are averaged with the GRU's (TAO-Net joint +4.7 [+2.8, +7.3] over
+    # the light-curve forest at 150 objects per class, +1.8 [+0.4, +3.5] over the same
+    # expert trained inside the stages, above the forest after every number of nights:
+    # docs/science.md).
     "cpu": TAONetConfig(
         backbone=DenseNetConfig(growth_rate=12, depth=28, stem_stride=2, roi_size=16),
         gru_layers=1,

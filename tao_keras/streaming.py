@@ -198,9 +198,8 @@ class NightUpdate:
         self.model = model
         # the classifier: the layer behind the model's "probabilities" output, or with the
         # statistics expert the GRU's classifier and the expert, whose mean it is
-        self.expert = taonet.uses_statistics_expert(model)
         self.head = taonet.final_classifier(model)
-        self.expert_layers = taonet.expert_layers(model)  # [(hidden, softmax)] per member
+        self.expert_layers = taonet.expert_layers(model)  # [(hidden, softmax)] per member; []
         # whole-sequence photometry statistics: their Dense layer (taonet._temporal_head)
         self.statistics = contract.architecture.photometry_statistics
         self.eta = contract.architecture.photometry_eta
@@ -478,7 +477,7 @@ class NightUpdate:
         members'), which reads the statistics of the running moments of `steps` [B] dates
         (the von Neumann ratio included, as taonet._temporal_head builds it)."""
         probabilities = tf.cast(self.head(pooled), tf.float32)
-        if not self.expert:
+        if not self.expert_layers:
             return probabilities
         features = statistics(moments, steps, eta=True)
         members = [

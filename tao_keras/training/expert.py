@@ -1,18 +1,18 @@
 """The statistics expert (TAONetConfig.statistics_expert) fitted apart from the stages.
 
 The expert is expert_members small networks (8 statistics -> Dense 16 relu -> softmax), about
-250 weights each. Trained inside the stages it got a few thousand noisy minibatch steps at
-the stages' learning rates, half of them on sequences cut short, and stopped far from its
-optimum: 61.0 test mean max-F1 at 150 objects per class, against 65 for the same statistics
-fitted to convergence (docs/science.md). So a TAO-Net stage whose expert was not carried from
-the earlier stage first computes the statistics of every training object with the model's own
-statistics layer (taonet.EXPERT_STATISTICS), on its whole sequence and on its first n nights
-for each n of tao_keras.early.NIGHTS (the expert also classifies objects seen a few nights,
-as the early scores and the night-by-night update serve them), fits each member on all of them
-at once (full batch, FIT_STEPS Adam steps at FIT_LEARNING_RATE, each member with its own loss
-and its own initialization), and copies the weights in; taonet.set_trainable keeps them frozen
-while the stage trains the rest. Seconds of fitting; the statistics cost one pass over the
-training objects per prefix length.
+250 weights each. Trained inside the stages it got a few thousand noisy minibatch steps at the
+stages' learning rates, half of them on sequences cut short, and stopped far from its optimum:
+61.0 test mean max-F1 at 150 objects per class, against 63.7 for one network on the same
+statistics fitted to convergence and 65.4 for the mean of three (docs/science.md). So a TAO-Net
+stage whose expert was not carried from the earlier stage first computes the statistics of
+every training object with the model's own statistics layer (taonet.EXPERT_STATISTICS), on its
+whole sequence and on its first n nights for each n of tao_keras.early.NIGHTS (the expert also
+classifies objects seen a few nights, as the early scores and the night-by-night update serve
+them), fits each member on all of them at once (full batch, FIT_STEPS Adam steps at
+FIT_LEARNING_RATE, each member with its own loss and its own initialization), and copies the
+weights in; taonet.set_trainable keeps them frozen while the stage trains the rest. Seconds of
+fitting; the statistics cost one pass over the training objects per prefix length.
 """
 
 import logging

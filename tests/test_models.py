@@ -378,6 +378,64 @@ def test_the_statistics_expert_is_a_second_classifier_fitted_apart():
         dataclasses.replace(base, statistics_expert=True, expert_members=0)
 
 
+def test_fused_loss_moves_the_gru_classifiers_loss_onto_the_served_mean():
+    """TrainConfig.fused_loss w: the stages' loss is (1 - w) x the GRU classifier's
+    cross-entropy + w x that of the mean of it and the frozen expert ("probabilities", what is
+    served; it has a target and a loss only for w > 0), so at w = 1 an object the expert
+    already classifies weighs less. The first stages of a kept run stay reusable (stage 1 does
+    not read it); w outside [0, 1] is refused, and the trainer's flag sets it."""
+    from tao_keras.training import config, losses, protocol
+    from trainers import common
+
+    architecture = taonet.TAONetConfig(
+        backbone=TINY,
+        gru_units=8,
+        aggregation="mean",
+        photometry=True,
+        photometry_statistics=True,
+        statistics_expert=True,
+        expert_members=2,
+    )
+    model = taonet.build_taonet(architecture, 6)
+    rng = np.random.default_rng(1)
+    inputs = sequences(batch=4, steps=5, roi=TINY.roi_size)
+    inputs["photometry"] = rng.normal(size=(4, 5, taonet.PHOTOMETRY_WIDTH)).astype("float32")
+    labels = np.array([0, 3, 5, 2])
+    out = model(inputs, training=False)
+
+    def crossentropy(probabilities):
+        return -np.mean(np.log(np.asarray(probabilities)[np.arange(4), labels]))
+
+    head, fused = crossentropy(out[taonet.HEAD_OUTPUT]), crossentropy(out["probabilities"])
+    assert abs(head - fused) > 1e-3  # the two losses differ, so the weights are seen
+    for weight in (0.0, 0.5, 1.0):
+        targets = protocol.training_targets(architecture, weight)(inputs, labels)[1]
+        assert ("probabilities" in targets) == (weight > 0)  # no target where no loss
+        losses.compile_stage(model, "gru", 1e-3, 1e-4, 0.0, fused_loss=weight)
+        loss = model.evaluate(inputs, targets, batch_size=4, verbose=0, return_dict=True)["loss"]
+        np.testing.assert_allclose(loss, (1 - weight) * head + weight * fused, rtol=1e-4)
+    base = config.TRAINING_PRESETS["cpu"]
+    assert base.fused_loss == 0.0
+    fused_run = dataclasses.replace(base, fused_loss=1.0)
+    assert protocol._settings(fused_run, "densenet") == protocol._settings(base, "densenet")
+    assert protocol._settings(fused_run, "gru") != protocol._settings(base, "gru")
+    with pytest.raises(ValueError, match="fused_loss 1.5"):
+        dataclasses.replace(base, fused_loss=1.5)
+    assert protocol.model_contract(fused_run, 64).architecture.statistics_expert
+    for without_expert in (
+        dataclasses.replace(config.TRAINING_PRESETS["paper"], fused_loss=1.0),
+        dataclasses.replace(fused_run, statistics_expert=False),
+    ):
+        with pytest.raises(ValueError, match="fused_loss 1.0: .* has no expert"):
+            protocol.model_contract(without_expert, 64)
+    for argv, expected in ((["trainer"], 0.0), (["trainer", "--fused_loss", "0.5"], 0.5)):
+        common.FLAGS(argv)
+        try:
+            assert common.train_config("multiclass").fused_loss == expected
+        finally:
+            common.FLAGS.unparse_flags()
+
+
 def model_config_of_tiny():
     return taonet.TAONetConfig(backbone=TINY, gru_layers=2, gru_units=8, aggregation="add")
 

@@ -9,6 +9,8 @@ import sys
 import keras
 import numpy as np
 
+import tao_keras.models.layers  # noqa: F401  (registers the custom layers the loads below need)
+
 from conftest import REPO, trainer_command
 
 

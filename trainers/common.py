@@ -166,6 +166,15 @@ flags.DEFINE_integer(
     "Small networks averaged in the statistics expert (default: the preset's; cpu 5).",
     lower_bound=1,
 )
+flags.DEFINE_float(
+    "fused_loss",
+    None,
+    "With the statistics expert: the share of the GRU classifier's loss taken on the served "
+    "mean of it and the frozen expert instead of on its own output (0: it learns alone; 1: it "
+    "learns what the expert leaves; docs/science.md). Default: the preset's.",
+    0.0,
+    1.0,
+)
 flags.DEFINE_integer(
     "gru_layers", None, "TAO-Net's GRU layers (default: the preset's; paper 2).", lower_bound=1
 )
@@ -256,6 +265,7 @@ def train_config(task):
         photometry_eta=FLAGS.photometry_eta,
         statistics_expert=FLAGS.statistics_expert,
         expert_members=FLAGS.expert_members,
+        fused_loss=base.fused_loss if FLAGS.fused_loss is None else FLAGS.fused_loss,
         modality_dropout=FLAGS.modality_dropout,
         gru_layers=FLAGS.gru_layers,
         gru_units=FLAGS.gru_units,

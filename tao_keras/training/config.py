@@ -90,6 +90,11 @@ class TrainConfig:
     statistics_expert: bool | None = None
     # its members (TAONetConfig.expert_members): None = the preset's
     expert_members: int | None = None
+    # with the statistics expert: the share of the GRU classifier's loss taken on the served
+    # mean of it and the frozen expert instead of on its own output (0: it learns alone; 1: it
+    # learns what the expert's probabilities leave, objects the expert gets right weigh less;
+    # science.md)
+    fused_loss: float = 0.0
     # the recurrent head (TAO-Net's GRU stack): None = the preset's (cpu 1 x 64, paper 2 x 128)
     gru_layers: int | None = None
     gru_units: int | None = None
@@ -116,6 +121,8 @@ class TrainConfig:
             )
         if not 0.0 <= self.date_dropout < 1.0:
             raise ValueError(f"date_dropout {self.date_dropout}: in [0, 1) (0: off)")
+        if not 0.0 <= self.fused_loss <= 1.0:
+            raise ValueError(f"fused_loss {self.fused_loss}: in [0, 1] (0: off)")
         if not 0.0 <= self.teacher_weight < 1.0:
             raise ValueError(f"teacher_weight {self.teacher_weight}: in [0, 1) (0: off)")
         if self.photometry is False and self.photometry_statistics:

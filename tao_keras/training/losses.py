@@ -42,6 +42,7 @@ def compile_stage(
     ema_momentum=0.0,
     decay_steps=0,
     soft_targets=False,
+    fused_loss=0.0,
 ):
     """Compile a stage's model with AdamW: cross-entropy for the DenseNet on triplets; for
     TAO-Net the final loss plus the masked per-step auxiliary loss, weighted aux_weight in the
@@ -52,8 +53,12 @@ def compile_stage(
     soft_targets: TAO-Net's final output learns probability rows [B, C] (the teacher's targets,
     lightcurves.teacher) instead of class indices [B]; the auxiliary head keeps the labels.
     A TAO-Net with the statistics expert (taonet.uses_statistics_expert) gives the final loss
-    to its GRU's classifier (taonet.HEAD_OUTPUT); the expert (fitted apart and frozen:
-    training.expert) and their mean, "probabilities", have none."""
+    to its GRU's classifier (taonet.HEAD_OUTPUT), weight 1 - fused_loss, and for fused_loss > 0
+    to the mean of it and the expert, "probabilities", weight fused_loss (the targets,
+    protocol.training_targets, have that key only then); the expert (fitted apart and frozen:
+    training.expert) has none. Through the mean, the GRU's classifier learns what the expert
+    leaves: the gradient of -log((h + e) / 2) at the label is -1 / (h + e), small where the
+    expert is already right."""
     from tao_keras.training import config
 
     traits = config.stage(stage)
@@ -77,8 +82,12 @@ def compile_stage(
         "aux_probabilities": aux_weight if traits.auxiliary_loss else 0.0,
     }
     if taonet.uses_statistics_expert(model):
-        # the GRU's classifier learns alone (the expert is fitted apart, their mean has no
-        # loss); targets: protocol.expert_outputs
-        loss[taonet.HEAD_OUTPUT] = loss.pop("probabilities")
-        weights[taonet.HEAD_OUTPUT] = weights.pop("probabilities")
+        # the GRU's classifier learns alone, or partly through the mean (fused_loss); the
+        # expert is fitted apart; targets: protocol.expert_outputs
+        loss[taonet.HEAD_OUTPUT] = final
+        weights[taonet.HEAD_OUTPUT] = 1.0 - fused_loss
+        if fused_loss > 0.0:
+            weights["probabilities"] = fused_loss
+        else:
+            del loss["probabilities"], weights["probabilities"]
     model.compile(optimizer, loss=loss, loss_weights=weights)

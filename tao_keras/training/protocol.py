@@ -10,6 +10,7 @@ stages also on the first N dates of each object (early.NIGHTS: early classificat
 """
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -54,6 +55,7 @@ LATER_STAGE_SETTINGS = {
         "gru_units",
         "frozen",
         "teacher_weight",
+        "fused_loss",
     ),
     "gru": ("teacher_weight",),
 }
@@ -123,23 +125,26 @@ def two_outputs(features, label):
     return features, {"probabilities": label, "aux_probabilities": label}
 
 
-def expert_outputs(features, label):
+def expert_outputs(features, label, fused=False):
     """two_outputs for a TAO-Net with the statistics expert (TAONetConfig.statistics_expert):
     the GRU's classifier (taonet.HEAD_OUTPUT) learns what the final output learns without the
-    expert; the expert (fitted apart and frozen: training.expert) and the mean of the two,
-    "probabilities", have no target in the stages (each classifier is trained alone, as two
-    models of a late fusion are)."""
+    expert, and with `fused` (TrainConfig.fused_loss > 0) so does the mean of it and the
+    expert, "probabilities" (else it has no target: each classifier trains alone, as two models
+    of a late fusion do); the expert (fitted apart and frozen: training.expert) has none."""
     features, targets = two_outputs(features, label)
-    return features, {
-        taonet.HEAD_OUTPUT: targets["probabilities"],
-        "aux_probabilities": targets["aux_probabilities"],
-    }
+    kept = {taonet.HEAD_OUTPUT: targets["probabilities"], **targets}
+    if not fused:
+        del kept["probabilities"]
+    return features, kept
 
 
-def training_targets(architecture):
+def training_targets(architecture, fused_loss=0.0):
     """The map (features, label) -> (features, targets) that a TAO-Net of `architecture` (a
-    TAONetConfig) trains on: expert_outputs with the statistics expert, else two_outputs."""
-    return expert_outputs if architecture.statistics_expert else two_outputs
+    TAONetConfig) trains on: expert_outputs with the statistics expert (the mean's target too
+    when fused_loss > 0, as losses.compile_stage gives it a loss), else two_outputs."""
+    if not architecture.statistics_expert:
+        return two_outputs
+    return functools.partial(expert_outputs, fused=fused_loss > 0.0)
 
 
 def teacher_targets(records_dir, config, stage):
@@ -163,7 +168,8 @@ def compile_model(model, stage, config, stage_config, steps_per_epoch=1, soft_ta
     """Compile a stage's model (losses.compile_stage) with the stage's learning rate and the
     run's weight decay, auxiliary weight, weight average (config.average_epochs epochs of
     steps_per_epoch steps) and learning-rate schedule (over the stage's epochs); soft_targets:
-    the final output learns the teacher's probability rows (teacher_targets)."""
+    the final output learns the teacher's probability rows (teacher_targets); with the
+    statistics expert, config.fused_loss of it through the served mean."""
     losses.compile_stage(
         model,
         stage,
@@ -173,6 +179,7 @@ def compile_model(model, stage, config, stage_config, steps_per_epoch=1, soft_ta
         config_module.ema_momentum(config.average_epochs, steps_per_epoch),
         config_module.decay_steps(config, stage_config, steps_per_epoch),
         soft_targets,
+        config.fused_loss,
     )
 
 
@@ -195,7 +202,8 @@ def model_contract(config, roi_size):
     with its overrides (aggregation, photometry input and statistics, GRU stack, model RoI;
     photometry False alone also turns the statistics off), its task, per-date rule and
     normalization, for records (and requests) of roi_size x roi_size cutouts; every stage is
-    scored and served on whole sequences (sequence_length None)."""
+    scored and served on whole sequences (sequence_length None). ValueError when
+    config.fused_loss asks for a loss through an expert the architecture lacks."""
     overrides = {
         name: getattr(config, name)
         for name in ARCHITECTURE_OVERRIDES
@@ -213,6 +221,12 @@ def model_contract(config, roi_size):
             if getattr(config, name) is None:
                 overrides[name] = off
     net = dataclasses.replace(presets.preset(config.model_preset), **overrides)
+    if config.fused_loss > 0 and not net.statistics_expert:
+        raise ValueError(
+            f"fused_loss {config.fused_loss}: the mean it trains through is the statistics "
+            f"expert's with the GRU's classifier, and model preset {config.model_preset!r} with "
+            "these flags has no expert (add --statistics_expert, or drop --fused_loss)"
+        )
     if config.model_roi_size is not None:
         net = dataclasses.replace(
             net, backbone=dataclasses.replace(net.backbone, roi_size=config.model_roi_size)
@@ -388,7 +402,7 @@ def train_stage(stage, records_dir, out_dir, config, contract, strategy, previou
     steps = max(1, math.ceil(steps * config.epoch_fraction))
     val = datasets.evaluation_dataset(records_dir, evaluation_config(pipeline), split="val")
     if config_module.stage(stage).on_sequences:
-        train = train.map(training_targets(contract.architecture))
+        train = train.map(training_targets(contract.architecture, config.fused_loss))
     with strategy.scope(), precision.policy(config.precision):
         model = build_model(stage, config, contract, previous, strategy.num_replicas_in_sync)
         compile_model(model, stage, config, stage_config, steps, soft is not None)

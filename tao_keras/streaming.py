@@ -199,7 +199,7 @@ class NightUpdate:
         # the classifier: the layer behind the model's "probabilities" output, or with the
         # statistics expert the GRU's classifier and the expert, whose mean it is
         self.head = taonet.final_classifier(model)
-        self.expert_layers = taonet.expert_layers(model)  # [(hidden, softmax)] per member; []
+        self.expert_layers = taonet.expert_layers(model)  # [(hidden, softmax)] per member, or []
         # whole-sequence photometry statistics: their Dense layer (taonet._temporal_head)
         self.statistics = contract.architecture.photometry_statistics
         self.eta = contract.architecture.photometry_eta

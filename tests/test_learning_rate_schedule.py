@@ -144,6 +144,11 @@ def test_a_later_stage_s_learning_rate_leaves_the_earlier_stages_reusable():
     for stage in ("densenet", "gru"):  # a kept run's stages 1 and 2 are reused
         assert protocol._settings(slower, stage) == protocol._settings(base, stage)
     assert protocol._settings(slower, "joint") != protocol._settings(base, "joint")
+    # the auxiliary loss counts in the joint stage only: its weight leaves stages 1 and 2 too
+    heavier = dataclasses.replace(base, aux_weight=2.0)
+    for stage in ("densenet", "gru"):
+        assert protocol._settings(heavier, stage) == protocol._settings(base, stage)
+    assert protocol._settings(heavier, "joint") != protocol._settings(base, "joint")
     other = dataclasses.replace(base, gru=dataclasses.replace(base.gru, learning_rate=1e-3))
     assert protocol._settings(other, "densenet") == protocol._settings(base, "densenet")
     assert protocol._settings(other, "gru") != protocol._settings(base, "gru")

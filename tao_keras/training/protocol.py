@@ -57,7 +57,8 @@ LATER_STAGE_SETTINGS = {
         "teacher_weight",
         "fused_loss",
     ),
-    "gru": ("teacher_weight",),
+    # the GRU stage has no auxiliary loss (training.config.STAGES): its weight is the joint's
+    "gru": ("teacher_weight", "aux_weight"),
 }
 # Shares of TrainConfig.max_minutes per stage (about what each stage takes with the cpu preset).
 BUDGET_SHARE = {"densenet": 0.3, "gru": 0.2, "joint": 0.5}

@@ -1,11 +1,14 @@
-"""Weight averaging (TrainConfig.average_epochs): the callbacks after `averaged` see the moving
-average of the weights, the backup sees the raw weights training continues from."""
+"""Weight averaging (StageConfig.average_epochs, per stage): the callbacks after `averaged`
+see the moving average of the weights, the backup sees the raw weights training continues
+from; the trainer's flags set each stage's horizon."""
+
+import dataclasses
 
 import keras
 import numpy as np
 import pytest
 
-from tao_keras.training import callbacks, config, losses
+from tao_keras.training import callbacks, config, losses, protocol
 
 MOMENTUM = 0.8
 
@@ -62,4 +65,49 @@ def test_the_horizon_in_epochs_sets_the_momentum():
     assert config.ema_momentum(0.0, 50) == 0.0  # off
     assert config.ema_momentum(0.5, 2) == 0.0  # one step: nothing to average
     with pytest.raises(ValueError, match="average_epochs"):
-        config.TrainConfig(average_epochs=-1.0)
+        config.StageConfig(epochs=1, learning_rate=1e-3, batch_size=4, average_epochs=-1.0)
+
+
+def test_the_average_is_each_stage_s_own_and_a_joint_average_keeps_stages_1_and_2():
+    base = config.TRAINING_PRESETS["cpu"]
+    averaged = dataclasses.replace(base, joint=dataclasses.replace(base.joint, average_epochs=3.0))
+    for stage in ("densenet", "gru"):  # a kept run's stages 1 and 2 are reused
+        assert protocol._settings(averaged, stage) == protocol._settings(base, stage)
+    assert protocol._settings(averaged, "joint") != protocol._settings(base, "joint")
+    steps = 10
+    for stage, expected in (("gru", 0.0), ("joint", config.ema_momentum(3.0, steps))):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        protocol.compile_model(model, "densenet", averaged, getattr(averaged, stage), steps)
+        assert model.optimizer.use_ema == (expected > 0)
+        if expected:
+            assert model.optimizer.ema_momentum == pytest.approx(expected)
+
+
+def test_a_config_with_the_run_wide_average_gives_it_to_every_stage():
+    values = dataclasses.asdict(config.TRAINING_PRESETS["cpu"])
+    for stage in config.STAGES:
+        del values[stage]["average_epochs"]  # as written when the average was run-wide
+    assert config.from_dict(values) == config.TRAINING_PRESETS["cpu"]
+    values["average_epochs"] = 2.0
+    loaded = config.from_dict(values)
+    assert [getattr(loaded, s).average_epochs for s in config.STAGES] == [2.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        ([], (0.0, 0.0, 0.0)),
+        (["--average_epochs=2"], (2.0, 2.0, 2.0)),
+        (["--average_epochs_joint=3"], (0.0, 0.0, 3.0)),
+        (["--average_epochs=2", "--average_epochs_densenet=0"], (0.0, 2.0, 2.0)),
+    ],
+)
+def test_the_trainer_flags_set_each_stage_s_average(argv, expected):
+    from trainers import common
+
+    common.FLAGS(["trainer", *argv])
+    try:
+        found = common.train_config("multiclass")
+    finally:
+        common.FLAGS.unparse_flags()
+    assert tuple(getattr(found, s).average_epochs for s in config.STAGES) == expected

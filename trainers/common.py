@@ -72,6 +72,14 @@ flags.DEFINE_float(
     "about this many epochs (0: the raw weights of the best epoch). Default: the preset's.",
     0.0,
 )
+for _stage, _number in (("densenet", 1), ("gru", 2), ("joint", 3)):
+    flags.DEFINE_float(
+        f"average_epochs_{_stage}",
+        None,
+        f"--average_epochs for stage {_number} only (wins over --average_epochs). Only the "
+        "stages after the first one changed are trained again in a kept run.",
+        0.0,
+    )
 flags.DEFINE_enum(
     "learning_rate_schedule",
     None,
@@ -217,6 +225,11 @@ flags.DEFINE_string(
 )
 
 
+def _first_given(*values):
+    """The first of values that is not None (a flag given, else the next fallback)."""
+    return next(v for v in values if v is not None)
+
+
 def train_config(task):
     """The TrainConfig of a run: the --preset's, with every flag that was given applied."""
     from tao_keras.training import config as train_cfg
@@ -235,6 +248,9 @@ def train_config(task):
                 else getattr(FLAGS, f"learning_rate_{stage}")
             ),
             batch_size=FLAGS.batch_size or s.batch_size,
+            average_epochs=_first_given(
+                getattr(FLAGS, f"average_epochs_{stage}"), FLAGS.average_epochs, s.average_epochs
+            ),
         )
     return dataclasses.replace(
         base,
@@ -249,9 +265,6 @@ def train_config(task):
             base.teacher_weight if FLAGS.teacher_weight is None else FLAGS.teacher_weight
         ),
         weight_decay=base.weight_decay if FLAGS.weight_decay is None else FLAGS.weight_decay,
-        average_epochs=(
-            base.average_epochs if FLAGS.average_epochs is None else FLAGS.average_epochs
-        ),
         learning_rate_schedule=FLAGS.learning_rate_schedule or base.learning_rate_schedule,
         epoch_fraction=FLAGS.epoch_fraction,
         frozen=tuple(FLAGS.freeze),

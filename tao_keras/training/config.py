@@ -5,9 +5,19 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class StageConfig:
+    """One stage's schedule. average_epochs > 0: the stage scores, keeps and exports an
+    exponential moving average of its trainable weights over about this many epochs instead
+    of the raw weights of its best epoch (ema_momentum; science.md); a stage's own setting, so
+    averaging only the joint stage leaves a kept run's stages 1 and 2 reusable."""
+
     epochs: int
     learning_rate: float
     batch_size: int
+    average_epochs: float = 0.0
+
+    def __post_init__(self):
+        if not self.average_epochs >= 0.0:
+            raise ValueError(f"average_epochs {self.average_epochs}: 0 (off) or more")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +74,6 @@ class TrainConfig:
     # > 0: the joint stage's final output learns (1 - w) x one-hot + w x the light-curve
     # forest's out-of-fold probabilities of the object (lightcurves.teacher; science.md)
     teacher_weight: float = 0.0
-    # > 0: every stage scores, keeps and exports an exponential moving average of its trainable
-    # weights over about this many epochs instead of the raw weights (ema_momentum; science.md)
-    average_epochs: float = 0.0
     # the learning rate over a stage: "constant", or "cosine" (from the stage's rate down to
     # COSINE_FLOOR of it at the stage's last step, half a cosine; science.md)
     learning_rate_schedule: str = "constant"
@@ -112,8 +119,6 @@ class TrainConfig:
             raise ValueError(
                 f"frozen parts {sorted(unknown)} unknown; choose from backbone, recurrent"
             )
-        if not self.average_epochs >= 0.0:
-            raise ValueError(f"average_epochs {self.average_epochs}: 0 (off) or more")
         if self.learning_rate_schedule not in SCHEDULES:
             raise ValueError(
                 f"learning_rate_schedule {self.learning_rate_schedule!r}: choose from "
@@ -199,12 +204,17 @@ def decay_steps(config, stage_config, steps_per_epoch):
 
 def from_dict(values):
     """A TrainConfig from its dataclasses.asdict form (a run's config.json; keys that are not
-    fields, e.g. "records", are ignored; missing ones take the defaults)."""
+    fields, e.g. "records", are ignored; missing ones take the defaults). A config written when
+    the weight average was one run-wide "average_epochs" gives it to every stage."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     kept = {k: v for k, v in values.items() if k in names}
+    run_wide_average = values.get("average_epochs")
     for name in STAGES:
         if isinstance(kept.get(name), dict):
-            kept[name] = StageConfig(**kept[name])
+            stage_values = dict(kept[name])
+            if run_wide_average is not None:
+                stage_values.setdefault("average_epochs", run_wide_average)
+            kept[name] = StageConfig(**stage_values)
     if isinstance(kept.get("frozen"), list):
         kept["frozen"] = tuple(kept["frozen"])
     return TrainConfig(**kept)

@@ -167,8 +167,8 @@ def teacher_targets(records_dir, config, stage):
 
 def compile_model(model, stage, config, stage_config, steps_per_epoch=1, soft_targets=False):
     """Compile a stage's model (losses.compile_stage) with the stage's learning rate and the
-    run's weight decay, auxiliary weight, weight average (config.average_epochs epochs of
-    steps_per_epoch steps) and learning-rate schedule (over the stage's epochs); soft_targets:
+    run's weight decay, auxiliary weight, weight average (stage_config.average_epochs epochs
+    of steps_per_epoch steps) and learning-rate schedule (over the stage's epochs); soft_targets:
     the final output learns the teacher's probability rows (teacher_targets); with the
     statistics expert, config.fused_loss of it through the served mean."""
     losses.compile_stage(
@@ -177,7 +177,7 @@ def compile_model(model, stage, config, stage_config, steps_per_epoch=1, soft_ta
         stage_config.learning_rate,
         config.weight_decay,
         config.aux_weight,
-        config_module.ema_momentum(config.average_epochs, steps_per_epoch),
+        config_module.ema_momentum(stage_config.average_epochs, steps_per_epoch),
         config_module.decay_steps(config, stage_config, steps_per_epoch),
         soft_targets,
         config.fused_loss,
@@ -443,7 +443,7 @@ def train_stage(stage, records_dir, out_dir, config, contract, strategy, previou
         stage_callbacks.insert(
             -1, callbacks.TimeBudget(60 * config.max_minutes * BUDGET_SHARE[stage])
         )
-    if config_module.ema_momentum(config.average_epochs, steps) > 0:
+    if config_module.ema_momentum(stage_config.average_epochs, steps) > 0:
         # the averaged weights are scored, kept as the best and logged; the backup (last)
         # saves the raw weights and the average, as an uninterrupted run holds them
         averaged, raw = callbacks.averaged_weights()

@@ -166,11 +166,11 @@ def teacher_targets(records_dir, config, stage):
 
 
 def compile_model(model, stage, config, stage_config, steps_per_epoch=1, soft_targets=False):
-    """Compile a stage's model (losses.compile_stage) with the stage's learning rate and the
-    run's weight decay, auxiliary weight, weight average (stage_config.average_epochs epochs
-    of steps_per_epoch steps) and learning-rate schedule (over the stage's epochs); soft_targets:
-    the final output learns the teacher's probability rows (teacher_targets); with the
-    statistics expert, config.fused_loss of it through the served mean."""
+    """Compile a stage's model (losses.compile_stage) with the stage's learning rate and weight
+    average (stage_config.average_epochs epochs of steps_per_epoch steps), the run's weight
+    decay and auxiliary weight, and the learning-rate schedule (over the stage's epochs);
+    soft_targets: the final output learns the teacher's probability rows (teacher_targets);
+    with the statistics expert, config.fused_loss of it through the served mean."""
     losses.compile_stage(
         model,
         stage,

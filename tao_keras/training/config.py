@@ -166,7 +166,8 @@ TRAINING_PRESETS = {
     # recent: the whole-sequence photometry statistics are then trained on what they are scored
     # and served on (+1.0 [-0.4, +2.6] test mean max-F1 at 150 per class, 3 surveys, and a
     # shorter training); the joint stage scores, keeps and exports the moving average of its
-    # weights over ~4 epochs (TAO-Net joint +5.0 [+2.8, +7.4] above the forest, 3 surveys)
+    # weights over ~4 epochs (TAO-Net joint +4.8 [+2.6, +7.2] above the forest, 3 surveys x 2
+    # trainings; +1.3 [+0.7, +2.6] over the raw best epoch with one training per survey)
     "cpu": TrainConfig(
         per_date="coadd",
         densenet=StageConfig(epochs=40, learning_rate=2e-3, batch_size=32),
